@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# make test: venv, broker and database (installed and started when missing), then the whole suite.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+ensure_venv
+ensure_rabbitmq
+ensure_postgres
+say "running the test suite"
+exec "$VENV/bin/pytest" "$@"

@@ -1,0 +1,134 @@
+"""The one way a service app is built: request ids, errors, health, metrics, and the lifespan that wires
+the pool, migrations, bus, consumers and relay. A service's main.py only says what is its own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from shop_events import Bus, Handler, correlation_id
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .auth import BANNED_USERS_SQL, on_user_banned
+from .config import ServiceSettings
+from .db import create_pool, migrate
+from .logs import setup_logging
+
+log = logging.getLogger("shop_common.app")
+
+StartHook = Callable[[FastAPI], Awaitable[None]]
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIdMiddleware:
+    """Keeps the client's X-Request-ID (or makes one), makes it the correlation id, and echoes it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = sent if _SAFE_REQUEST_ID.match(sent) else uuid.uuid4().hex
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        token = correlation_id.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            correlation_id.reset(token)
+
+
+def create_service_app(
+    *,
+    settings: ServiceSettings,
+    router: APIRouter,
+    migrations: Path,
+    handlers: Mapping[str, Handler] | None = None,
+    checks_bans: bool = False,
+    on_start: StartHook | None = None,
+    description: str = "",
+) -> FastAPI:
+    service = settings.service
+    handlers = dict(handlers or {})
+    if checks_bans:
+        handlers.setdefault("UserBanned", on_user_banned)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        setup_logging(service, settings.log_level)
+        app.state.settings = settings
+        app.state.checks_bans = checks_bans
+        app.state.jwt_public_key = settings.jwt_public_key_path.read_text()
+        app.state.pool = pool = await create_pool(settings.database_url, settings.db_pool_size)
+        await migrate(pool, migrations, [BANNED_USERS_SQL] if checks_bans else [])
+        app.state.bus = bus = Bus(service, settings.bus_settings())
+        await bus.connect()
+        tasks: list[asyncio.Task[None]] = []
+        if settings.runs("consumers") and handlers:
+            await bus.start_consumers(pool, handlers)
+        if settings.runs("relay"):
+            tasks.append(asyncio.create_task(bus.relay(pool).run(), name=f"{service} outbox relay"))
+        if on_start is not None:
+            await on_start(app)
+        log.info("started", extra={"roles": settings.roles, "handles": sorted(handlers)})
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await bus.close()
+            await pool.close()
+
+    app = FastAPI(
+        title=f"shop {service}",
+        description=description,
+        lifespan=lifespan,
+        docs_url=f"/api/{service}/docs",
+        openapi_url=f"/api/{service}/openapi.json",
+        redoc_url=None,
+    )
+    app.add_middleware(RequestIdMiddleware)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    ops = APIRouter(prefix=f"/api/{service}", tags=["operations"])
+
+    @ops.get("/health", summary="200 when the database and the broker are reachable, else 503")
+    async def health(request: Request) -> JSONResponse:
+        problems = []
+        try:
+            await asyncio.wait_for(request.app.state.pool.fetchval("SELECT 1"), 2)
+        except Exception:  # noqa: BLE001 - any failure means not ready
+            problems.append("database")
+        if not request.app.state.bus.connected:
+            problems.append("broker")
+        if problems:
+            return JSONResponse({"status": "unavailable", "detail": f"{' and '.join(problems)} unreachable"}, 503)
+        return JSONResponse({"status": "ok"})
+
+    @ops.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(ops)
+    app.include_router(router)
+    return app

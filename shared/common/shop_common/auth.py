@@ -1,0 +1,93 @@
+"""Verifying access tokens locally with auth's public key, and refusing banned users at once.
+
+Only auth holds the private key. Every other service reads the public key from a file and never
+calls auth. Accepted algorithms are pinned, so `alg: none` and HMAC tokens signed with the public
+key are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import asyncpg
+import jwt
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from shop_events import Event
+
+ALGORITHMS = ["EdDSA"]
+ADMIN = "admin"
+CUSTOMER = "customer"
+
+# Services that take UserBanned keep the banned ids here and check them on every authenticated call.
+BANNED_USERS_SQL = """
+CREATE TABLE IF NOT EXISTS banned_users (
+    user_id   bigint PRIMARY KEY,
+    reason    text NOT NULL,
+    banned_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+@dataclass(frozen=True)
+class Principal:
+    id: int
+    email: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == ADMIN
+
+
+class InvalidToken(Exception):
+    pass
+
+
+def verify_token(token: str, public_key: str) -> Principal:
+    try:
+        claims = jwt.decode(
+            token, public_key, algorithms=ALGORITHMS, options={"require": ["exp", "sub", "role", "email"]}
+        )
+        return Principal(id=int(claims["sub"]), email=str(claims["email"]), role=str(claims["role"]))
+    except (jwt.InvalidTokenError, ValueError) as exc:
+        raise InvalidToken(str(exc)) from exc
+
+
+async def on_user_banned(event: Event, conn: asyncpg.Connection) -> None:
+    """UserBanned handler for services that must refuse a banned user's unexpired tokens."""
+    await conn.execute(
+        "INSERT INTO banned_users (user_id, reason) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING",
+        event.data.user_id,
+        event.data.reason,
+    )
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def current_user(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    try:
+        principal = verify_token(credentials.credentials, request.app.state.jwt_public_key)
+    except InvalidToken as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"invalid token: {exc}", headers={"WWW-Authenticate": "Bearer"}) from exc
+    if request.app.state.checks_bans:
+        banned = await request.app.state.pool.fetchval("SELECT true FROM banned_users WHERE user_id = $1", principal.id)
+        if banned:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "this account is banned")
+    return principal
+
+
+async def require_admin(user: Annotated[Principal, Depends(current_user)]) -> Principal:
+    if not user.is_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "admin only")
+    return user
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+Admin = Annotated[Principal, Depends(require_admin)]

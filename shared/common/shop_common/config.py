@@ -1,0 +1,42 @@
+"""Settings every service shares, from the environment, with the defaults of contract.md section 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from shop_events import BusSettings
+
+
+class ServiceSettings(BaseSettings):
+    """A service subclasses this, names itself and adds its `<SERVICE>_DATABASE_URL` field."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    service: ClassVar[str]
+    database_url: str
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    jwt_public_key_path: Path = Path(".run/keys/jwt_public.pem")
+    # Which parts this process runs, so that on Kubernetes each scales on its own.
+    roles: str = "api,consumers,relay"
+    log_level: str = "INFO"
+    db_pool_size: int = 10
+
+    event_max_attempts: int = 5
+    event_retry_delays_ms: str = "1000,5000,30000,120000"
+    event_prefetch: int = 256
+    event_batch_size: int = 128
+
+    def runs(self, role: str) -> bool:
+        return role in {r.strip() for r in self.roles.split(",")}
+
+    def bus_settings(self) -> BusSettings:
+        return BusSettings(
+            amqp_url=self.amqp_url,
+            max_attempts=self.event_max_attempts,
+            retry_delays_ms=tuple(int(ms) for ms in self.event_retry_delays_ms.split(",")),
+            prefetch=self.event_prefetch,
+            batch_size=self.event_batch_size,
+        )

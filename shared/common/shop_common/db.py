@@ -1,0 +1,41 @@
+"""The connection pool and migrations: numbered .sql files applied once, at start, under an advisory lock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+from shop_events import install_schema
+
+# One lock for every migrating replica of any service (each service has its own database anyway).
+MIGRATION_LOCK = 0x5140_0001
+
+
+async def create_pool(database_url: str, size: int = 10) -> asyncpg.Pool:
+    return await asyncpg.create_pool(database_url, min_size=1, max_size=size)
+
+
+async def migrate(pool: asyncpg.Pool, directory: Path, extra: list[str] | None = None) -> list[str]:
+    """Apply the bus tables, any extra shared schema, then the service's migrations not applied yet."""
+    applied_now: list[str] = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        try:
+            await install_schema(conn)
+            for sql in extra or []:
+                await conn.execute(sql)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for path in sorted(directory.glob("*.sql")):
+                if path.name in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", path.name)
+                applied_now.append(path.name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    return applied_now

@@ -1,0 +1,166 @@
+"""pytest plugin: throwaway vhosts and databases on the real RabbitMQ and PostgreSQL, keys, tokens,
+and an in-process running service. Loaded for the whole suite by pytest.ini (`-p shop_common.testing`).
+
+Every name made here starts with `shoptest_<run id>` so a run never sees another run's data, and a
+crashed run's leftovers can be told apart and removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import jwt
+import pytest
+from asgi_lifespan import LifespanManager
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
+
+RUN_ID = uuid.uuid4().hex[:8]
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+_counter = iter(range(1, 1_000_000))
+
+
+def _rabbitmqctl(*args: str) -> None:
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        pytest.fail("rabbitmqctl is needed to make a throwaway vhost; run `make test` (it installs RabbitMQ)")
+    subprocess.run([ctl, "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+def _with_vhost(url: str, vhost: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), parts.query, ""))
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, ""))
+
+
+@pytest.fixture
+def amqp_url() -> Iterator[str]:
+    """A fresh vhost for this test, deleted afterwards."""
+    vhost = f"shoptest_{RUN_ID}_{next(_counter)}"
+    user = urlsplit(AMQP_URL).username or "guest"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    try:
+        yield _with_vhost(AMQP_URL, vhost)
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def make_database() -> Iterator[Callable[[], str]]:
+    """Makes fresh, empty databases for this test; each is dropped afterwards."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"shoptest_{RUN_ID}_{next(_counter)}"
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+        made.append(name)
+        return _with_database(POSTGRES_URL, name)
+
+    yield make
+    for name in made:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database_url(make_database: Callable[[], str]) -> str:
+    return make_database()
+
+
+@pytest.fixture(scope="session")
+def jwt_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """An Ed25519 key pair as PEM files: (private, public)."""
+    folder = tmp_path_factory.mktemp("keys")
+    key = Ed25519PrivateKey.generate()
+    private = folder / "jwt_private.pem"
+    public = folder / "jwt_public.pem"
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return private, public
+
+
+@pytest.fixture(scope="session")
+def make_token(jwt_keys: tuple[Path, Path]) -> Callable[..., str]:
+    """A valid access token as auth would sign it (for services tested without auth running)."""
+    private_pem = jwt_keys[0].read_text()
+
+    def make(user_id: int, role: str = "customer", email: str | None = None, ttl: timedelta = timedelta(minutes=15)) -> str:
+        claims = {
+            "sub": str(user_id),
+            "email": email or f"user{user_id}@example.com",
+            "role": role,
+            "exp": datetime.now(timezone.utc) + ttl,
+        }
+        return jwt.encode(claims, private_pem, algorithm="EdDSA")
+
+    return make
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def service_env(
+    monkeypatch: pytest.MonkeyPatch, amqp_url: str, jwt_keys: tuple[Path, Path]
+) -> pytest.MonkeyPatch:
+    """The environment a service reads, pointed at this test's vhost; add the database URL yourself."""
+    monkeypatch.setenv("AMQP_URL", amqp_url)
+    monkeypatch.setenv("JWT_PUBLIC_KEY_PATH", str(jwt_keys[1]))
+    monkeypatch.setenv("JWT_PRIVATE_KEY_PATH", str(jwt_keys[0]))
+    # Short waits between attempts, so retry tests take seconds, not minutes.
+    monkeypatch.setenv("EVENT_RETRY_DELAYS_MS", "200,400,800,1600")
+    return monkeypatch
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Runs the app's lifespan (pool, bus, consumers, relay) and gives a client that calls it in-process."""
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            yield client
+
+
+async def eventually(check: Callable[[], object], timeout: float = 10.0, interval: float = 0.05) -> object:
+    """Polls an async or sync check until it returns something truthy; fails with the last value."""
+    deadline = time.monotonic() + timeout
+    value: object = None
+    while time.monotonic() < deadline:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(interval)
+    raise AssertionError(f"not true within {timeout}s; last value: {value!r}")

@@ -1,0 +1,25 @@
+"""shop_events: the shop's event catalogue and bus (topology, publisher, outbox, consumer, retries, parking)."""
+
+from pathlib import Path
+
+import asyncpg
+
+from .bus import Bus
+from .catalogue import CATALOGUE, EventSpec, Lane
+from .consumer import Handler
+from .envelope import Envelope, Event, EventData, Money, correlation_id
+from .outbox import add_event
+from .settings import BusSettings
+
+SCHEMA = Path(__file__).with_name("schema.sql")
+
+
+async def install_schema(conn: asyncpg.Connection) -> None:
+    """Create the outbox and inbox tables (idempotent); run under the caller's migration lock."""
+    await conn.execute(SCHEMA.read_text())
+
+
+__all__ = [
+    "Bus", "BusSettings", "CATALOGUE", "Envelope", "Event", "EventData", "EventSpec", "Handler", "Lane", "Money",
+    "add_event", "correlation_id", "install_schema",
+]

@@ -1,0 +1,62 @@
+"""The bus of one service process: one robust connection, the publisher, the lane consumers, the relay."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import aio_pika
+import asyncpg
+from aio_pika.abc import AbstractRobustConnection
+
+from .consumer import Handler, LaneConsumer
+from .outbox import OutboxRelay
+from .publisher import Publisher
+from .settings import BusSettings
+from .settle import Settler
+from .topology import bindings, declare_lane
+
+
+class Bus:
+    def __init__(self, service: str, settings: BusSettings | None = None) -> None:
+        self.service = service
+        self.settings = settings or BusSettings()
+        self.connection: AbstractRobustConnection | None = None
+        self.publisher: Publisher | None = None
+        self.consumers: list[LaneConsumer] = []
+
+    async def connect(self) -> None:
+        self.connection = await aio_pika.connect_robust(
+            self.settings.amqp_url, client_properties={"connection_name": self.service}
+        )
+        self.publisher = Publisher(self.connection, self.settings.publish_timeout_seconds)
+        await self.publisher.open()
+
+    @property
+    def connected(self) -> bool:
+        return self.connection is not None and not self.connection.is_closed and self.connection.connected.is_set()
+
+    async def start_consumers(self, pool: asyncpg.Pool, handlers: Mapping[str, Handler]) -> list[LaneConsumer]:
+        """Declare this service's lanes and consume each on its own channel, so lanes never wait on each other."""
+        assert self.connection is not None, "Bus.connect() first"
+        settler = Settler(self.connection, self.service, self.settings)
+        await settler.open()
+        for lane, routing_keys in bindings(handlers).items():
+            channel = await self.connection.channel()
+            await channel.set_qos(prefetch_count=self.settings.prefetch)
+            queue = await declare_lane(channel, self.service, lane, routing_keys, self.settings.retry_delays_ms)
+            consumer = LaneConsumer(
+                service=self.service, queue=queue, pool=pool, handlers=handlers, settler=settler, settings=self.settings
+            )
+            await consumer.start()
+            self.consumers.append(consumer)
+        return self.consumers
+
+    def relay(self, pool: asyncpg.Pool) -> OutboxRelay:
+        assert self.publisher is not None, "Bus.connect() first"
+        return OutboxRelay(pool, self.publisher, self.service, self.settings)
+
+    async def close(self) -> None:
+        for consumer in self.consumers:
+            await consumer.stop()
+        if self.connection is not None:
+            await self.connection.close()

@@ -1,0 +1,152 @@
+"""The event catalogue: the one source of event names, routing keys, lanes, producers and data models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from pydantic import EmailStr, Field
+
+from .envelope import EventData, Money
+
+
+class Lane(str, Enum):
+    IMMEDIATE = "immediate"
+    BACKGROUND = "background"
+
+
+# ---- data models (contract.md section 3, plus ReviewModerated) ----
+
+
+class UserRegistered(EventData):
+    user_id: int
+    email: EmailStr
+    name: str | None = None
+
+
+class UserBanned(EventData):
+    user_id: int
+    reason: str
+    banned_by: int
+
+
+class ProductCreated(EventData):
+    product_id: int
+    name: str
+    price: Money
+    stock: int = Field(ge=0)
+    supplier_email: EmailStr | None = None
+
+
+class ProductUpdated(EventData):
+    product_id: int
+    name: str
+    price: Money
+    stock: int = Field(ge=0)
+    supplier_email: EmailStr | None = None
+
+
+class ProductReviewed(EventData):
+    review_id: int
+    product_id: int
+    user_id: int
+    rating: int = Field(ge=1, le=5)
+    comment: str
+
+
+class ReviewModerated(EventData):
+    review_id: int
+    product_id: int
+    user_id: int
+    rating: int = Field(ge=1, le=5)
+    status: str = Field(pattern="^(published|rejected)$")
+
+
+class StockLow(EventData):
+    product_id: int
+    current_stock: int
+    threshold: int
+    name: str | None = None
+    supplier_email: EmailStr | None = None
+
+
+class StockReserved(EventData):
+    order_id: int
+
+
+class StockRejected(EventData):
+    order_id: int
+    user_id: int
+    reason: str
+
+
+class OrderItem(EventData):
+    product_id: int
+    quantity: int = Field(ge=1)
+    unit_price: Money
+
+
+class OrderCreated(EventData):
+    order_id: int
+    user_id: int
+    email: EmailStr
+    total: Money
+    items: list[OrderItem] = Field(min_length=1)
+
+
+class OrderPaid(EventData):
+    order_id: int
+    user_id: int
+    payment_id: str
+    amount: Money
+
+
+class PaymentFailed(EventData):
+    order_id: int
+    user_id: int
+    error: str
+
+
+class OrderCancelled(EventData):
+    order_id: int
+    user_id: int
+    items: list[OrderItem]
+    reason: str
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    name: str
+    routing_key: str
+    producer: str
+    lane: Lane
+    model: type[EventData]
+    summary: str
+
+
+_B, _I = Lane.BACKGROUND, Lane.IMMEDIATE
+
+CATALOGUE: dict[str, EventSpec] = {
+    spec.name: spec
+    for spec in [
+        EventSpec("UserRegistered", "user.registered", "auth", _B, UserRegistered, "A customer signed up."),
+        EventSpec("UserBanned", "user.banned", "auth", _I, UserBanned, "An admin banned a user."),
+        EventSpec("ProductCreated", "product.created", "products", _B, ProductCreated, "A product was added."),
+        EventSpec("ProductUpdated", "product.updated", "products", _B, ProductUpdated, "A product changed."),
+        EventSpec("ProductReviewed", "product.reviewed", "products", _B, ProductReviewed, "A review awaits moderation."),
+        EventSpec("ReviewModerated", "review.moderated", "products", _B, ReviewModerated, "A review was published or rejected."),
+        EventSpec("StockLow", "stock.low", "products", _B, StockLow, "Stock fell to or below its threshold."),
+        EventSpec("StockReserved", "stock.reserved", "products", _B, StockReserved, "Every line of an order was reserved."),
+        EventSpec("StockRejected", "stock.rejected", "products", _B, StockRejected, "An order could not be reserved."),
+        EventSpec("OrderCreated", "order.created", "orders", _B, OrderCreated, "A customer placed an order."),
+        EventSpec("OrderPaid", "order.paid", "orders", _B, OrderPaid, "An order was paid."),
+        EventSpec("PaymentFailed", "payment.failed", "orders", _I, PaymentFailed, "A payment was refused."),
+        EventSpec("OrderCancelled", "order.cancelled", "orders", _B, OrderCancelled, "An order was cancelled."),
+    ]
+}
+
+_BY_MODEL = {spec.model: spec for spec in CATALOGUE.values()}
+
+
+def spec_of(data: EventData) -> EventSpec:
+    return _BY_MODEL[type(data)]

@@ -1,0 +1,209 @@
+"""One lane's consumer: group commit of handler effects and inbox rows, ack after commit, retry or park."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+import asyncpg
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from pydantic import ValidationError
+
+from . import metrics
+from .catalogue import CATALOGUE
+from .envelope import Envelope, Event, correlation_id
+from .settings import BusSettings
+from .settle import Settler
+
+log = logging.getLogger("shop_events.consumer")
+
+Handler = Callable[[Event, asyncpg.Connection], Awaitable[None]]
+
+# Errors that say the database is away, not that the message is bad: the batch goes back to the queue
+# and waits for the database, instead of using up its attempts. Any other error a handler raises
+# (an SMTP relay that is down, say) is the message's failure and goes through the wait queues.
+DATABASE_AWAY = (
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+# Outside the handlers (taking a connection, the inbox insert, the commit) a socket error means the same.
+TRANSIENT = DATABASE_AWAY + (OSError, asyncio.TimeoutError)
+
+
+class Poison(Exception):
+    """The message can never be handled as it is: parked at once, with this reason."""
+
+
+def decode(message: AbstractIncomingMessage, handlers: Mapping[str, Handler]) -> Event:
+    try:
+        envelope = Envelope.model_validate_json(message.body)
+    except ValidationError as exc:
+        raise Poison(f"undecodable envelope: {_short(exc)}") from exc
+    spec = CATALOGUE.get(envelope.event_type)
+    if spec is None:
+        raise Poison(f"unknown event type {envelope.event_type!r}")
+    if envelope.event_type not in handlers:
+        raise Poison(f"no handler for {envelope.event_type} on this queue")
+    if message.message_id != str(envelope.event_id):
+        raise Poison("message_id is missing or differs from the envelope's event_id")
+    try:
+        data = spec.model.model_validate(envelope.data)
+    except ValidationError as exc:
+        raise Poison(f"invalid {envelope.event_type} data: {_short(exc)}") from exc
+    return Event(
+        event_id=envelope.event_id,
+        event_type=envelope.event_type,
+        event_version=envelope.event_version,
+        occurred_at=envelope.occurred_at,
+        producer=envelope.producer,
+        correlation_id=envelope.correlation_id,
+        data=data,
+    )
+
+
+def _short(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
+
+
+class HandlerFailed(Exception):
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+Failure = tuple[AbstractIncomingMessage, Event, BaseException]
+
+
+class LaneConsumer:
+    """Consumes one work queue. Deliveries are taken in batches: all their effects and inbox rows are
+    committed in one transaction (group commit), then acked with one multiple-ack. A failing handler
+    rolls back to its own savepoint, so only its message goes to the wait queue."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        queue: AbstractQueue,
+        pool: asyncpg.Pool,
+        handlers: Mapping[str, Handler],
+        settler: Settler,
+        settings: BusSettings,
+    ) -> None:
+        self._service = service
+        self._queue = queue
+        self._pool = pool
+        self._handlers = handlers
+        self._settler = settler
+        self._settings = settings
+        self._deliveries: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def queue_name(self) -> str:
+        return self._queue.name
+
+    async def start(self) -> None:
+        await self._queue.consume(self._deliveries.put)
+        self._task = asyncio.create_task(self._run(), name=f"consumer {self.queue_name}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._deliveries.get()]
+            while len(batch) < self._settings.batch_size and not self._deliveries.empty():
+                batch.append(self._deliveries.get_nowait())
+            try:
+                await self.handle_batch(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The channel went away under us (broker restart): its deliveries come again on the new one.
+                log.exception("batch not settled; the broker will redeliver it", extra={"queue": self.queue_name})
+
+    async def handle_batch(self, batch: list[AbstractIncomingMessage]) -> None:
+        decoded: list[tuple[AbstractIncomingMessage, Event]] = []
+        poison: list[tuple[AbstractIncomingMessage, str]] = []
+        for message in batch:
+            try:
+                decoded.append((message, decode(message, self._handlers)))
+            except Poison as exc:
+                poison.append((message, str(exc)))
+
+        try:
+            failed = await self._apply(decoded)
+        except TRANSIENT as exc:
+            log.warning("database unavailable; batch requeued", extra={"queue": self.queue_name, "error": repr(exc)})
+            await asyncio.sleep(1.0)
+            await batch[-1].nack(multiple=True, requeue=True)
+            return
+
+        for message, reason in poison:
+            await self._settler.park(message, self.queue_name, reason)
+        for message, event, error in failed:
+            metrics.EVENTS_FAILED.labels(self._service, event.event_type).inc()
+            log.warning(
+                "handler failed; will retry",
+                extra=_event_fields(event) | {"error": repr(error), "queue": self.queue_name},
+            )
+            await self._settler.retry_or_park(message, self.queue_name, error)
+        # Everything in the batch is now committed, retried or parked: one ack settles it all.
+        await batch[-1].ack(multiple=True)
+
+    async def _apply(self, items: list[tuple[AbstractIncomingMessage, Event]]) -> list[Failure]:
+        """Inbox rows and handler effects of a batch in one transaction, each handler in a savepoint so a
+        failing one rolls back alone (its inbox row too) and no handler ever runs twice for one delivery."""
+        failed: list[Failure] = []
+        if not items:
+            return failed
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = {
+                row["event_id"]
+                for row in await conn.fetch(
+                    "INSERT INTO processed_events (event_id, event_type, correlation_id, queue)"
+                    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])"
+                    " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                    [e.event_id for _, e in items],
+                    [e.event_type for _, e in items],
+                    [e.correlation_id for _, e in items],
+                    [self.queue_name] * len(items),
+                )
+            }
+            for message, event in items:
+                if event.event_id not in fresh:
+                    metrics.EVENTS_DUPLICATE.labels(self._service, event.event_type).inc()
+                    continue
+                fresh.discard(event.event_id)  # the same event twice in one batch runs once
+                try:
+                    async with conn.transaction():
+                        await self._run_handler(event, conn)
+                except HandlerFailed as exc:
+                    await conn.execute("DELETE FROM processed_events WHERE event_id = $1", event.event_id)
+                    failed.append((message, event, exc.error))
+        return failed
+
+    async def _run_handler(self, event: Event, conn: asyncpg.Connection) -> None:
+        token = correlation_id.set(event.correlation_id)
+        started = time.perf_counter()
+        try:
+            await self._handlers[event.event_type](event, conn)
+        except DATABASE_AWAY:
+            raise
+        except Exception as exc:
+            raise HandlerFailed(exc) from exc
+        finally:
+            correlation_id.reset(token)
+        metrics.HANDLER_SECONDS.labels(self._service, event.event_type).observe(time.perf_counter() - started)
+        metrics.EVENTS_HANDLED.labels(self._service, event.event_type).inc()
+        log.debug("event handled", extra=_event_fields(event))
+
+
+def _event_fields(event: Event) -> dict[str, str]:
+    return {"event_id": str(event.event_id), "event_type": event.event_type, "correlation_id": event.correlation_id}

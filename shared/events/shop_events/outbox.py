@@ -1,0 +1,158 @@
+"""The outbox: events are written in the caller's transaction and published by the relay after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from . import metrics
+from .catalogue import spec_of
+from .envelope import Envelope, EventData, correlation_id, new_correlation_id, now_utc
+from .publisher import OutgoingEvent, Publisher
+from .settings import BusSettings
+
+log = logging.getLogger("shop_events.outbox")
+
+NOTIFY_CHANNEL = "shop_outbox"
+
+
+def build_envelope(data: EventData, correlation: str | None = None) -> Envelope:
+    spec = spec_of(data)
+    return Envelope(
+        event_id=uuid.uuid4(),
+        event_type=spec.name,
+        occurred_at=now_utc(),
+        producer=spec.producer,
+        correlation_id=correlation or correlation_id.get() or new_correlation_id(),
+        data=data.model_dump(mode="json"),
+    )
+
+
+async def add_event(conn: asyncpg.Connection, data: EventData, *, correlation: str | None = None) -> Envelope:
+    """Write an event into the outbox as part of the caller's open transaction.
+
+    The correlation id defaults to the one of the request or event being handled now.
+    """
+    if not conn.is_in_transaction():
+        raise RuntimeError("add_event must run inside the transaction of the state change it reports")
+    envelope = build_envelope(data, correlation)
+    await conn.execute(
+        "INSERT INTO outbox (event_id, event_type, routing_key, correlation_id, body, created_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        envelope.event_id,
+        envelope.event_type,
+        spec_of(data).routing_key,
+        envelope.correlation_id,
+        envelope.body().decode(),
+        envelope.occurred_at,
+    )
+    return envelope
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows with confirms and marks them sent.
+
+    Rows are claimed with FOR UPDATE SKIP LOCKED and stay locked until they are marked sent,
+    so relays side by side never publish the same row twice in the normal case.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, publisher: Publisher, service: str, settings: BusSettings) -> None:
+        self._pool = pool
+        self._publisher = publisher
+        self._service = service
+        self._settings = settings
+        self._wake = asyncio.Event()
+        self._last_cleanup = 0.0
+
+    async def relay_once(self) -> int:
+        """Publish one batch of unsent rows; returns how many were sent."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, event_id, event_type, routing_key, correlation_id, body, created_at FROM outbox"
+                " WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                self._settings.relay_batch_size,
+            )
+            if not rows:
+                return 0
+            await self._publisher.publish([_outgoing(row, self._service) for row in rows])
+            await conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+        metrics.OUTBOX_PUBLISHED.labels(self._service).inc(len(rows))
+        return len(rows)
+
+    async def run(self) -> None:
+        """Relay forever: wake on NOTIFY at commit, poll as a fallback, back off while the broker is away."""
+        listener = asyncio.create_task(self._listen())
+        try:
+            while True:
+                # Cleared before reading, so a commit that lands while we publish still wakes us.
+                self._wake.clear()
+                try:
+                    sent = await self.relay_once()
+                    await self._cleanup()
+                except (asyncpg.PostgresError, OSError, asyncio.TimeoutError, ConnectionError) as exc:
+                    log.warning("outbox relay failed, retrying", extra={"error": repr(exc)})
+                    await asyncio.sleep(self._settings.relay_poll_seconds)
+                    continue
+                except Exception as exc:  # aio-pika raises its own types for a lost channel
+                    log.warning("outbox relay could not publish, retrying", extra={"error": repr(exc)})
+                    await asyncio.sleep(self._settings.relay_poll_seconds)
+                    continue
+                if sent < self._settings.relay_batch_size:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self._settings.relay_poll_seconds)
+                    except asyncio.TimeoutError:
+                        pass
+        finally:
+            listener.cancel()
+
+    async def _listen(self) -> None:
+        """Keep one LISTEN connection; reconnect when it drops (the poll covers the gap)."""
+        def on_notify(*_: object) -> None:
+            self._wake.set()
+
+        while True:
+            try:
+                async with self._pool.acquire() as conn:
+                    await conn.add_listener(NOTIFY_CHANNEL, on_notify)
+                    try:
+                        while not conn.is_closed():
+                            await asyncio.sleep(self._settings.relay_poll_seconds)
+                    finally:
+                        if not conn.is_closed():
+                            await conn.remove_listener(NOTIFY_CHANNEL, on_notify)
+            except (asyncpg.PostgresError, OSError, ConnectionError) as exc:
+                log.warning("outbox listener lost, reconnecting", extra={"error": repr(exc)})
+            await asyncio.sleep(self._settings.relay_poll_seconds)
+
+    async def _cleanup(self) -> None:
+        loop_time = asyncio.get_running_loop().time()
+        if loop_time - self._last_cleanup < 60:
+            return
+        self._last_cleanup = loop_time
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                "DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)",
+                self._settings.outbox_retention_hours * 3600,
+            )
+            stats = await conn.fetchrow(
+                "SELECT count(*) AS depth, min(created_at) AS oldest FROM outbox WHERE sent_at IS NULL"
+            )
+        metrics.OUTBOX_DEPTH.labels(self._service).set(stats["depth"])
+        oldest: datetime | None = stats["oldest"]
+        metrics.OUTBOX_OLDEST_AGE.labels(self._service).set((now_utc() - oldest).total_seconds() if oldest else 0)
+
+
+def _outgoing(row: asyncpg.Record, producer: str) -> OutgoingEvent:
+    return OutgoingEvent(
+        event_id=str(row["event_id"]),
+        event_type=row["event_type"],
+        routing_key=row["routing_key"],
+        correlation_id=row["correlation_id"],
+        producer=producer,
+        occurred_at=row["created_at"],
+        body=row["body"].encode(),
+    )

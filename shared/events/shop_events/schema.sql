@@ -1,0 +1,33 @@
+-- The bus's own tables, in every service's database. Idempotent: applied at each start.
+CREATE TABLE IF NOT EXISTS outbox (
+    id             bigserial PRIMARY KEY,
+    event_id       uuid NOT NULL UNIQUE,
+    event_type     text NOT NULL,
+    routing_key    text NOT NULL,
+    correlation_id text NOT NULL,
+    body           text NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    sent_at        timestamptz
+);
+-- The relay only ever looks for unsent rows; keep that look-up small however many sent rows remain.
+CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (id) WHERE sent_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_correlation ON outbox (correlation_id);
+
+-- Wake the relay at commit: NOTIFY is delivered only when the writing transaction commits.
+CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('shop_outbox', '');
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS outbox_notify ON outbox;
+CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
+
+-- The inbox: one row per event this service handled, written in the handler's transaction.
+CREATE TABLE IF NOT EXISTS processed_events (
+    event_id       uuid PRIMARY KEY,
+    event_type     text NOT NULL,
+    correlation_id text NOT NULL,
+    queue          text NOT NULL,
+    handled_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS processed_events_correlation ON processed_events (correlation_id);

@@ -1,0 +1,93 @@
+"""Where a message goes when it was not handled: the next wait queue, or the parking queue with why."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
+from . import metrics
+from .settings import BusSettings
+from .topology import parking_queue, retry_queue
+
+log = logging.getLogger("shop_events.settle")
+
+ATTEMPT = "x-attempt"
+LAST_ERROR = "x-last-error"
+ORIGINAL_ROUTING_KEY = "x-original-routing-key"
+PARKED_REASON = "x-parked-reason"
+PARKED_AT = "x-parked-at"
+PARKED_FROM = "x-parked-from"
+REPLAYED = "x-replayed"
+
+
+def attempts_made(message: AbstractIncomingMessage) -> int:
+    return int((message.headers or {}).get(ATTEMPT, 0) or 0)
+
+
+def copy_message(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    """The same body and properties, persistent, with new headers (x-death is RabbitMQ's own, left behind)."""
+    kept = {k: v for k, v in (message.headers or {}).items() if k != "x-death"}
+    return aio_pika.Message(
+        message.body,
+        headers={**kept, **headers},
+        content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        type=message.type,
+        correlation_id=message.correlation_id,
+        app_id=message.app_id,
+        timestamp=message.timestamp,
+    )
+
+
+class Settler:
+    """Republishes failed messages with confirms, on a channel that raises if a queue is missing."""
+
+    def __init__(self, connection: AbstractRobustConnection, service: str, settings: BusSettings) -> None:
+        self._connection = connection
+        self._service = service
+        self._settings = settings
+        self._channel: AbstractChannel | None = None
+
+    async def open(self) -> None:
+        self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+
+    async def _send(self, message: aio_pika.Message, queue: str) -> None:
+        assert self._channel is not None, "Settler.open() first"
+        await self._channel.default_exchange.publish(
+            message, queue, mandatory=True, timeout=self._settings.publish_timeout_seconds
+        )
+
+    async def retry_or_park(self, message: AbstractIncomingMessage, queue: str, error: BaseException) -> None:
+        attempt = attempts_made(message) + 1
+        reason = f"{type(error).__name__}: {error}"[:1000]
+        if attempt >= self._settings.max_attempts:
+            await self.park(message, queue, f"failed {attempt} times; last error: {reason}", attempt)
+            return
+        delays = self._settings.retry_delays_ms
+        wait = retry_queue(queue, min(attempt, len(delays)))
+        headers = {ATTEMPT: attempt, LAST_ERROR: reason, ORIGINAL_ROUTING_KEY: original_routing_key(message)}
+        await self._send(copy_message(message, headers), wait)
+
+    async def park(self, message: AbstractIncomingMessage, queue: str, reason: str, attempt: int | None = None) -> None:
+        headers = {
+            PARKED_REASON: reason[:2000],
+            PARKED_AT: datetime.now(timezone.utc).isoformat(),
+            PARKED_FROM: queue,
+            ATTEMPT: attempt if attempt is not None else attempts_made(message),
+            ORIGINAL_ROUTING_KEY: original_routing_key(message),
+        }
+        await self._send(copy_message(message, headers), parking_queue(queue))
+        metrics.EVENTS_PARKED.labels(self._service, queue).inc()
+        log.error(
+            "message parked",
+            extra={"queue": queue, "reason": reason, "message_id": message.message_id, "event_type": message.type},
+        )
+
+
+def original_routing_key(message: AbstractIncomingMessage) -> str:
+    return str((message.headers or {}).get(ORIGINAL_ROUTING_KEY) or message.routing_key or "")

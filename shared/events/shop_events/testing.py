@@ -1,0 +1,90 @@
+"""Test helpers that act as an AMQP peer: watch what is published, and inject events or raw messages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+
+from .envelope import EventData
+from .outbox import build_envelope
+from .catalogue import spec_of
+from .publisher import OutgoingEvent, Publisher
+from .topology import declare_exchange
+
+
+class EventProbe:
+    """An exclusive queue bound to shop.events: collects every event published with the given keys."""
+
+    def __init__(self, amqp_url: str, *routing_keys: str) -> None:
+        self._url = amqp_url
+        self._keys = routing_keys or ("#",)
+        self.messages: list[AbstractIncomingMessage] = []
+        self._arrived = asyncio.Event()
+        self._connection: AbstractRobustConnection | None = None
+
+    async def __aenter__(self) -> "EventProbe":
+        self._connection = await aio_pika.connect_robust(self._url)
+        channel: AbstractChannel = await self._connection.channel()
+        exchange = await declare_exchange(channel)
+        queue: AbstractQueue = await channel.declare_queue(exclusive=True)
+        for key in self._keys:
+            await queue.bind(exchange, key)
+        await queue.consume(self._on_message, no_ack=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._connection is not None
+        await self._connection.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self.messages.append(message)
+        self._arrived.set()
+
+    def bodies(self, event_type: str | None = None) -> list[dict[str, Any]]:
+        found = [json.loads(m.body) for m in self.messages]
+        return [b for b in found if event_type is None or b.get("event_type") == event_type]
+
+    async def wait_for(self, event_type: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The first `count` bodies of that type; fails if they don't arrive in time."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.bodies(event_type)) < count:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError(f"{count} {event_type} expected, got {self.bodies(event_type)}")
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+        return self.bodies(event_type)[:count]
+
+
+async def publish_events(amqp_url: str, *events: EventData | OutgoingEvent, correlation: str | None = None) -> list[OutgoingEvent]:
+    """Publish events to shop.events as their producer would (confirmed); returns what was sent."""
+    outgoing = [
+        e if isinstance(e, OutgoingEvent) else OutgoingEvent.of(build_envelope(e, correlation), spec_of(e).routing_key)
+        for e in events
+    ]
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        publisher = Publisher(connection)
+        await publisher.open()
+        await publisher.publish(outgoing)
+    finally:
+        await connection.close()
+    return outgoing
+
+
+async def publish_raw(amqp_url: str, routing_key: str, body: bytes, **properties: Any) -> None:
+    """Publish any bytes to shop.events, as a broken or hostile peer might."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await declare_exchange(channel)
+        await exchange.publish(aio_pika.Message(body, **properties), routing_key, mandatory=False)
+    finally:
+        await connection.close()

@@ -1,0 +1,102 @@
+"""Unit tests of the catalogue, envelope, money and topology names: no I/O."""
+
+import json
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+from shop_events import CATALOGUE, Envelope, Lane
+from shop_events.asyncapi import asyncapi_document
+from shop_events.catalogue import OrderCreated, PaymentFailed, UserBanned
+from shop_events.outbox import build_envelope
+from shop_events.topology import bindings, parking_queue, retry_queue, work_queue
+
+# contract.md section 3, row by row: event -> (routing key, producer, lane)
+CONTRACT = {
+    "UserRegistered": ("user.registered", "auth", "background"),
+    "UserBanned": ("user.banned", "auth", "immediate"),
+    "ProductCreated": ("product.created", "products", "background"),
+    "ProductUpdated": ("product.updated", "products", "background"),
+    "ProductReviewed": ("product.reviewed", "products", "background"),
+    "StockLow": ("stock.low", "products", "background"),
+    "StockReserved": ("stock.reserved", "products", "background"),
+    "StockRejected": ("stock.rejected", "products", "background"),
+    "OrderCreated": ("order.created", "orders", "background"),
+    "OrderPaid": ("order.paid", "orders", "background"),
+    "PaymentFailed": ("payment.failed", "orders", "immediate"),
+    "OrderCancelled": ("order.cancelled", "orders", "background"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT))
+def test_catalogue_matches_the_contract(name):
+    spec = CATALOGUE[name]
+    assert (spec.routing_key, spec.producer, spec.lane.value) == CONTRACT[name]
+
+
+def test_routing_keys_are_unique():
+    keys = [spec.routing_key for spec in CATALOGUE.values()]
+    assert len(keys) == len(set(keys))
+
+
+def order(**over):
+    fields = dict(order_id=1, user_id=2, email="a@example.com", total="10.50",
+                  items=[{"product_id": 7, "quantity": 2, "unit_price": "5.25"}])
+    return OrderCreated(**(fields | over))
+
+
+def test_money_is_exact_and_a_two_decimal_string_on_the_wire():
+    event = order(total="10.5")
+    assert event.total == Decimal("10.50")
+    assert event.model_dump(mode="json")["total"] == "10.50"
+    assert event.model_dump(mode="json")["items"][0]["unit_price"] == "5.25"
+
+
+@pytest.mark.parametrize("bad", [10.5, "10.555", "NaN", "abc"])
+def test_money_refuses_floats_and_extra_places(bad):
+    with pytest.raises(ValidationError):
+        order(total=bad)
+
+
+def test_event_data_refuses_missing_fields_and_empty_orders():
+    with pytest.raises(ValidationError):
+        OrderCreated.model_validate({"order_id": 1})
+    with pytest.raises(ValidationError):
+        order(items=[])
+
+
+def test_envelope_round_trip_carries_correlation_and_producer():
+    envelope = build_envelope(PaymentFailed(order_id=1, user_id=2, error="card declined"), "req-1")
+    again = Envelope.model_validate_json(envelope.body())
+    assert again == envelope
+    body = json.loads(envelope.body())
+    assert body["event_type"] == "PaymentFailed" and body["producer"] == "orders"
+    assert body["correlation_id"] == "req-1" and body["event_version"] == 1
+    assert body["occurred_at"].endswith("Z") or body["occurred_at"].endswith("+00:00")
+
+
+def test_queue_names():
+    assert work_queue("orders", Lane.BACKGROUND) == "orders.background"
+    assert retry_queue("orders.background", 2) == "orders.background.retry.2"
+    assert parking_queue("orders.immediate") == "orders.immediate.dlq"
+
+
+def test_bindings_split_handled_events_by_lane():
+    assert bindings(["OrderCreated", "UserBanned", "OrderCancelled"]) == {
+        Lane.BACKGROUND: ["order.cancelled", "order.created"],
+        Lane.IMMEDIATE: ["user.banned"],
+    }
+    with pytest.raises(KeyError):
+        bindings(["NoSuchEvent"])
+
+
+def test_asyncapi_document_lists_every_event_with_its_schema():
+    doc = asyncapi_document()
+    assert doc["asyncapi"].startswith("3.")
+    assert set(doc["components"]["messages"]) == set(CATALOGUE)
+    for spec in CATALOGUE.values():
+        assert doc["channels"][spec.routing_key]["bindings"]["amqp"]["exchange"]["name"] == "shop.events"
+        data_schema = doc["components"]["messages"][spec.name]["payload"]["allOf"][1]["properties"]["data"]
+        assert set(data_schema["required"]) <= set(spec.model.model_fields)
+    assert "user_id" in doc["components"]["messages"]["UserBanned"]["payload"]["allOf"][1]["properties"]["data"]["properties"]
+    assert UserBanned  # the model the schema came from

@@ -1,0 +1,158 @@
+"""Consumers, retries, parking and lanes against the real RabbitMQ and PostgreSQL."""
+
+import asyncio
+import json
+import time
+
+import aio_pika
+from shop_common.testing import eventually
+from shop_events import parking
+from shop_events.catalogue import OrderCancelled, PaymentFailed, StockReserved
+from shop_events.outbox import build_envelope
+from shop_events.publisher import OutgoingEvent
+from shop_events.testing import publish_events, publish_raw
+
+
+async def parked(amqp_url, queue):
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        return await parking.list_parked(connection, queue)
+    finally:
+        await connection.close()
+
+
+async def test_effect_and_inbox_row_commit_together_and_redelivery_applies_once(record_effect, amqp_url, bus_service):
+    async with bus_service({"StockReserved": record_effect}) as svc:
+        [event] = await publish_events(amqp_url, StockReserved(order_id=7), correlation="req-7")
+        await publish_events(amqp_url, event, event)  # the same event id redelivered twice more
+        await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 1 FROM processed_events"))
+        await asyncio.sleep(0.5)
+        effects = await svc.effects()
+        inbox = await svc.pool.fetchrow("SELECT * FROM processed_events")
+    assert [(str(e["event_id"]), e["order_id"]) for e in effects] == [(event.event_id, 7)]
+    assert str(inbox["event_id"]) == event.event_id and inbox["correlation_id"] == "req-7"
+    assert inbox["queue"] == "testsvc.background"
+
+
+async def test_a_burst_is_group_committed_and_every_event_applied_once(record_effect, amqp_url, bus_service):
+    events = [StockReserved(order_id=i) for i in range(1000)]
+    async with bus_service({"StockReserved": record_effect}, batch_size=100) as svc:
+        sent = await publish_events(amqp_url, *events)
+        await publish_events(amqp_url, *sent[:100])  # duplicates mixed in
+        await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 1000 FROM effects"), timeout=30)
+        await asyncio.sleep(0.5)
+        counts = await svc.pool.fetchval("SELECT count(DISTINCT order_id) FROM effects")
+        total = await svc.pool.fetchval("SELECT count(*) FROM effects")
+    assert counts == 1000 and total == 1000
+
+
+async def test_a_failing_handler_is_retried_with_growing_delays_then_handled_once(record_effect, amqp_url, bus_service):
+    seen: list[tuple[float, int]] = []
+
+    async def flaky(event, conn):
+        seen.append(time.monotonic())
+        if len(seen) <= 3:
+            raise RuntimeError(f"boom {len(seen)}")
+        await record_effect(event, conn)
+
+    async def steady(event, conn):
+        await record_effect(event, conn)
+
+    async with bus_service({"StockReserved": flaky, "OrderCancelled": steady}, retry_delays_ms=(200, 600, 1200, 2000)) as svc:
+        await publish_events(amqp_url, StockReserved(order_id=1))
+        await publish_events(amqp_url, OrderCancelled(order_id=2, user_id=1, items=[], reason="x"))
+        await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 2 FROM effects"), timeout=15)
+        await asyncio.sleep(0.5)
+        assert len(seen) == 4
+        gaps = [b - a for a, b in zip(seen, seen[1:])]
+        assert gaps[0] >= 0.15 and gaps[1] >= 0.5 and gaps[2] >= 1.1, gaps
+        assert await parked(amqp_url, "testsvc.background.dlq") == []
+        # the message that failed did not hold back the one behind it
+        rows = await svc.effects()
+        assert [r["event_type"] for r in rows] == ["OrderCancelled", "StockReserved"]
+
+
+async def test_a_handler_that_always_fails_is_parked_with_the_reason_then_replayed_once_fixed(record_effect, amqp_url, bus_service):
+    broken = True
+    calls = 0
+
+    async def handler(event, conn):
+        nonlocal calls
+        calls += 1
+        if broken:
+            raise ValueError("supplier table missing")
+        await record_effect(event, conn)
+
+    async with bus_service({"StockReserved": handler}, max_attempts=3) as svc:
+        [event] = await publish_events(amqp_url, StockReserved(order_id=9))
+        found = await eventually(lambda: parked(amqp_url, "testsvc.background.dlq"), timeout=15)
+        assert calls == 3
+        [message] = found
+        assert message.message_id == event.event_id and message.event_type == "StockReserved"
+        assert "failed 3 times" in message.reason and "supplier table missing" in message.reason
+        assert message.routing_key == "stock.reserved" and message.attempts == 3
+        assert await svc.effects() == []
+
+        broken = False
+        connection = await aio_pika.connect(amqp_url)
+        assert await parking.replay(connection, "testsvc.background.dlq", "no-such-id") == 0
+        assert await parking.replay(connection, "testsvc.background.dlq", event.event_id) == 1
+        await connection.close()
+        await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 1 FROM effects"))
+        assert await parked(amqp_url, "testsvc.background.dlq") == []
+
+
+async def test_poison_is_parked_at_once_with_why_and_the_lane_keeps_flowing(record_effect, amqp_url, bus_service):
+    good = build_envelope(StockReserved(order_id=1))
+    wrong_schema = build_envelope(StockReserved(order_id=2)).model_copy(update={"data": {"order": "two"}})
+    unknown = build_envelope(StockReserved(order_id=3)).model_copy(update={"event_type": "StockTeleported"})
+    no_id = build_envelope(StockReserved(order_id=4))
+    json_props = {"content_type": "application/json"}
+    async with bus_service({"StockReserved": record_effect}) as svc:
+        await publish_raw(amqp_url, "stock.reserved", b"{not json", message_id="m1", **json_props)
+        await publish_raw(amqp_url, "stock.reserved", wrong_schema.body(), message_id=str(wrong_schema.event_id), **json_props)
+        await publish_raw(amqp_url, "stock.reserved", unknown.body(), message_id=str(unknown.event_id), **json_props)
+        await publish_raw(amqp_url, "stock.reserved", no_id.body(), **json_props)
+        await publish_raw(amqp_url, "stock.reserved", good.body(), message_id=str(good.event_id), **json_props)
+        await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 1 FROM effects"))
+        found = await eventually(lambda: _at_least(parked(amqp_url, "testsvc.background.dlq"), 4))
+    reasons = sorted(m.reason for m in found)
+    assert any(r.startswith("undecodable envelope") for r in reasons), reasons
+    assert any(r.startswith("invalid StockReserved data") and "order_id" in r for r in reasons), reasons
+    assert any("unknown event type 'StockTeleported'" in r for r in reasons), reasons
+    assert any("message_id is missing" in r for r in reasons), reasons
+    assert all(m.attempts == 0 for m in found)
+    assert [json.loads(m.body)["data"] for m in found if "missing" in m.reason] == [{"order_id": 4}]
+
+
+async def _at_least(awaitable, n):
+    found = await awaitable
+    return found if len(found) >= n else None
+
+
+async def test_the_immediate_lane_never_waits_behind_a_background_backlog(amqp_url, bus_service):
+    async def slow(event, conn):
+        await asyncio.sleep(0.002)
+
+    handled_at = {}
+
+    async def urgent(event, conn):
+        handled_at["immediate"] = time.monotonic()
+
+    async with bus_service({"StockReserved": slow, "PaymentFailed": urgent}) as svc:
+        await publish_events(amqp_url, *[StockReserved(order_id=i) for i in range(5000)])
+        started = time.monotonic()
+        await publish_events(amqp_url, PaymentFailed(order_id=1, user_id=1, error="card declined"))
+        await eventually(lambda: "immediate" in handled_at, timeout=5)
+        backlog = 5000 - await svc.pool.fetchval("SELECT count(*) FROM processed_events WHERE event_type = 'StockReserved'")
+    assert handled_at["immediate"] - started < 1.0
+    assert backlog > 1000, "the background backlog should still be there when the immediate event is handled"
+
+
+async def test_topology_is_declared_idempotently(record_effect, amqp_url, bus_service):
+    async with bus_service({"StockReserved": record_effect}):
+        pass
+    async with bus_service({"StockReserved": record_effect}) as svc:
+        channel = await svc.bus.connection.channel()
+        for name in ["testsvc.background", "testsvc.background.dlq"] + [f"testsvc.background.retry.{n}" for n in range(1, 5)]:
+            await channel.declare_queue(name, passive=True)

@@ -1,0 +1,141 @@
+"""The outbox and relay against the real PostgreSQL and RabbitMQ."""
+
+import asyncio
+import uuid
+
+import aio_pika
+import asyncpg
+import pytest
+from shop_common.testing import eventually
+from shop_events import BusSettings, add_event, install_schema
+from shop_events.catalogue import StockReserved, UserBanned
+from shop_events.outbox import OutboxRelay
+from shop_events.publisher import Publisher
+from shop_events.testing import EventProbe
+
+
+@pytest.fixture
+async def pool(database_url):
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=8)
+    async with pool.acquire() as conn:
+        await install_schema(conn)
+    yield pool
+    await pool.close()
+
+
+async def write_events(pool, count, correlation="corr-1"):
+    async with pool.acquire() as conn, conn.transaction():
+        return [await add_event(conn, StockReserved(order_id=i), correlation=correlation) for i in range(count)]
+
+
+async def relay_for(amqp_url, pool, **settings):
+    connection = await aio_pika.connect_robust(amqp_url)
+    publisher = Publisher(connection)
+    await publisher.open()
+    return connection, OutboxRelay(pool, publisher, "testsvc", BusSettings(amqp_url=amqp_url, **settings))
+
+
+async def test_committed_events_are_published_with_the_contracts_properties(amqp_url, pool):
+    async with EventProbe(amqp_url, "stock.reserved", "user.banned") as probe:
+        connection, relay = await relay_for(amqp_url, pool)
+        task = asyncio.create_task(relay.run())
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                sent = await add_event(conn, UserBanned(user_id=5, reason="spam", banned_by=1), correlation="req-42")
+            [body] = await probe.wait_for("UserBanned")
+        finally:
+            task.cancel()
+            await connection.close()
+    message = probe.messages[0]
+    assert message.routing_key == "user.banned"
+    assert message.message_id == str(sent.event_id) == body["event_id"]
+    assert message.type == "UserBanned"
+    assert message.content_type == "application/json"
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert body["correlation_id"] == "req-42" and body["producer"] == "auth"
+    assert body["data"] == {"user_id": 5, "reason": "spam", "banned_by": 1}
+
+
+async def test_a_rolled_back_transaction_publishes_nothing(amqp_url, pool):
+    async with EventProbe(amqp_url, "stock.reserved") as probe:
+        with pytest.raises(RuntimeError):
+            async with pool.acquire() as conn, conn.transaction():
+                await add_event(conn, StockReserved(order_id=1))
+                raise RuntimeError("the state change failed")
+        connection, relay = await relay_for(amqp_url, pool)
+        assert await relay.relay_once() == 0
+        await connection.close()
+        await asyncio.sleep(0.3)
+    assert probe.messages == []
+
+
+async def test_add_event_outside_a_transaction_is_refused(pool):
+    async with pool.acquire() as conn:
+        with pytest.raises(RuntimeError):
+            await add_event(conn, StockReserved(order_id=1))
+
+
+async def test_a_crash_between_commit_and_publish_loses_nothing(amqp_url, pool):
+    """Committed while no relay ran, then a publish that fails mid-way: every event still arrives."""
+    written = await write_events(pool, 50)
+    async with EventProbe(amqp_url, "stock.reserved") as probe:
+        connection, relay = await relay_for(amqp_url, pool)
+        await connection.close()  # the broker connection is gone: this relay's publish fails
+        with pytest.raises(Exception):
+            await relay.relay_once()
+        assert await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 50
+        connection, relay = await relay_for(amqp_url, pool)  # the restarted process
+        task = asyncio.create_task(relay.run())
+        try:
+            await probe.wait_for("StockReserved", 50)
+        finally:
+            task.cancel()
+            await connection.close()
+    assert {b["event_id"] for b in probe.bodies()} == {str(e.event_id) for e in written}
+
+
+async def test_the_relay_wakes_on_commit_not_on_its_poll(amqp_url, pool):
+    async with EventProbe(amqp_url, "stock.reserved") as probe:
+        connection, relay = await relay_for(amqp_url, pool, relay_poll_seconds=30)
+        task = asyncio.create_task(relay.run())
+        try:
+            await asyncio.sleep(0.3)  # the relay is now asleep on its 30 s poll
+            started = asyncio.get_running_loop().time()
+            await write_events(pool, 1)
+            await probe.wait_for("StockReserved", 1, timeout=5)
+            assert asyncio.get_running_loop().time() - started < 2
+        finally:
+            task.cancel()
+            await connection.close()
+
+
+async def test_two_relays_side_by_side_publish_each_row_once(amqp_url, pool):
+    written = await write_events(pool, 2000)
+    async with EventProbe(amqp_url, "stock.reserved") as probe:
+        relays = [await relay_for(amqp_url, pool, relay_batch_size=50) for _ in range(2)]
+        counts = await asyncio.gather(*(drain(relay) for _, relay in relays))
+        await probe.wait_for("StockReserved", 2000, timeout=30)
+        await asyncio.sleep(0.5)
+        for connection, _ in relays:
+            await connection.close()
+    ids = [b["event_id"] for b in probe.bodies()]
+    assert len(ids) == 2000 and set(ids) == {str(e.event_id) for e in written}
+    assert sum(counts) == 2000 and all(c > 0 for c in counts), counts
+
+
+async def drain(relay):
+    total = 0
+    while sent := await relay.relay_once():
+        total += sent
+        await asyncio.sleep(0)
+    return total
+
+
+async def test_sent_rows_are_cleaned_after_their_retention(amqp_url, pool):
+    await write_events(pool, 3)
+    connection, relay = await relay_for(amqp_url, pool, outbox_retention_hours=0)
+    await relay.relay_once()
+    await pool.execute("UPDATE outbox SET sent_at = now() - interval '1 second'")
+    await relay._cleanup()
+    await connection.close()
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
