@@ -10,8 +10,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Request
+import asyncpg
+
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from shop_events import Bus, Handler, correlation_id
@@ -132,3 +135,10 @@ def create_service_app(
     app.include_router(ops)
     app.include_router(router)
     return app
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.pool
+
+
+DbPool = Annotated[asyncpg.Pool, Depends(get_pool)]

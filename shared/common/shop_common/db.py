@@ -32,10 +32,16 @@ async def migrate(pool: asyncpg.Pool, directory: Path, extra: list[str] | None =
             for path in sorted(directory.glob("*.sql")):
                 if path.name in done:
                     continue
+                sql = path.read_text()
                 async with conn.transaction():
-                    await conn.execute(path.read_text())
+                    if _has_statements(sql):  # asyncpg fails on a query that is only comments
+                        await conn.execute(sql)
                     await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", path.name)
                 applied_now.append(path.name)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
     return applied_now
+
+
+def _has_statements(sql: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("--") for line in sql.splitlines())

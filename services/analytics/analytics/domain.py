@@ -1,0 +1,1 @@
+"""The rules of the analytics service: pure, no I/O."""

@@ -1,0 +1,1 @@
+"""SQL of the auth service (asyncpg). Every write that publishes adds its events in the same transaction."""

@@ -1,0 +1,1 @@
+"""The rules of the auth service: pure, no I/O."""

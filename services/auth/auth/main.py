@@ -1,0 +1,20 @@
+"""The auth service: its app, built from its own routes, handlers and migrations. Nothing else."""
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from shop_common.app import create_service_app
+
+from . import api, handlers
+from .config import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return create_service_app(
+        settings=settings or Settings(),
+        router=api.router,
+        handlers=handlers.HANDLERS,
+        migrations=Path(__file__).with_name("migrations"),
+        checks_bans=False,
+        description="Users, passwords, tokens and bans.",
+    )

@@ -1,0 +1,1 @@
+"""The rules of the notifications service: pure, no I/O."""

@@ -1,0 +1,1 @@
+"""The rules of the orders service: pure, no I/O."""

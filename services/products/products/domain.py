@@ -1,0 +1,1 @@
+"""The rules of the products service: pure, no I/O."""
