@@ -8,18 +8,12 @@ crashed run's leftovers can be told apart and removed.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
-import asyncpg
 import httpx
 import jwt
 import pytest
@@ -28,48 +22,21 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
-RUN_ID = uuid.uuid4().hex[:8]
-AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-_counter = iter(range(1, 1_000_000))
-
-
-def _rabbitmqctl(*args: str) -> None:
-    ctl = shutil.which("rabbitmqctl")
-    if ctl is None:
-        pytest.fail("rabbitmqctl is needed to make a throwaway vhost; run `make test` (it installs RabbitMQ)")
-    subprocess.run([ctl, "-q", *args], check=True, capture_output=True, timeout=60)
-
-
-def _with_vhost(url: str, vhost: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), parts.query, ""))
-
-
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, ""))
+from . import throwaway
 
 
 @pytest.fixture
 def amqp_url() -> Iterator[str]:
     """A fresh vhost for this test, deleted afterwards."""
-    vhost = f"shoptest_{RUN_ID}_{next(_counter)}"
-    user = urlsplit(AMQP_URL).username or "guest"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    vhost = throwaway.new_name()
     try:
-        yield _with_vhost(AMQP_URL, vhost)
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(POSTGRES_URL)
+        url = throwaway.create_vhost(vhost)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     try:
-        await conn.execute(sql)
+        yield url
     finally:
-        await conn.close()
+        throwaway.delete_vhost(vhost)
 
 
 @pytest.fixture
@@ -78,14 +45,14 @@ def make_database() -> Iterator[Callable[[], str]]:
     made: list[str] = []
 
     def make() -> str:
-        name = f"shoptest_{RUN_ID}_{next(_counter)}"
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+        name = throwaway.new_name()
+        url = asyncio.run(throwaway.create_database(name))
         made.append(name)
-        return _with_database(POSTGRES_URL, name)
+        return url
 
     yield make
     for name in made:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(throwaway.drop_database(name))
 
 
 @pytest.fixture

@@ -1,0 +1,69 @@
+"""Throwaway vhosts and databases on the real servers, for tests and the benchmark.
+
+Every name starts with `shoptest_<run id>`, so a run never sees another run's data.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from itertools import count
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+
+RUN_ID = uuid.uuid4().hex[:8]
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+_numbers = count(1)
+
+
+def new_name() -> str:
+    return f"shoptest_{RUN_ID}_{next(_numbers)}"
+
+
+def rabbitmqctl(*args: str) -> None:
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        raise RuntimeError("rabbitmqctl is needed to make a throwaway vhost; `make test` installs RabbitMQ")
+    subprocess.run([ctl, "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+def with_vhost(url: str, vhost: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), parts.query, ""))
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, ""))
+
+
+def create_vhost(vhost: str) -> str:
+    """Creates the vhost, lets the URL's user in, and returns the URL that points at it."""
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, urlsplit(AMQP_URL).username or "guest", ".*", ".*", ".*")
+    return with_vhost(AMQP_URL, vhost)
+
+
+def delete_vhost(vhost: str) -> None:
+    rabbitmqctl("delete_vhost", vhost)
+
+
+async def admin_sql(sql: str) -> None:
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def create_database(name: str) -> str:
+    await admin_sql(f'CREATE DATABASE "{name}"')
+    return with_database(POSTGRES_URL, name)
+
+
+async def drop_database(name: str) -> None:
+    await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
