@@ -1,1 +1,98 @@
-"""SQL of the auth service (asyncpg). Every write that publishes adds its events in the same transaction."""
+"""SQL of the auth service (asyncpg). Every write that publishes adds its events in the same transaction.
+
+Lock order, to never deadlock: a user's row first, then their refresh tokens (ban, login and refresh alike).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from .domain import ADMIN, CUSTOMER
+
+USER_COLUMNS = "id, email, name, role, banned, created_at"
+
+
+async def insert_customer(conn: asyncpg.Connection, email: str, name: str | None, password_hash: str) -> asyncpg.Record | None:
+    """The new user, or None when the email is taken."""
+    return await conn.fetchrow(
+        "INSERT INTO users (email, name, password_hash, role) VALUES ($1, $2, $3, $4)"
+        f" ON CONFLICT (email) DO NOTHING RETURNING {USER_COLUMNS}",
+        email, name, password_hash, CUSTOMER,
+    )
+
+
+async def upsert_admin(conn: asyncpg.Connection, email: str, name: str, password_hash: str) -> asyncpg.Record:
+    """Create the admin, or make the existing account an admin with this password (one statement: replica-safe)."""
+    return await conn.fetchrow(
+        "INSERT INTO users (email, name, password_hash, role) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = EXCLUDED.role"
+        f" RETURNING {USER_COLUMNS}",
+        email, name, password_hash, ADMIN,
+    )
+
+
+async def user_with_password(conn: asyncpg.Connection, email: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1", email)
+
+
+async def user_by_id(conn: asyncpg.Connection, user_id: int, *, lock: str = "") -> asyncpg.Record | None:
+    """lock: "" (none), "FOR SHARE" (keep a ban out until commit) or "FOR UPDATE" (to ban)."""
+    assert lock in ("", "FOR SHARE", "FOR UPDATE")
+    return await conn.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE id = $1 {lock}", user_id)
+
+
+async def list_users(conn: asyncpg.Connection, limit: int, offset: int) -> list[asyncpg.Record]:
+    return await conn.fetch(f"SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT $1 OFFSET $2", limit, offset)
+
+
+async def set_password_hash(conn: asyncpg.Connection, user_id: int, password_hash: str) -> None:
+    await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, password_hash)
+
+
+async def mark_banned(conn: asyncpg.Connection, user_id: int, reason: str, banned_by: int) -> None:
+    await conn.execute(
+        "UPDATE users SET banned = true, banned_at = now(), banned_reason = $2, banned_by = $3 WHERE id = $1",
+        user_id, reason, banned_by,
+    )
+
+
+async def insert_refresh_token(
+    conn: asyncpg.Connection, user_id: int, family_id: uuid.UUID, token_hash: str, expires_at: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at) VALUES ($1, $2, $3, $4)",
+        user_id, family_id, token_hash, expires_at,
+    )
+
+
+async def owner_of_refresh_token(conn: asyncpg.Connection, token_hash: str) -> int | None:
+    return await conn.fetchval("SELECT user_id FROM refresh_tokens WHERE token_hash = $1", token_hash)
+
+
+async def lock_refresh_token(conn: asyncpg.Connection, token_hash: str) -> asyncpg.Record | None:
+    """The token row, locked: two refreshes with one token take turns, and the second sees it spent."""
+    return await conn.fetchrow(
+        "SELECT id, user_id, family_id, expires_at, spent_at, revoked_at FROM refresh_tokens"
+        " WHERE token_hash = $1 FOR UPDATE",
+        token_hash,
+    )
+
+
+async def spend_refresh_token(conn: asyncpg.Connection, token_id: int) -> None:
+    await conn.execute("UPDATE refresh_tokens SET spent_at = now() WHERE id = $1", token_id)
+
+
+async def revoke_family(conn: asyncpg.Connection, family_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL", family_id
+    )
+
+
+async def revoke_all_of_user(conn: asyncpg.Connection, user_id: int) -> int:
+    status = await conn.execute(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL", user_id
+    )
+    return int(status.split()[-1])

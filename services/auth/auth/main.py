@@ -1,20 +1,58 @@
 """The auth service: its app, built from its own routes, handlers and migrations. Nothing else."""
 
+from datetime import timedelta
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from shop_common.app import create_service_app
 
-from . import api, handlers
+from . import api, db, handlers
 from .config import Settings
+from .domain import normalise_email
+from .passwords import hash_password
+from .tokens import TokenIssuer
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(
-        settings=settings or Settings(),
+    settings = settings or Settings()
+
+    async def on_start(app: FastAPI) -> None:
+        app.state.token_issuer = TokenIssuer.from_files(
+            settings.jwt_private_key_path,
+            settings.jwt_public_key_path,
+            access_lifetime=timedelta(minutes=settings.access_token_minutes),
+            refresh_lifetime=timedelta(days=settings.refresh_token_days),
+        )
+        await ensure_admin(app, settings)
+
+    app = create_service_app(
+        settings=settings,
         router=api.router,
         handlers=handlers.HANDLERS,
         migrations=Path(__file__).with_name("migrations"),
         checks_bans=False,
+        on_start=on_start,
         description="Users, passwords, tokens and bans.",
     )
+    app.add_exception_handler(RequestValidationError, invalid_input)
+    return app
+
+
+async def ensure_admin(app: FastAPI, settings: Settings) -> None:
+    """The first admin, created or updated (password, role) from ADMIN_EMAIL / ADMIN_PASSWORD at every start.
+
+    One upsert, so replicas starting together end with one admin. A ban stays: other services keep it too.
+    No UserRegistered: the admin did not sign up as a customer.
+    """
+    password_hash = await hash_password(settings.admin_password)
+    async with app.state.pool.acquire() as conn:
+        await db.upsert_admin(conn, normalise_email(settings.admin_email), settings.admin_name, password_hash)
+
+
+async def invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422, without echoing the input back: it may be a password."""
+    errors = [{key: value for key, value in error.items() if key != "input"} for error in exc.errors()]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
