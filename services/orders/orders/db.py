@@ -1,1 +1,142 @@
 """SQL of the orders service (asyncpg). Every write that publishes adds its events in the same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+
+import asyncpg
+
+from .domain import Order, OrderStatus, PricedLine
+
+# ---- the catalogue copy ----
+
+
+async def upsert_product(
+    conn: asyncpg.Connection, product_id: int, name: str, price: Decimal, stock: int, changed_at: datetime
+) -> bool:
+    """Write the product as of `changed_at`; an event older than what we hold changes nothing (False)."""
+    written = await conn.fetchval(
+        "INSERT INTO catalogue (product_id, name, price, stock, changed_at) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (product_id) DO UPDATE"
+        " SET name = EXCLUDED.name, price = EXCLUDED.price, stock = EXCLUDED.stock, changed_at = EXCLUDED.changed_at"
+        " WHERE catalogue.changed_at < EXCLUDED.changed_at"
+        " RETURNING true",
+        product_id, name, price, stock, changed_at,
+    )
+    return bool(written)
+
+
+async def prices_of(conn: asyncpg.Connection, product_ids: Iterable[int]) -> dict[int, Decimal]:
+    rows = await conn.fetch(
+        "SELECT product_id, price FROM catalogue WHERE product_id = ANY($1::bigint[])", list(product_ids)
+    )
+    return {r["product_id"]: r["price"] for r in rows}
+
+
+# ---- idempotency keys ----
+
+
+async def find_idempotency_key(conn: asyncpg.Connection, user_id: int, key: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT order_id, fingerprint FROM idempotency_keys WHERE user_id = $1 AND key = $2", user_id, key
+    )
+
+
+async def claim_idempotency_key(
+    conn: asyncpg.Connection, user_id: int, key: str, fingerprint: str, order_id: int
+) -> bool:
+    """True if this call owns the key now. A racing call with the same key waits here until the first
+    commits, then gets False (and reads the first's order) or, if the first rolled back, True."""
+    claimed = await conn.fetchval(
+        "INSERT INTO idempotency_keys (user_id, key, fingerprint, order_id) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (user_id, key) DO NOTHING RETURNING true",
+        user_id, key, fingerprint, order_id,
+    )
+    return bool(claimed)
+
+
+# ---- orders ----
+
+
+async def next_order_id(conn: asyncpg.Connection) -> int:
+    return await conn.fetchval("SELECT nextval(pg_get_serial_sequence('orders', 'id'))")
+
+
+async def insert_order(
+    conn: asyncpg.Connection, order_id: int, user_id: int, email: str, total: Decimal, lines: Sequence[PricedLine]
+) -> datetime:
+    """Writes a pending order and its lines; returns its created_at."""
+    created_at = await conn.fetchval(
+        "INSERT INTO orders (id, user_id, email, status, total) VALUES ($1, $2, $3, $4, $5) RETURNING created_at",
+        order_id, user_id, email, OrderStatus.PENDING.value, total,
+    )
+    await conn.executemany(
+        "INSERT INTO order_items (order_id, line, product_id, quantity, unit_price) VALUES ($1, $2, $3, $4, $5)",
+        [(order_id, n, line.product_id, line.quantity, line.unit_price) for n, line in enumerate(lines, start=1)],
+    )
+    return created_at
+
+
+_ORDER_COLUMNS = "id, user_id, email, status, total, payment_id, reason, created_at"
+
+
+async def get_order(conn: asyncpg.Connection, order_id: int, *, for_update: bool = False) -> Order | None:
+    """One order with its lines; `for_update` locks the row until the transaction ends."""
+    row = await conn.fetchrow(
+        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = $1" + (" FOR UPDATE" if for_update else ""), order_id
+    )
+    if row is None:
+        return None
+    return (await _with_lines(conn, [row]))[0]
+
+
+async def list_orders(conn: asyncpg.Connection, user_id: int | None, limit: int, offset: int) -> list[Order]:
+    """Newest first; every user's when user_id is None (admin)."""
+    rows = await conn.fetch(
+        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE $1::bigint IS NULL OR user_id = $1"
+        " ORDER BY id DESC LIMIT $2 OFFSET $3",
+        user_id, limit, offset,
+    )
+    return await _with_lines(conn, rows)
+
+
+async def set_status(
+    conn: asyncpg.Connection,
+    order_id: int,
+    status: OrderStatus,
+    *,
+    reason: str | None = None,
+    payment_id: str | None = None,
+) -> None:
+    await conn.execute(
+        "UPDATE orders SET status = $2, reason = $3, payment_id = $4, updated_at = now() WHERE id = $1",
+        order_id, status.value, reason, payment_id,
+    )
+
+
+async def _with_lines(conn: asyncpg.Connection, rows: Sequence[asyncpg.Record]) -> list[Order]:
+    if not rows:
+        return []
+    lines: dict[int, list[PricedLine]] = {r["id"]: [] for r in rows}
+    for item in await conn.fetch(
+        "SELECT order_id, product_id, quantity, unit_price FROM order_items"
+        " WHERE order_id = ANY($1::bigint[]) ORDER BY order_id, line",
+        list(lines),
+    ):
+        lines[item["order_id"]].append(PricedLine(item["product_id"], item["quantity"], item["unit_price"]))
+    return [
+        Order(
+            id=r["id"],
+            user_id=r["user_id"],
+            email=r["email"],
+            status=OrderStatus(r["status"]),
+            total=r["total"],
+            lines=lines[r["id"]],
+            created_at=r["created_at"],
+            payment_id=r["payment_id"],
+            reason=r["reason"],
+        )
+        for r in rows
+    ]
