@@ -9,3 +9,14 @@ from shop_common.config import ServiceSettings
 class Settings(ServiceSettings):
     service: ClassVar[str] = "notifications"
     database_url: str = Field("postgresql://postgres@127.0.0.1:5432/notifications", validation_alias="NOTIFICATIONS_DATABASE_URL")
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_timeout_seconds: float = 10.0
+    mail_from: str = "shop@example.com"
+    # Where stock_low and shipping_request alerts are mailed.
+    staff_email: str = "staff@example.com"
+
+    # One delivery per transaction: each event's inbox row commits right after its mail went out,
+    # so a crash redelivers at most the one event in hand (mail is slow anyway; group commit buys little).
+    event_batch_size: int = 1

@@ -1,0 +1,79 @@
+"""Sending mail: the SMTP relay adapter, and the post room that sends each event's mail at most once.
+
+At most once per event: the mail's row is committed as `pending` before the relay is asked, and as `sent`
+right after the relay accepted, each on its own pool connection and outside the consumer's transaction.
+A redelivered event finds `sent` and does not send again, whatever happened to the batch afterwards
+(handler failed on a later mail, commit lost, process killed before the ack). The only window left is
+between the relay's "250 accepted" and the `sent` commit (one round trip to PostgreSQL): a crash exactly
+there sends the mail once more, with the same Message-ID. Never lost: until `sent` commits, the event
+is not acked, and a relay that is down or answers 4xx/5xx raises so the bus retries through its wait queues.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+import aiosmtplib
+import asyncpg
+from shop_events import Event
+from shop_events.envelope import now_utc
+
+from . import db
+from .config import Settings
+from .domain import Notice, message_id
+
+log = logging.getLogger("notifications.mail")
+
+
+class SmtpRelay:
+    """Hands one mail to the SMTP relay; raises unless the relay accepted it."""
+
+    def __init__(self, host: str, port: int, sender: str, timeout: float) -> None:
+        self.host, self.port, self.sender, self.timeout = host, port, sender, timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "SmtpRelay":
+        return cls(settings.smtp_host, settings.smtp_port, settings.mail_from, settings.smtp_timeout_seconds)
+
+    def compose(self, notice: Notice, mail_id: str) -> EmailMessage:
+        mail = EmailMessage()
+        mail["From"] = self.sender
+        mail["To"] = notice.recipient
+        mail["Subject"] = notice.subject
+        mail["Message-ID"] = mail_id
+        mail["Date"] = format_datetime(now_utc())
+        mail.set_content(notice.body)
+        return mail
+
+    async def send(self, mail: EmailMessage, recipient: str) -> None:
+        # Connection refused, a timeout, or any 4xx/5xx reply raises (aiosmtplib.SMTPException or OSError).
+        await aiosmtplib.send(
+            mail, sender=self.sender, recipients=[recipient],
+            hostname=self.host, port=self.port, timeout=self.timeout,
+        )
+
+
+class PostRoom:
+    """What handlers call to send a notice: record it, send it unless an earlier delivery did, record that."""
+
+    def __init__(self, relay: SmtpRelay, staff_email: str, pool: Callable[[], asyncpg.Pool]) -> None:
+        self.relay = relay
+        self.staff_email = staff_email
+        self._pool = pool
+
+    async def send(self, event: Event, notice: Notice) -> None:
+        pool = self._pool()
+        mail_id = message_id(event.event_id, notice.type, self.relay.sender)
+        record = await db.record_notice(pool, event.event_id, notice, mail_id)
+        if record.status == "sent":
+            log.info("mail already sent; not sending again", extra={"notice_id": record.id, "type": notice.type.value})
+            return
+        try:
+            await self.relay.send(self.relay.compose(notice, mail_id), notice.recipient)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            await db.note_failure(pool, record.id, f"{type(exc).__name__}: {exc}")
+            raise
+        await db.mark_sent(pool, record.id)
