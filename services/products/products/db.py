@@ -1,1 +1,175 @@
 """SQL of the products service (asyncpg). Every write that publishes adds its events in the same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from shop_events import add_event
+from shop_events.catalogue import StockLow
+
+from .domain import ReviewStatus, low_stock_check
+
+PRODUCT_COLUMNS = (
+    "id, name, description, price, stock, low_stock_threshold, low_stock_alerted, supplier_email,"
+    " rating_sum, rating_count"
+)
+# The columns a PATCH may set; anything else never reaches the SQL text.
+EDITABLE = ("name", "description", "price", "stock", "low_stock_threshold", "supplier_email")
+
+
+# ---- catalogue ----
+
+
+async def insert_product(
+    conn: asyncpg.Connection,
+    *,
+    name: str,
+    description: str,
+    price: Decimal,
+    stock: int,
+    low_stock_threshold: int,
+    supplier_email: str | None,
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "INSERT INTO products (name, description, price, stock, low_stock_threshold, supplier_email)"
+        f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {PRODUCT_COLUMNS}",
+        name, description, price, stock, low_stock_threshold, supplier_email,
+    )
+
+
+async def list_products(conn: asyncpg.Connection, limit: int, offset: int) -> list[asyncpg.Record]:
+    return await conn.fetch(f"SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id LIMIT $1 OFFSET $2", limit, offset)
+
+
+async def get_product(conn: asyncpg.Connection, product_id: int, *, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1" + (" FOR UPDATE" if lock else ""), product_id
+    )
+
+
+async def update_product(conn: asyncpg.Connection, product_id: int, changes: Mapping[str, Any]) -> asyncpg.Record:
+    """Set the given editable columns (and the low-stock flag), in one statement."""
+    names = [name for name in changes if name in EDITABLE or name == "low_stock_alerted"]
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
+    return await conn.fetchrow(
+        f"UPDATE products SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {PRODUCT_COLUMNS}",
+        product_id, *(changes[name] for name in names),
+    )
+
+
+async def lock_products(conn: asyncpg.Connection, product_ids: Iterable[int]) -> dict[int, asyncpg.Record]:
+    """Lock the rows in product id order, so orders racing for the same products queue instead of deadlocking."""
+    rows = await conn.fetch(
+        f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+        sorted(product_ids),
+    )
+    return {row["id"]: row for row in rows}
+
+
+async def write_stock(conn: asyncpg.Connection, product: asyncpg.Record, stock: int) -> asyncpg.Record:
+    """Set a locked product's stock; publish StockLow when this takes it to or below its threshold
+    for the first time since it was last above it."""
+    low = low_stock_check(stock, product["low_stock_threshold"], product["low_stock_alerted"])
+    row = await update_product(conn, product["id"], {"stock": stock, "low_stock_alerted": low.alerted})
+    if low.alert:
+        await add_stock_low(conn, row)
+    return row
+
+
+async def add_stock_low(conn: asyncpg.Connection, product: asyncpg.Record) -> None:
+    await add_event(
+        conn,
+        StockLow(
+            product_id=product["id"],
+            current_stock=product["stock"],
+            threshold=product["low_stock_threshold"],
+            name=product["name"],
+            supplier_email=product["supplier_email"],
+        ),
+    )
+
+
+# ---- reservations ----
+
+
+async def find_reservation(conn: asyncpg.Connection, order_id: int, *, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT order_id, user_id, status, reason FROM reservations WHERE order_id = $1" + (" FOR UPDATE" if lock else ""),
+        order_id,
+    )
+
+
+async def record_reservation(conn: asyncpg.Connection, order_id: int, user_id: int, lines: Mapping[int, int]) -> None:
+    await conn.execute(
+        "INSERT INTO reservations (order_id, user_id, status) VALUES ($1, $2, 'reserved')", order_id, user_id
+    )
+    await conn.executemany(
+        "INSERT INTO reservation_lines (order_id, product_id, quantity) VALUES ($1, $2, $3)",
+        [(order_id, product_id, quantity) for product_id, quantity in lines.items()],
+    )
+
+
+async def record_rejection(conn: asyncpg.Connection, order_id: int, user_id: int, reason: str) -> None:
+    await conn.execute(
+        "INSERT INTO reservations (order_id, user_id, status, reason) VALUES ($1, $2, 'rejected', $3)",
+        order_id, user_id, reason,
+    )
+
+
+async def reserved_lines(conn: asyncpg.Connection, order_id: int) -> dict[int, int]:
+    rows = await conn.fetch(
+        "SELECT product_id, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY product_id", order_id
+    )
+    return {row["product_id"]: row["quantity"] for row in rows}
+
+
+async def mark_released(conn: asyncpg.Connection, order_id: int) -> None:
+    await conn.execute(
+        "UPDATE reservations SET status = 'released', released_at = now() WHERE order_id = $1", order_id
+    )
+
+
+# ---- reviews ----
+
+REVIEW_COLUMNS = "id, product_id, user_id, rating, comment, status, created_at"
+
+
+async def insert_review(
+    conn: asyncpg.Connection, *, product_id: int, user_id: int, rating: int, comment: str
+) -> asyncpg.Record | None:
+    """The new pending review, or None when this customer already reviewed this product."""
+    return await conn.fetchrow(
+        "INSERT INTO reviews (product_id, user_id, rating, comment) VALUES ($1, $2, $3, $4)"
+        f" ON CONFLICT (product_id, user_id) DO NOTHING RETURNING {REVIEW_COLUMNS}",
+        product_id, user_id, rating, comment,
+    )
+
+
+async def get_review(conn: asyncpg.Connection, review_id: int, *, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {REVIEW_COLUMNS} FROM reviews WHERE id = $1" + (" FOR UPDATE" if lock else ""), review_id
+    )
+
+
+async def set_review_status(conn: asyncpg.Connection, review_id: int, status: ReviewStatus) -> None:
+    await conn.execute(
+        "UPDATE reviews SET status = $2, moderated_at = now() WHERE id = $1", review_id, status.value
+    )
+
+
+async def count_published_rating(conn: asyncpg.Connection, product_id: int, rating: int) -> None:
+    await conn.execute(
+        "UPDATE products SET rating_sum = rating_sum + $2, rating_count = rating_count + 1 WHERE id = $1",
+        product_id, rating,
+    )
+
+
+async def published_reviews(conn: asyncpg.Connection, product_id: int, limit: int, offset: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {REVIEW_COLUMNS} FROM reviews WHERE product_id = $1 AND status = 'published'"
+        " ORDER BY id DESC LIMIT $2 OFFSET $3",
+        product_id, limit, offset,
+    )

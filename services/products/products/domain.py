@@ -1,1 +1,96 @@
 """The rules of the products service: pure, no I/O."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from enum import Enum
+
+DEFAULT_LOW_STOCK_THRESHOLD = 5
+MAX_COMMENT_LENGTH = 2000
+
+
+# ---- stock reservation ----
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Every line can be taken: product id -> quantity to deduct."""
+
+    lines: dict[int, int]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """At least one line cannot be taken, so none is."""
+
+    reason: str
+
+
+def wanted_quantities(lines: Iterable[tuple[int, int]]) -> dict[int, int]:
+    """Quantity per product, in product id order (the order rows are locked in, so racing orders never deadlock).
+    A product named on two lines is asked for once, with the sum."""
+    wanted: dict[int, int] = {}
+    for product_id, quantity in lines:
+        wanted[product_id] = wanted.get(product_id, 0) + quantity
+    return dict(sorted(wanted.items()))
+
+
+def decide_reservation(wanted: Mapping[int, int], on_hand: Mapping[int, int]) -> Reservation | Refusal:
+    """All or nothing: reserve every line when each product exists and has enough stock, else refuse,
+    naming every product that falls short."""
+    problems = []
+    for product_id, quantity in sorted(wanted.items()):
+        if product_id not in on_hand:
+            problems.append(f"unknown product {product_id}")
+        elif on_hand[product_id] < quantity:
+            problems.append(f"not enough stock for product {product_id} (asked {quantity}, have {on_hand[product_id]})")
+    if problems:
+        return Refusal("; ".join(problems))
+    return Reservation(dict(sorted(wanted.items())))
+
+
+# ---- low stock: one alert per crossing ----
+
+
+@dataclass(frozen=True)
+class LowStockState:
+    alerted: bool  # the flag to store on the product
+    alert: bool  # publish StockLow now
+
+
+def low_stock_check(stock: int, threshold: int, alerted: bool) -> LowStockState:
+    """Alert when stock is at or below the threshold and no alert went out for this stay down there;
+    clear the flag once stock is above the threshold again, so the next crossing alerts again."""
+    if stock <= threshold:
+        return LowStockState(alerted=True, alert=not alerted)
+    return LowStockState(alerted=False, alert=False)
+
+
+# ---- reviews ----
+
+
+class ReviewStatus(str, Enum):
+    PENDING = "pending"
+    PUBLISHED = "published"
+    REJECTED = "rejected"
+
+
+_LINK = re.compile(r"https?://|www\.", re.IGNORECASE)
+
+
+def moderate(comment: str) -> ReviewStatus:
+    """A comment holding a link is spam; anything else is published."""
+    return ReviewStatus.REJECTED if _LINK.search(comment) else ReviewStatus.PUBLISHED
+
+
+CENTI = Decimal("0.01")
+
+
+def rating_average(rating_sum: int, rating_count: int) -> str | None:
+    """The mean of the published ratings with two decimals ("4.33"), or None before the first one."""
+    if rating_count == 0:
+        return None
+    return str((Decimal(rating_sum) / Decimal(rating_count)).quantize(CENTI, rounding=ROUND_HALF_UP))

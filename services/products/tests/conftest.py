@@ -1,0 +1,57 @@
+"""A running products service on a fresh database and vhost, and small helpers to drive it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from shop_common.testing import bearer, running
+from shop_events.catalogue import OrderCreated, OrderItem
+
+from products.main import create_app
+
+ADMIN_ID = 1
+
+
+@dataclass
+class Shop:
+    client: httpx.AsyncClient
+    pool: asyncpg.Pool
+    amqp_url: str
+    admin: dict[str, str]
+
+    async def add_product(self, **fields: Any) -> dict[str, Any]:
+        body = {"name": "Kettle", "price": "19.99", "stock": 10, **fields}
+        response = await self.client.post("/api/products", json=body, headers=self.admin)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def product(self, product_id: int) -> dict[str, Any]:
+        response = await self.client.get(f"/api/products/{product_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def stock(self, product_id: int) -> int:
+        return (await self.product(product_id))["stock"]
+
+
+@pytest.fixture
+async def shop(service_env, database_url, amqp_url, make_token) -> AsyncIterator[Shop]:
+    service_env.setenv("PRODUCTS_DATABASE_URL", database_url)
+    app = create_app()
+    async with running(app) as client:
+        yield Shop(client, app.state.pool, amqp_url, bearer(make_token(ADMIN_ID, role="admin")))
+
+
+def order(order_id: int, *lines: tuple[int, int], user_id: int = 42) -> OrderCreated:
+    """OrderCreated as the orders service sends it: lines of (product_id, quantity)."""
+    items = [OrderItem(product_id=p, quantity=q, unit_price=Decimal("1.00")) for p, q in lines]
+    return OrderCreated(
+        order_id=order_id, user_id=user_id, email=f"user{user_id}@example.com",
+        total=sum((i.unit_price * i.quantity for i in items), Decimal("0")), items=items,
+    )
