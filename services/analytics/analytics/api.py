@@ -1,5 +1,83 @@
-"""HTTP routes of the analytics service: parse, authorise, call the domain, return."""
+"""HTTP routes of the analytics service: parse, authorise, call the domain, return. Admin only."""
 
-from fastapi import APIRouter
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel
+from shop_common.app import DbPool
+from shop_common.auth import Admin
+from shop_events import Money
+
+from . import db
+from .domain import DEFAULT_DAYS, MAX_DAYS, day_window, rating_average
 
 router = APIRouter(prefix="/api/analytics", tags=["analytics"])
+
+
+class Summary(BaseModel):
+    users_registered: int
+    users_banned: int
+    orders_created: int
+    orders_confirmed: int
+    orders_rejected: int
+    orders_paid: int
+    orders_cancelled: int
+    sales_total: Money
+    revenue: Money
+    reviews: int
+    events_processed: int
+
+
+class ProductFigures(BaseModel):
+    product_id: int
+    units_sold: int
+    revenue: Money
+    rating_avg: float | None  # mean of published ratings, two places; null until one is published
+    rating_count: int
+
+
+class DayFigures(BaseModel):
+    date: date
+    registrations: int
+    orders: int
+    sales: Money
+    revenue: Money
+
+
+@router.get("/summary", response_model=Summary, status_code=status.HTTP_200_OK)
+async def get_summary(_: Admin, pool: DbPool) -> Summary:
+    return Summary(**dict(await db.summary(pool)))
+
+
+@router.get(
+    "/products/{product_id}",
+    response_model=ProductFigures,
+    status_code=status.HTTP_200_OK,
+    responses={404: {"description": "no event ever named this product"}},
+)
+async def get_product(product_id: int, _: Admin, pool: DbPool) -> ProductFigures:
+    row = await db.product_figures(pool, product_id)
+    if not (row["created"] or row["lines"] or row["reviews"]):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no event has named this product")
+    return ProductFigures(
+        product_id=product_id,
+        units_sold=row["units_sold"],
+        revenue=row["revenue"],
+        rating_avg=_as_number(rating_average(row["rating_sum"], row["rating_count"])),
+        rating_count=row["rating_count"],
+    )
+
+
+def _as_number(value: Decimal | None) -> float | None:
+    # A rating is not money: it goes out as a JSON number, already rounded to two places.
+    return None if value is None else float(value)
+
+
+@router.get("/daily", response_model=list[DayFigures], status_code=status.HTTP_200_OK)
+async def get_daily(
+    _: Admin,
+    pool: DbPool,
+    days: int = Query(DEFAULT_DAYS, ge=1, le=MAX_DAYS, description="how many UTC days, up to and including today"),
+) -> list[DayFigures]:
+    window = day_window(datetime.now(timezone.utc).date(), days)
+    return [DayFigures(**dict(row)) for row in await db.daily(pool, window)]

@@ -1,1 +1,207 @@
-"""SQL of the analytics service (asyncpg). Every write that publishes adds its events in the same transaction."""
+"""SQL of the analytics service (asyncpg). Analytics publishes nothing, so nothing here writes the outbox.
+
+Each fact is one upsert keyed by the id of the thing it is about, so events may arrive in any order
+(a payment before its order, a moderation before its review) and no write waits for another.
+Figures are computed at query time from the facts known so far.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Sequence
+
+import asyncpg
+
+from .domain import DayWindow
+
+# ---- facts, written by the handlers (one statement each) ----
+
+
+async def record_registration(conn: asyncpg.Connection, user_id: int, at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO users (user_id, registered_at) VALUES ($1, $2)"
+        " ON CONFLICT (user_id) DO UPDATE SET registered_at = EXCLUDED.registered_at",
+        user_id, at,
+    )
+
+
+async def record_ban(conn: asyncpg.Connection, user_id: int, at: datetime) -> None:
+    # least() skips NULLs: the first ban is the one that counts.
+    await conn.execute(
+        "INSERT INTO users (user_id, banned_at) VALUES ($1, $2)"
+        " ON CONFLICT (user_id) DO UPDATE SET banned_at = least(users.banned_at, EXCLUDED.banned_at)",
+        user_id, at,
+    )
+
+
+async def record_product(conn: asyncpg.Connection, product_id: int, name: str) -> None:
+    await conn.execute(
+        "INSERT INTO products (product_id, name) VALUES ($1, $2)"
+        " ON CONFLICT (product_id) DO UPDATE SET name = EXCLUDED.name",
+        product_id, name,
+    )
+
+
+async def record_review_submitted(
+    conn: asyncpg.Connection, review_id: int, product_id: int, user_id: int, rating: int, at: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO reviews (review_id, product_id, user_id, rating, submitted_at) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (review_id) DO UPDATE SET submitted_at = EXCLUDED.submitted_at",
+        review_id, product_id, user_id, rating, at,
+    )
+
+
+async def record_moderation(
+    conn: asyncpg.Connection, review_id: int, product_id: int, user_id: int, rating: int, status: str, at: datetime
+) -> None:
+    # The newest verdict wins if a review is ever moderated twice, whatever order they arrive in.
+    await conn.execute(
+        "INSERT INTO reviews (review_id, product_id, user_id, rating, status, moderated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6)"
+        " ON CONFLICT (review_id) DO UPDATE SET status = EXCLUDED.status, rating = EXCLUDED.rating,"
+        "  moderated_at = EXCLUDED.moderated_at"
+        " WHERE reviews.moderated_at IS NULL OR reviews.moderated_at <= EXCLUDED.moderated_at",
+        review_id, product_id, user_id, rating, status, at,
+    )
+
+
+async def record_order_placed(
+    conn: asyncpg.Connection,
+    order_id: int,
+    user_id: int,
+    total: Decimal,
+    at: datetime,
+    lines: Sequence[tuple[int, int, Decimal]],
+) -> None:
+    """The order and its lines in one round trip; the row may already exist if a later event came first."""
+    await conn.execute(
+        "WITH placed AS ("
+        "  INSERT INTO orders (order_id, user_id, total, created_at) VALUES ($1, $2, $3, $4)"
+        "  ON CONFLICT (order_id) DO UPDATE"
+        "  SET user_id = EXCLUDED.user_id, total = EXCLUDED.total, created_at = EXCLUDED.created_at)"
+        " INSERT INTO order_items (order_id, line, product_id, quantity, unit_price)"
+        " SELECT $1, line, product_id, quantity, unit_price"
+        " FROM unnest($5::bigint[], $6::int[], $7::numeric[]) WITH ORDINALITY AS l(product_id, quantity, unit_price, line)"
+        " ON CONFLICT (order_id, line) DO NOTHING",
+        order_id, user_id, total, at,
+        [product_id for product_id, _, _ in lines],
+        [quantity for _, quantity, _ in lines],
+        [unit_price for _, _, unit_price in lines],
+    )
+
+
+async def record_stock_reserved(conn: asyncpg.Connection, order_id: int, at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO orders (order_id, confirmed_at) VALUES ($1, $2)"
+        " ON CONFLICT (order_id) DO UPDATE SET confirmed_at = least(orders.confirmed_at, EXCLUDED.confirmed_at)",
+        order_id, at,
+    )
+
+
+async def record_stock_rejected(conn: asyncpg.Connection, order_id: int, user_id: int, at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO orders (order_id, user_id, rejected_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT (order_id) DO UPDATE SET rejected_at = least(orders.rejected_at, EXCLUDED.rejected_at),"
+        "  user_id = coalesce(orders.user_id, EXCLUDED.user_id)",
+        order_id, user_id, at,
+    )
+
+
+async def record_payment(conn: asyncpg.Connection, order_id: int, user_id: int, amount: Decimal, at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO orders (order_id, user_id, paid_amount, paid_at) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (order_id) DO UPDATE SET paid_amount = EXCLUDED.paid_amount, paid_at = EXCLUDED.paid_at,"
+        "  user_id = coalesce(orders.user_id, EXCLUDED.user_id)",
+        order_id, user_id, amount, at,
+    )
+
+
+async def record_cancellation(conn: asyncpg.Connection, order_id: int, user_id: int, at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO orders (order_id, user_id, cancelled_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT (order_id) DO UPDATE SET cancelled_at = least(orders.cancelled_at, EXCLUDED.cancelled_at),"
+        "  user_id = coalesce(orders.user_id, EXCLUDED.user_id)",
+        order_id, user_id, at,
+    )
+
+
+# ---- figures, read by the API ----
+
+# count(column) counts the rows where that fact is known; one statement, so one consistent snapshot.
+SUMMARY_SQL = """
+SELECT
+    (SELECT count(registered_at) FROM users) AS users_registered,
+    (SELECT count(banned_at) FROM users) AS users_banned,
+    o.orders_created, o.orders_confirmed, o.orders_rejected, o.orders_paid, o.orders_cancelled,
+    o.sales_total, o.revenue,
+    (SELECT count(submitted_at) FROM reviews) AS reviews,
+    (SELECT count(*) FROM processed_events) AS events_processed
+FROM (
+    SELECT count(created_at) AS orders_created, count(confirmed_at) AS orders_confirmed,
+           count(rejected_at) AS orders_rejected, count(paid_at) AS orders_paid,
+           count(cancelled_at) AS orders_cancelled,
+           coalesce(sum(total), 0) AS sales_total, coalesce(sum(paid_amount), 0) AS revenue
+    FROM orders
+) AS o
+"""
+
+
+async def summary(conn: asyncpg.Connection | asyncpg.Pool) -> asyncpg.Record:
+    return await conn.fetchrow(SUMMARY_SQL)
+
+
+# A line sold something only when its order is paid and not cancelled; unpaid lines only make it known.
+PRODUCT_SQL = """
+SELECT s.units_sold, s.revenue, s.lines, r.rating_sum, r.rating_count, r.reviews,
+       EXISTS (SELECT 1 FROM products WHERE product_id = $1) AS created
+FROM (
+    SELECT coalesce(sum(i.quantity) FILTER (WHERE o.paid_at IS NOT NULL AND o.cancelled_at IS NULL), 0) AS units_sold,
+           coalesce(sum(i.quantity * i.unit_price)
+                    FILTER (WHERE o.paid_at IS NOT NULL AND o.cancelled_at IS NULL), 0) AS revenue,
+           count(*) AS lines
+    FROM order_items AS i JOIN orders AS o USING (order_id)
+    WHERE i.product_id = $1
+) AS s, (
+    SELECT coalesce(sum(rating) FILTER (WHERE status = 'published'), 0) AS rating_sum,
+           count(*) FILTER (WHERE status = 'published') AS rating_count,
+           count(*) AS reviews
+    FROM reviews WHERE product_id = $1
+) AS r
+"""
+
+
+async def product_figures(conn: asyncpg.Connection | asyncpg.Pool, product_id: int) -> asyncpg.Record:
+    return await conn.fetchrow(PRODUCT_SQL, product_id)
+
+
+# Facts are bucketed by the UTC day of their event's occurred_at; days with none come out as zeros.
+DAILY_SQL = """
+WITH days AS (
+    SELECT generate_series($1::date, $2::date, interval '1 day')::date AS day
+), registered AS (
+    SELECT (registered_at AT TIME ZONE 'UTC')::date AS day, count(*) AS registrations
+    FROM users WHERE registered_at >= $3 AND registered_at < $4 GROUP BY 1
+), placed AS (
+    SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS orders, sum(total) AS sales
+    FROM orders WHERE created_at >= $3 AND created_at < $4 GROUP BY 1
+), paid AS (
+    SELECT (paid_at AT TIME ZONE 'UTC')::date AS day, sum(paid_amount) AS revenue
+    FROM orders WHERE paid_at >= $3 AND paid_at < $4 GROUP BY 1
+)
+SELECT days.day AS date,
+       coalesce(registered.registrations, 0) AS registrations,
+       coalesce(placed.orders, 0) AS orders,
+       coalesce(placed.sales, 0) AS sales,
+       coalesce(paid.revenue, 0) AS revenue
+FROM days
+LEFT JOIN registered USING (day)
+LEFT JOIN placed USING (day)
+LEFT JOIN paid USING (day)
+ORDER BY days.day
+"""
+
+
+async def daily(conn: asyncpg.Connection | asyncpg.Pool, window: DayWindow) -> list[asyncpg.Record]:
+    return await conn.fetch(DAILY_SQL, window.first, window.last, window.starts, window.ends)

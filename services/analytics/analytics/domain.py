@@ -1,1 +1,41 @@
 """The rules of the analytics service: pure, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+RATING_PLACES = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class DayWindow:
+    """The last `days` UTC days up to and including `last`, and the instants that bound them."""
+
+    first: date
+    last: date
+
+    @property
+    def starts(self) -> datetime:
+        return datetime.combine(self.first, time.min, timezone.utc)
+
+    @property
+    def ends(self) -> datetime:
+        """Exclusive: midnight UTC after the last day."""
+        return datetime.combine(self.last + timedelta(days=1), time.min, timezone.utc)
+
+
+def day_window(today: date, days: int) -> DayWindow:
+    if not 1 <= days <= MAX_DAYS:
+        raise ValueError(f"days must be between 1 and {MAX_DAYS}")
+    return DayWindow(first=today - timedelta(days=days - 1), last=today)
+
+
+def rating_average(rating_sum: int, rating_count: int) -> Decimal | None:
+    """Mean of the published ratings to two places, half up; None while no review is published."""
+    if rating_count == 0:
+        return None
+    return (Decimal(rating_sum) / Decimal(rating_count)).quantize(RATING_PLACES, rounding=ROUND_HALF_UP)

@@ -1,0 +1,39 @@
+"""The pure rules: which days a daily report covers, and how a rating average is rounded."""
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from analytics.domain import MAX_DAYS, day_window, rating_average
+
+
+def test_a_window_ends_today_and_holds_exactly_the_days_asked_for():
+    window = day_window(date(2024, 3, 1), 30)
+    assert (window.first, window.last) == (date(2024, 2, 1), date(2024, 3, 1))  # 29 days of a leap February + 1
+    assert window.starts == datetime(2024, 2, 1, tzinfo=timezone.utc)
+    assert window.ends == datetime(2024, 3, 2, tzinfo=timezone.utc)  # exclusive: the whole of today is in
+
+
+def test_a_one_day_window_is_today_from_midnight_to_midnight_utc():
+    window = day_window(date(2024, 12, 31), 1)
+    assert window.first == window.last == date(2024, 12, 31)
+    assert window.ends == datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("days", [0, -1, MAX_DAYS + 1])
+def test_a_window_outside_one_to_366_days_is_refused(days):
+    with pytest.raises(ValueError):
+        day_window(date(2024, 1, 1), days)
+
+
+def test_no_published_review_means_no_average():
+    assert rating_average(0, 0) is None
+
+
+@pytest.mark.parametrize(
+    ("rating_sum", "count", "expected"),
+    [(5, 1, "5.00"), (9, 2, "4.50"), (13, 3, "4.33"), (14, 3, "4.67"), (33, 8, "4.13"), (1, 8, "0.13")],
+)
+def test_the_average_is_exact_to_two_places_rounding_halves_up(rating_sum, count, expected):
+    assert rating_average(rating_sum, count) == Decimal(expected)
