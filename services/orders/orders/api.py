@@ -143,7 +143,7 @@ async def _place(conn: asyncpg.Connection, user: Principal, lines: list[Requeste
     try:
         priced = price_lines(lines, await db.prices_of(conn, [line.product_id for line in lines]))
     except InvalidOrder as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     order_id = await db.next_order_id(conn)
     # Claim the key before writing: a racing call with the same key waits here for ours to commit.
     if key is not None and not await db.claim_idempotency_key(conn, user.id, key, fingerprint, order_id):
@@ -160,7 +160,7 @@ async def _place(conn: asyncpg.Connection, user: Principal, lines: list[Requeste
 def _replayed(earlier: asyncpg.Record, fingerprint: str) -> int:
     if earlier["fingerprint"] != fingerprint:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
             "this Idempotency-Key was already used for an order with different items; use a new key",
         )
     return earlier["order_id"]
@@ -218,7 +218,7 @@ async def pay_order(order_id: OrderId, body: PayOrder, user: CurrentUser, pool: 
             try:
                 result = await payments.charge(order.id, order.total, body.payment_token)
             except UnknownPaymentToken as exc:
-                raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
             except PaymentUnavailable as exc:
                 raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "payment provider unavailable; try again") from exc
             if result.ok:

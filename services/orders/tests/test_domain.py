@@ -61,7 +61,7 @@ def test_lines_are_priced_from_the_catalogue_and_the_total_is_exact():
     lines = price_lines([RequestedLine(1, 3), RequestedLine(2, 7), RequestedLine(3, 1)], PRICES)
     assert lines == [PricedLine(1, 3, Decimal("0.10")), PricedLine(2, 7, Decimal("19.99")), PricedLine(3, 1, Decimal("0.00"))]
     total = order_total(lines)
-    assert total == Decimal("140.23") and str(total) == "140.23"  # 0.30 + 139.93; floats would give 140.22999...
+    assert total == Decimal("140.23") and str(total) == "140.23"  # 0.30 + 139.93 + 0.00
 
 
 def test_a_large_order_total_stays_exact():

@@ -1,0 +1,74 @@
+"""The orders service running in-process on a fresh database and vhost, and a peer's view of the broker:
+products' events are published as products would publish them, and the copy is waited for."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from shop_common.testing import bearer, eventually, running
+from shop_events.catalogue import ProductCreated, StockRejected, StockReserved
+from shop_events.publisher import OutgoingEvent
+from shop_events.testing import publish_events
+
+from orders.main import create_app
+
+
+@dataclass
+class Orders:
+    client: httpx.AsyncClient
+    pool: asyncpg.Pool
+    amqp_url: str
+
+    async def add_product(self, product_id: int, price: str, stock: int = 100) -> None:
+        """ProductCreated on the broker, then wait until the catalogue copy holds it."""
+        await publish_events(self.amqp_url, ProductCreated(product_id=product_id, name=f"product {product_id}",
+                                                           price=price, stock=stock))
+        await eventually(lambda: self.price_in_copy(product_id))
+
+    async def price_in_copy(self, product_id: int) -> Decimal | None:
+        return await self.pool.fetchval("SELECT price FROM catalogue WHERE product_id = $1", product_id)
+
+    async def place(self, token: str, items: list[dict[str, Any]], **headers: str) -> httpx.Response:
+        sent = {k.replace("_", "-"): v for k, v in headers.items()}
+        return await self.client.post("/api/orders", json={"items": items}, headers=bearer(token) | sent)
+
+    async def status_of(self, order_id: int) -> str:
+        return await self.pool.fetchval("SELECT status FROM orders WHERE id = $1", order_id)
+
+    async def handled(self, event: OutgoingEvent) -> bool:
+        return await self.pool.fetchval("SELECT count(*) = 1 FROM processed_events WHERE event_id = $1::uuid",
+                                        event.event_id)
+
+    async def deliver(self, *events: Any) -> list[OutgoingEvent]:
+        """Publish events (models or already-sent OutgoingEvents) and wait until the last one was handled."""
+        sent = await publish_events(self.amqp_url, *events)
+        await eventually(lambda: self.handled(sent[-1]))
+        return sent
+
+    async def confirmed_order(self, token: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """An order placed and then confirmed by StockReserved, as products would."""
+        response = await self.place(token, items)
+        assert response.status_code == 201, response.text
+        order = response.json()
+        await self.deliver(StockReserved(order_id=order["id"]))
+        assert await self.status_of(order["id"]) == "confirmed"
+        return order
+
+    async def rejected_order(self, token: str, user_id: int, items: list[dict[str, Any]]) -> dict[str, Any]:
+        order = (await self.place(token, items)).json()
+        await self.deliver(StockRejected(order_id=order["id"], user_id=user_id, reason="not enough stock"))
+        return order
+
+
+@pytest.fixture
+async def orders(service_env, database_url, amqp_url) -> AsyncIterator[Orders]:
+    service_env.setenv("ORDERS_DATABASE_URL", database_url)
+    app = create_app()
+    async with running(app) as client:
+        yield Orders(client, app.state.pool, amqp_url)
