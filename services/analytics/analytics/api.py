@@ -3,7 +3,7 @@
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from shop_common.app import DbPool
 from shop_common.auth import Admin
 from shop_events import Money
@@ -22,17 +22,17 @@ class Summary(BaseModel):
     orders_rejected: int
     orders_paid: int
     orders_cancelled: int
-    sales_total: Money
-    revenue: Money
-    reviews: int
-    events_processed: int
+    sales_total: Money = Field(description="sum of the totals of created orders")
+    revenue: Money = Field(description="sum of the amounts of paid orders")
+    reviews: int = Field(description="reviews submitted (ProductReviewed), whatever their moderation")
+    events_processed: int = Field(description="distinct events this service has handled")
 
 
 class ProductFigures(BaseModel):
     product_id: int
-    units_sold: int
-    revenue: Money
-    rating_avg: float | None  # mean of published ratings, two places; null until one is published
+    units_sold: int = Field(description="units on the lines of paid orders (a cancelled or unpaid order sold nothing)")
+    revenue: Money = Field(description="quantity × unit price over those lines")
+    rating_avg: str | None = Field(description="mean of the published ratings, two decimals (\"4.33\"); null before the first")
     rating_count: int
 
 
@@ -63,14 +63,14 @@ async def get_product(product_id: int, _: Admin, pool: DbPool) -> ProductFigures
         product_id=product_id,
         units_sold=row["units_sold"],
         revenue=row["revenue"],
-        rating_avg=_as_number(rating_average(row["rating_sum"], row["rating_count"])),
+        rating_avg=_as_text(rating_average(row["rating_sum"], row["rating_count"])),
         rating_count=row["rating_count"],
     )
 
 
-def _as_number(value: Decimal | None) -> float | None:
-    # A rating is not money: it goes out as a JSON number, already rounded to two places.
-    return None if value is None else float(value)
+def _as_text(value: Decimal | None) -> str | None:
+    # The same shape as the products service's rating_avg, so the two can be compared as they are.
+    return None if value is None else str(value)
 
 
 @router.get("/daily", response_model=list[DayFigures], status_code=status.HTTP_200_OK)

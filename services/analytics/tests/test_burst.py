@@ -1,0 +1,191 @@
+"""The big one: a shop's worth of events, each sent one to three times and all shuffled, gives exactly the
+figures computed here, independently, from the list of events itself."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+
+import aio_pika
+from shop_events import parking
+from shop_events.catalogue import (
+    OrderCancelled, OrderCreated, OrderItem, OrderPaid, ProductCreated, ProductReviewed, ReviewModerated,
+    StockRejected, StockReserved, UserBanned, UserRegistered,
+)
+from shop_events.publisher import OutgoingEvent
+from shop_events.testing import publish_events
+
+CREATED_PRODUCTS = [101, 102, 103, 104, 105]
+UNCREATED_IN_ORDERS = 106  # ordered, but its ProductCreated predates analytics
+ONLY_REVIEWED = 107  # named by reviews alone
+OUTCOMES = ["pending", "rejected", "confirmed", "paid", "paid", "cancelled"]
+
+
+@dataclass
+class History:
+    """The events of a made-up shop, and the figures a bookkeeper would derive from them by hand."""
+
+    now: datetime
+    rng: random.Random
+    events: list[tuple[object, datetime]] = field(default_factory=list)
+
+    def at(self, days_ago: int) -> datetime:
+        return self.now - timedelta(days=days_ago, seconds=self.rng.randint(0, 6 * 3600))
+
+    def add(self, data: object, occurred_at: datetime) -> None:
+        self.events.append((data, occurred_at))
+
+    def of(self, kind: type) -> list[tuple[object, datetime]]:
+        return [(data, at) for data, at in self.events if isinstance(data, kind)]
+
+
+def make_history(seed: int = 20240601) -> History:
+    rng = random.Random(seed)
+    history = History(now=datetime.now(timezone.utc), rng=rng)
+    days = [0, 0, 1, 2, 3, 5, 8, 13, 29, 45]  # 45 is outside the default 30-day window
+    for user_id in range(1, 41):
+        history.add(UserRegistered(user_id=user_id, email=f"u{user_id}@example.com", name=None), history.at(rng.choice(days)))
+    for user_id in (4, 9, 17):
+        history.add(UserBanned(user_id=user_id, reason="spam", banned_by=1), history.at(0))
+    for product_id in CREATED_PRODUCTS:
+        history.add(ProductCreated(product_id=product_id, name=f"P{product_id}", price="1.00", stock=50), history.at(60))
+
+    for order_id in range(1, 61):
+        products = rng.sample(CREATED_PRODUCTS + [UNCREATED_IN_ORDERS], rng.randint(1, 3))
+        items = [
+            OrderItem(product_id=p, quantity=rng.randint(1, 5), unit_price=Decimal(rng.randint(100, 99999)) / 100)
+            for p in products
+        ]
+        total = sum((i.quantity * i.unit_price for i in items), Decimal("0.00"))
+        user_id = rng.randint(1, 40)
+        placed = history.at(rng.choice(days))
+        history.add(OrderCreated(order_id=order_id, user_id=user_id, email="b@example.com", total=total, items=items), placed)
+        outcome = OUTCOMES[order_id % len(OUTCOMES)]
+        if outcome == "rejected":
+            history.add(StockRejected(order_id=order_id, user_id=user_id, reason="not enough stock"), placed + timedelta(seconds=1))
+            continue
+        if outcome == "pending":
+            continue
+        history.add(StockReserved(order_id=order_id), placed + timedelta(seconds=1))
+        # Some payments land a day or more after the order: revenue goes by the payment's own day.
+        settled = placed + timedelta(minutes=5) + timedelta(days=rng.choice([0, 0, 1, 2]))
+        if outcome == "paid":
+            history.add(OrderPaid(order_id=order_id, user_id=user_id, payment_id=f"pay_{order_id}", amount=total), settled)
+        elif outcome == "cancelled":
+            history.add(OrderCancelled(order_id=order_id, user_id=user_id, items=items, reason="card declined"), settled)
+
+    review_id = 0
+    for product_id in CREATED_PRODUCTS + [ONLY_REVIEWED]:
+        for _ in range(rng.randint(1, 6)):
+            review_id += 1
+            rating = rng.randint(1, 5)
+            submitted = history.at(rng.choice(days))
+            history.add(ProductReviewed(review_id=review_id, product_id=product_id, user_id=review_id, rating=rating, comment="c"), submitted)
+            verdict = rng.choice(["published", "published", "rejected", None])  # None: still pending
+            if verdict:
+                history.add(
+                    ReviewModerated(review_id=review_id, product_id=product_id, user_id=review_id, rating=rating, status=verdict),
+                    submitted + timedelta(seconds=2),
+                )
+    return history
+
+
+def expected_summary(history: History) -> dict[str, object]:
+    def money(amounts) -> str:
+        return str(sum(amounts, Decimal("0.00")))
+
+    return {
+        "users_registered": len({d.user_id for d, _ in history.of(UserRegistered)}),
+        "users_banned": len({d.user_id for d, _ in history.of(UserBanned)}),
+        "orders_created": len(history.of(OrderCreated)),
+        "orders_confirmed": len(history.of(StockReserved)),
+        "orders_rejected": len(history.of(StockRejected)),
+        "orders_paid": len(history.of(OrderPaid)),
+        "orders_cancelled": len(history.of(OrderCancelled)),
+        "sales_total": money(d.total for d, _ in history.of(OrderCreated)),
+        "revenue": money(d.amount for d, _ in history.of(OrderPaid)),
+        "reviews": len(history.of(ProductReviewed)),
+        "events_processed": len(history.events),
+    }
+
+
+def expected_product(history: History, product_id: int) -> dict[str, object]:
+    paid = {d.order_id for d, _ in history.of(OrderPaid)} - {d.order_id for d, _ in history.of(OrderCancelled)}
+    sold = [i for d, _ in history.of(OrderCreated) if d.order_id in paid for i in d.items if i.product_id == product_id]
+    ratings = [d.rating for d, _ in history.of(ReviewModerated) if d.product_id == product_id and d.status == "published"]
+    average = None
+    if ratings:
+        average = str((Decimal(sum(ratings)) / len(ratings)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+    return {
+        "product_id": product_id,
+        "units_sold": sum(i.quantity for i in sold),
+        "revenue": str(sum((i.quantity * i.unit_price for i in sold), Decimal("0.00"))),
+        "rating_avg": average,
+        "rating_count": len(ratings),
+    }
+
+
+def expected_days(history: History) -> dict[date, dict[str, object]]:
+    registrations: Counter[date] = Counter(at.date() for _, at in history.of(UserRegistered))
+    orders: Counter[date] = Counter(at.date() for _, at in history.of(OrderCreated))
+    sales: defaultdict[date, Decimal] = defaultdict(lambda: Decimal("0.00"))
+    revenue: defaultdict[date, Decimal] = defaultdict(lambda: Decimal("0.00"))
+    for d, at in history.of(OrderCreated):
+        sales[at.date()] += d.total
+    for d, at in history.of(OrderPaid):
+        revenue[at.date()] += d.amount
+    every_day = set(registrations) | set(orders) | set(revenue)
+    return {
+        day: {
+            "date": str(day), "registrations": registrations[day], "orders": orders[day],
+            "sales": str(sales[day]), "revenue": str(revenue[day]),
+        }
+        for day in every_day
+    }
+
+
+def empty_day(day: date) -> dict[str, object]:
+    return {"date": str(day), "registrations": 0, "orders": 0, "sales": "0.00", "revenue": "0.00"}
+
+
+def shuffled_with_duplicates(sent: list[OutgoingEvent], rng: random.Random) -> list[OutgoingEvent]:
+    burst = [event for event in sent for _ in range(rng.choice([1, 1, 2, 3]))]
+    rng.shuffle(burst)
+    return burst
+
+
+async def test_a_shuffled_burst_with_duplicates_gives_exactly_the_figures_of_its_events(analytics, amqp_url, make_event):
+    history = make_history()
+    sent = [make_event(data, at) for data, at in history.events]
+    burst = shuffled_with_duplicates(sent, history.rng)
+    assert len(burst) > len(sent) + 100  # a real share of redeliveries, not a token one
+
+    await publish_events(amqp_url, *burst)
+    await analytics.wait_processed(len(sent), timeout=60)
+
+    assert (await analytics.get("summary")).json() == expected_summary(history)
+
+    for product_id in CREATED_PRODUCTS + [UNCREATED_IN_ORDERS, ONLY_REVIEWED]:
+        assert (await analytics.get(f"products/{product_id}")).json() == expected_product(history, product_id)
+    assert (await analytics.get("products/108")).status_code == 404
+
+    by_day = expected_days(history)
+    for days in (30, 60):
+        rows = (await analytics.get("daily", days=days)).json()
+        today = datetime.now(timezone.utc).date()
+        assert [r["date"] for r in rows] == [str(today - timedelta(days=n)) for n in range(days - 1, -1, -1)]
+        assert rows == [by_day.get(date.fromisoformat(r["date"]), empty_day(date.fromisoformat(r["date"]))) for r in rows]
+        if days == 60:  # the whole history fits in it: every registration and order is on some row
+            assert sum(r["registrations"] for r in rows) == 40
+            assert sum(r["orders"] for r in rows) == len(history.of(OrderCreated))
+
+    # Nothing failed on the way: no handler waited for a partner event, nothing was parked.
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        assert await parking.list_parked(connection, "analytics.background.dlq") == []
+        assert await parking.list_parked(connection, "analytics.immediate.dlq") == []
+    finally:
+        await connection.close()
