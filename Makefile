@@ -8,4 +8,19 @@ help:  ## list the targets
 test:  ## run every test against the real RabbitMQ and PostgreSQL (sets them up when missing)
 	@deploy/local/test.sh
 
-.PHONY: help test
+up:  ## start the whole stack in the background (Docker when an engine answers, else local; STACK=docker|local)
+	@deploy/stack.sh up
+
+down:  ## stop what `make up` started (by its recorded pids); the data stays
+	@deploy/stack.sh down
+
+status:  ## each service's health, queue depths and consumers, parked messages, outbox backlog
+	@deploy/stack.sh status
+
+logs:  ## follow every log (make logs S=orders for one service)
+	@deploy/stack.sh logs
+
+mail:  ## the mail the development SMTP sink received (N=20 last)
+	@deploy/stack.sh mail
+
+.PHONY: help test up down status logs mail

@@ -62,7 +62,7 @@ ensure_rabbitmq() {
 }
 
 ensure_postgres() {
-  local url="${TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/postgres}" host port
+  local url="${SHOP_POSTGRES_URL:-${TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/postgres}}" host port
   host="$(url_host "$url")"; port="$(url_port "$url" 5432)"
   if port_open "$host" "$port"; then say "PostgreSQL answers on $host:$port"; return 0; fi
   [ "$host" = 127.0.0.1 ] || [ "$host" = localhost ] || die "PostgreSQL at $host:$port does not answer"
@@ -77,4 +77,135 @@ ensure_postgres() {
   fi
   pg_ctlcluster --skip-systemctl-redirect "$version" main start >/dev/null 2>&1 || true
   wait_port "$host" "$port" PostgreSQL 60 || die "PostgreSQL did not start"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# The stack's settings. Every one can be set, so that a test can run a second, isolated copy beside `make up`.
+
+SERVICES=(auth products orders notifications analytics)
+
+stack_settings() {
+  RUN_DIR="${SHOP_RUN_DIR:-$ROOT/.run}"
+  mkdir -p "$RUN_DIR"
+  RUN_DIR="$(cd "$RUN_DIR" && pwd)"
+  LOG_DIR="$RUN_DIR/logs"; PID_DIR="$RUN_DIR/pids"; KEY_DIR="$RUN_DIR/keys"; MAIL_DIR="$RUN_DIR/mail"
+  GATEWAY_PORT="${GATEWAY_PORT:-8080}"
+  GATEWAY_RATE_LIMIT="${GATEWAY_RATE_LIMIT:-500}"
+  GATEWAY_RATE_BURST="${GATEWAY_RATE_BURST:-1000}"
+  SHOP_PORT_BASE="${SHOP_PORT_BASE:-8000}"
+  SMTP_HOST="${SMTP_HOST:-127.0.0.1}"
+  SMTP_PORT="${SMTP_PORT:-1025}"
+  SHOP_DB_PREFIX="${SHOP_DB_PREFIX:-}"
+  SHOP_POSTGRES_URL="${SHOP_POSTGRES_URL:-${TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/postgres}}"
+  ADMIN_EMAIL="${ADMIN_EMAIL:-admin@example.com}"
+  ADMIN_PASSWORD="${ADMIN_PASSWORD:-admin-password}"
+  GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
+}
+
+service_port() {  # auth 8001, products 8002, orders 8003, notifications 8004, analytics 8005
+  local i
+  for i in "${!SERVICES[@]}"; do [ "${SERVICES[$i]}" = "$1" ] && { echo $((SHOP_PORT_BASE + i + 1)); return; }; done
+  die "no such service: $1"
+}
+
+database_url() {  # <SERVICE>_DATABASE_URL when set, else <prefix><service> on SHOP_POSTGRES_URL's server
+  local var; var="$(echo "$1" | tr a-z A-Z)_DATABASE_URL"
+  if [ -n "${!var:-}" ]; then echo "${!var}"; return; fi
+  local base="${SHOP_POSTGRES_URL%%\?*}"
+  echo "${base%/*}/${SHOP_DB_PREFIX}$1"
+}
+
+amqp_vhost() {  # the vhost named in AMQP_URL ("/" when none)
+  local rest="${AMQP_URL#*://}" v
+  v="${rest#*/}"; [ "$v" = "$rest" ] && v=""
+  v="${v%%\?*}"; v="${v//%2F//}"; v="${v//%2f//}"
+  echo "${v:-/}"
+}
+
+# What each service process gets, one NAME=value a line: the same names compose and k8s set.
+service_env() {
+  local svc="$1" upper; upper="$(echo "$svc" | tr a-z A-Z)"
+  echo "AMQP_URL=$AMQP_URL"
+  echo "${upper}_DATABASE_URL=$(database_url "$svc")"
+  echo "JWT_PUBLIC_KEY_PATH=$KEY_DIR/jwt_public.pem"
+  case "$svc" in
+    auth)
+      echo "JWT_PRIVATE_KEY_PATH=$KEY_DIR/jwt_private.pem"
+      echo "ADMIN_EMAIL=$ADMIN_EMAIL"
+      echo "ADMIN_PASSWORD=$ADMIN_PASSWORD" ;;
+    notifications)
+      echo "SMTP_HOST=$SMTP_HOST"
+      echo "SMTP_PORT=$SMTP_PORT" ;;
+  esac
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Processes this runner started: pids/<name>.pid holds "pid start-time command", so that a pid the
+# kernel gave to another program since is never taken for ours.
+
+proc_start_time() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
+
+recorded_pid() {  # prints the pid when the recorded process is still the one we started
+  local file="$PID_DIR/$1.pid" pid start
+  [ -f "$file" ] || return 1
+  read -r pid start _ < "$file" || return 1
+  [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
+  [ "$(proc_start_time "$pid")" = "$start" ] || return 1
+  grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null && return 1
+  echo "$pid"
+}
+
+start_process() {  # name log command...: in its own session, detached, pid recorded
+  local name="$1" log="$2"; shift 2
+  mkdir -p "$PID_DIR" "$(dirname "$log")"
+  setsid "$@" >>"$log" 2>&1 </dev/null &
+  local pid=$!
+  echo "$pid $(proc_start_time "$pid") $*" > "$PID_DIR/$name.pid"
+}
+
+stop_process() {  # name: TERM its process group, then KILL after 15 s; forgets it
+  local name="$1" pid i
+  if pid="$(recorded_pid "$name")"; then
+    say "stopping $name (pid $pid)"
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 150; i++)); do recorded_pid "$name" >/dev/null || break; sleep 0.1; done
+    if recorded_pid "$name" >/dev/null; then
+      say "$name did not stop in 15 s; killing it"
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$PID_DIR/$name.pid"
+}
+
+ensure_nginx() {
+  command -v nginx >/dev/null && return 0
+  [ -x /usr/sbin/nginx ] && { PATH="$PATH:/usr/sbin"; return 0; }
+  # Debian starts a package's service on install; the gateway is our own nginx, so keep the system's stopped.
+  local policy=/usr/sbin/policy-rc.d made=""
+  if [ "$(id -u)" = 0 ] && [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; made=1; fi
+  apt_install nginx-light || apt_install nginx || true
+  [ -n "$made" ] && rm -f "$policy"
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] \
+    || die "nginx is needed for the gateway and can't be installed here: install nginx (or run as root on Debian)"
+  PATH="$PATH:/usr/sbin"
+}
+
+ensure_vhost() {  # the vhost of AMQP_URL, on a local broker, for its user
+  local vhost user; vhost="$(amqp_vhost)"
+  [ "$vhost" = / ] && return 0
+  command -v rabbitmqctl >/dev/null || return 0
+  rabbitmqctl -q list_vhosts 2>/dev/null | grep -qxF "$vhost" && return 0
+  user="${AMQP_URL#*://}"; user="${user%%@*}"; user="${user%%:*}"
+  say "creating the RabbitMQ vhost $vhost"
+  rabbitmqctl -q add_vhost "$vhost" >/dev/null
+  rabbitmqctl -q set_permissions -p "$vhost" "${user:-guest}" '.*' '.*' '.*' >/dev/null
+}
+
+http_status() {  # host port path: the status code of a GET, with nothing but bash
+  local code
+  exec 4<>"/dev/tcp/$1/$2" 2>/dev/null || { echo 000; return; }
+  printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$3" "$1" >&4
+  read -r _ code _ <&4 || code=000
+  exec 4>&-
+  echo "${code:-000}"
 }

@@ -1,0 +1,230 @@
+"""Writes the Kubernetes manifests in this folder. Edit this script, not the YAML, then run it:
+
+    .venv/bin/python deploy/k8s/render.py           (rewrite the manifests)
+    .venv/bin/python deploy/k8s/render.py --check   (exit 1 when a manifest differs from what it would write)
+
+The gateway's nginx template and the database init script are copied in verbatim, so the cluster runs the
+same gateway and databases as local mode and docker-compose.yml. tests/deploy checks both.
+"""
+
+import pathlib
+import sys
+
+import yaml
+
+root = pathlib.Path(__file__).resolve().parents[2]
+out = root / "deploy/k8s"
+files: dict[str, str] = {}
+SERVICES = ["auth", "products", "orders", "notifications", "analytics"]
+NS = "shop"
+
+class Literal(str): pass
+def lit(dumper, data): return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+yaml.add_representer(Literal, lit)
+def dump(docs, header):
+    return header.rstrip() + "\n" + "".join("---\n" + yaml.dump(d, sort_keys=False, width=120) for d in docs)
+
+def labels(name, component):
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component, "app.kubernetes.io/part-of": "shop"}
+
+def secret_env(name, key=None):
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": "shop-secrets", "key": key or name}}}
+
+def deployment(svc, component, roles, replicas, cpu, memory):
+    env = [
+        {"name": "ROLES", "value": roles},
+        {"name": "JWT_PUBLIC_KEY_PATH", "value": "/run/shop/keys/jwt_public.pem"},
+        secret_env("AMQP_URL"),
+        secret_env(f"{svc.upper()}_DATABASE_URL"),
+    ]
+    keys = [{"key": "jwt_public.pem", "path": "jwt_public.pem"}]
+    if svc == "auth":
+        env += [
+            {"name": "JWT_PRIVATE_KEY_PATH", "value": "/run/shop/keys/jwt_private.pem"},
+            {"name": "ADMIN_EMAIL", "valueFrom": {"configMapKeyRef": {"name": "shop-config", "key": "ADMIN_EMAIL"}}},
+            secret_env("ADMIN_PASSWORD"),
+        ]
+        keys.append({"key": "jwt_private.pem", "path": "jwt_private.pem"})
+    if svc == "notifications":
+        env += [
+            {"name": "SMTP_HOST", "valueFrom": {"configMapKeyRef": {"name": "shop-config", "key": "SMTP_HOST"}}},
+            {"name": "SMTP_PORT", "valueFrom": {"configMapKeyRef": {"name": "shop-config", "key": "SMTP_PORT"}}},
+        ]
+    env.append({"name": "LOG_LEVEL", "valueFrom": {"configMapKeyRef": {"name": "shop-config", "key": "LOG_LEVEL"}}})
+    probe = lambda **kw: {"httpGet": {"path": f"/api/{svc}/health", "port": "http"}, **kw}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": f"{svc}-{component}", "namespace": NS, "labels": labels(svc, component)},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": svc, "app.kubernetes.io/component": component}},
+            "template": {
+                "metadata": {"labels": labels(svc, component)},
+                "spec": {
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
+                    "containers": [{
+                        "name": svc,
+                        "image": f"shop/{svc}:0.1.0",
+                        "ports": [{"name": "http", "containerPort": 8000}],
+                        "env": env,
+                        "startupProbe": probe(periodSeconds=2, failureThreshold=60),
+                        "readinessProbe": probe(periodSeconds=5, failureThreshold=2),
+                        "livenessProbe": probe(periodSeconds=10, timeoutSeconds=3, failureThreshold=6),
+                        "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": "1", "memory": "512Mi"}},
+                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [
+                            {"name": "jwt-keys", "mountPath": "/run/shop/keys", "readOnly": True},
+                            {"name": "tmp", "mountPath": "/tmp"},
+                        ],
+                    }],
+                    "volumes": [
+                        {"name": "jwt-keys", "secret": {"secretName": "shop-jwt", "items": keys}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+
+for svc in SERVICES:
+    docs = [
+        deployment(svc, "api", "api", 2, "100m", "128Mi"),
+        deployment(svc, "worker", "consumers,relay", 1, "100m", "128Mi"),
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": svc, "namespace": NS, "labels": labels(svc, "api")},
+         "spec": {"selector": {"app.kubernetes.io/name": svc, "app.kubernetes.io/component": "api"},
+                  "ports": [{"name": "http", "port": 8000, "targetPort": "http"}]}},
+    ]
+    header = (f"# {svc}: the API (ROLES=api, behind the gateway, scaled by replicas) and the worker\n"
+              f"# (ROLES=consumers,relay: its queue consumers and outbox relay, scaled on queue depth). Same image.")
+    files[f"30-{svc}.yaml"] = (dump(docs, header))
+
+template = (root / "deploy/gateway/shop.conf.template").read_text()
+upstreams = [{"name": f"{s.upper()}_UPSTREAM", "value": f"{s}:8000"} for s in SERVICES]
+gateway = [
+    {"apiVersion": "v1", "kind": "ConfigMap",
+     "metadata": {"name": "shop-gateway", "namespace": NS, "labels": labels("gateway", "gateway")},
+     "data": {"shop.conf.template": Literal(template)}},
+    {"apiVersion": "apps/v1", "kind": "Deployment",
+     "metadata": {"name": "gateway", "namespace": NS, "labels": labels("gateway", "gateway")},
+     "spec": {"replicas": 2,
+              "selector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}},
+              "template": {"metadata": {"labels": labels("gateway", "gateway")},
+                           "spec": {"containers": [{
+                               "name": "nginx", "image": "nginx:1.27.3",
+                               "ports": [{"name": "http", "containerPort": 8080}],
+                               "env": [{"name": "GATEWAY_PORT", "value": "8080"},
+                                       {"name": "GATEWAY_RATE_LIMIT", "valueFrom": {"configMapKeyRef": {"name": "shop-config", "key": "GATEWAY_RATE_LIMIT"}}},
+                                       {"name": "GATEWAY_RATE_BURST", "valueFrom": {"configMapKeyRef": {"name": "shop-config", "key": "GATEWAY_RATE_BURST"}}},
+                                       *upstreams],
+                               "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
+                               "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
+                               "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}},
+                               "volumeMounts": [{"name": "templates", "mountPath": "/etc/nginx/templates", "readOnly": True}],
+                           }],
+                           "volumes": [{"name": "templates", "configMap": {"name": "shop-gateway"}}]}}}},
+    {"apiVersion": "v1", "kind": "Service",
+     "metadata": {"name": "gateway", "namespace": NS, "labels": labels("gateway", "gateway")},
+     "spec": {"type": "LoadBalancer", "selector": {"app.kubernetes.io/name": "gateway"},
+              "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}},
+]
+files["40-gateway.yaml"] = (dump(gateway,
+    "# The gateway: the official nginx image renders deploy/gateway/shop.conf.template (copied verbatim into the\n"
+    "# ConfigMap below; a test keeps them equal) with the settings in its environment. The only public entry."))
+
+init_sql = (root / "deploy/postgres/init-databases.sql").read_text()
+postgres = [
+    {"apiVersion": "v1", "kind": "ConfigMap",
+     "metadata": {"name": "postgres-init", "namespace": NS, "labels": labels("postgres", "database")},
+     "data": {"init-databases.sql": Literal(init_sql)}},
+    {"apiVersion": "apps/v1", "kind": "StatefulSet",
+     "metadata": {"name": "postgres", "namespace": NS, "labels": labels("postgres", "database")},
+     "spec": {"serviceName": "postgres", "replicas": 1,
+              "selector": {"matchLabels": {"app.kubernetes.io/name": "postgres"}},
+              "template": {"metadata": {"labels": labels("postgres", "database")},
+                           "spec": {"containers": [{
+                               "name": "postgres", "image": "postgres:16.6",
+                               "ports": [{"name": "postgres", "containerPort": 5432}],
+                               "env": [secret_env("POSTGRES_PASSWORD"),
+                                       {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"}],
+                               "readinessProbe": {"exec": {"command": ["pg_isready", "-U", "postgres"]}, "periodSeconds": 5},
+                               "livenessProbe": {"exec": {"command": ["pg_isready", "-U", "postgres"]}, "periodSeconds": 10, "failureThreshold": 6},
+                               "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+                               "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"},
+                                                {"name": "init", "mountPath": "/docker-entrypoint-initdb.d", "readOnly": True}],
+                           }],
+                           "volumes": [{"name": "init", "configMap": {"name": "postgres-init"}}]}},
+              "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                                        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}}]}},
+    {"apiVersion": "v1", "kind": "Service",
+     "metadata": {"name": "postgres", "namespace": NS, "labels": labels("postgres", "database")},
+     "spec": {"selector": {"app.kubernetes.io/name": "postgres"}, "ports": [{"name": "postgres", "port": 5432, "targetPort": "postgres"}]}},
+]
+files["20-postgres.yaml"] = (dump(postgres,
+    "# PostgreSQL: one server with one database per service (deploy/postgres/init-databases.sql, copied verbatim).\n"
+    "# To use a managed PostgreSQL instead, leave this file out and point the *_DATABASE_URL secrets at it."))
+
+rabbit = [
+    {"apiVersion": "apps/v1", "kind": "StatefulSet",
+     "metadata": {"name": "rabbitmq", "namespace": NS, "labels": labels("rabbitmq", "broker")},
+     "spec": {"serviceName": "rabbitmq", "replicas": 1,
+              "selector": {"matchLabels": {"app.kubernetes.io/name": "rabbitmq"}},
+              "template": {"metadata": {"labels": labels("rabbitmq", "broker")},
+                           "spec": {"containers": [{
+                               "name": "rabbitmq", "image": "rabbitmq:3.13.7-management",
+                               "ports": [{"name": "amqp", "containerPort": 5672}, {"name": "management", "containerPort": 15672}],
+                               "env": [{"name": "RABBITMQ_DEFAULT_USER", "value": "shop"}, secret_env("RABBITMQ_DEFAULT_PASS")],
+                               "readinessProbe": {"exec": {"command": ["rabbitmq-diagnostics", "-q", "check_port_connectivity"]}, "periodSeconds": 10, "timeoutSeconds": 10},
+                               "livenessProbe": {"exec": {"command": ["rabbitmq-diagnostics", "-q", "ping"]}, "periodSeconds": 30, "timeoutSeconds": 15, "failureThreshold": 4},
+                               "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+                               "volumeMounts": [{"name": "data", "mountPath": "/var/lib/rabbitmq"}],
+                           }]}},
+              "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                                        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}}]}},
+    {"apiVersion": "v1", "kind": "Service",
+     "metadata": {"name": "rabbitmq", "namespace": NS, "labels": labels("rabbitmq", "broker")},
+     "spec": {"selector": {"app.kubernetes.io/name": "rabbitmq"},
+              "ports": [{"name": "amqp", "port": 5672, "targetPort": "amqp"}, {"name": "management", "port": 15672, "targetPort": "management"}]}},
+]
+files["21-rabbitmq.yaml"] = (dump(rabbit,
+    "# RabbitMQ: one node here. For more, run a cluster (e.g. the RabbitMQ cluster operator) and point the AMQP_URL\n"
+    "# secret at it; the work queues are quorum queues, so they replicate once the cluster has three nodes."))
+
+config = [
+    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS, "labels": {"app.kubernetes.io/part-of": "shop"}}},
+]
+files["00-namespace.yaml"] = (dump(config, "# Everything of the shop lives in this namespace."))
+
+settings = [
+    {"apiVersion": "v1", "kind": "ConfigMap",
+     "metadata": {"name": "shop-config", "namespace": NS, "labels": {"app.kubernetes.io/part-of": "shop"}},
+     "data": {"ADMIN_EMAIL": "admin@example.com", "SMTP_HOST": "smtp-relay", "SMTP_PORT": "25", "LOG_LEVEL": "INFO",
+              "GATEWAY_RATE_LIMIT": "500", "GATEWAY_RATE_BURST": "1000"}},
+    {"apiVersion": "v1", "kind": "Secret",
+     "metadata": {"name": "shop-secrets", "namespace": NS, "labels": {"app.kubernetes.io/part-of": "shop"}},
+     "type": "Opaque",
+     "stringData": {
+         "ADMIN_PASSWORD": "change-me-admin-password",
+         "RABBITMQ_DEFAULT_PASS": "change-me-rabbitmq",
+         "AMQP_URL": "amqp://shop:change-me-rabbitmq@rabbitmq:5672/",
+         "POSTGRES_PASSWORD": "change-me-postgres",
+         **{f"{s.upper()}_DATABASE_URL": f"postgresql://postgres:change-me-postgres@postgres:5432/{s}" for s in SERVICES},
+     }},
+    {"apiVersion": "v1", "kind": "Service",
+     "metadata": {"name": "smtp-relay", "namespace": NS, "labels": {"app.kubernetes.io/part-of": "shop"}},
+     "spec": {"type": "ExternalName", "externalName": "smtp.example.com"}},
+]
+files["10-settings.yaml"] = (dump(settings,
+    "# Settings, with the names local mode uses. Replace every change-me before applying (or manage the Secret\n"
+    "# elsewhere). smtp-relay is an external SMTP relay: set its externalName to yours. The JWT key pair is\n"
+    "# a Secret made once by hand (README: Kubernetes):\n"
+    "#   python deploy/keys/generate.py keys/ && kubectl -n shop create secret generic shop-jwt --from-file=keys/"))
+
+
+if "--check" in sys.argv:
+    stale = [name for name, text in files.items() if not (out / name).exists() or (out / name).read_text() != text]
+    if stale:
+        raise SystemExit(f"out of date, run deploy/k8s/render.py: {', '.join(stale)}")
+else:
+    for name, text in files.items():
+        (out / name).write_text(text)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Local mode of `make down`: stops the processes that up.sh recorded, by pid, and nothing else.
+# The databases, the broker, the keys and the received mail stay.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+stack_settings
+if [ ! -d "$PID_DIR" ] || [ -z "$(ls -A "$PID_DIR" 2>/dev/null)" ]; then
+  say "nothing to stop in $RUN_DIR"
+  exit 0
+fi
+stop_process gateway
+for svc in "${SERVICES[@]}"; do stop_process "$svc"; done
+stop_process smtp
+say "stopped; data kept (databases, keys in $KEY_DIR, mail in $MAIL_DIR)"

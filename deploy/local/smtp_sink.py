@@ -1,0 +1,58 @@
+"""The development SMTP sink: takes every mail and keeps it as a .eml file, so people and tests can read it.
+
+    python smtp_sink.py HOST PORT MAIL_DIR
+
+Each file is the message as received, with X-Envelope-From and X-Envelope-To added on top; it is
+written under a temporary name and renamed, so a reader never sees half a mail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import signal
+import sys
+import time
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+_sequence = itertools.count(1)
+
+
+class KeepAsFiles:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001 - aiosmtpd's hook signature
+        head = f"X-Envelope-From: {envelope.mail_from}\r\nX-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
+        name = f"{time.time():.6f}-{next(_sequence):06d}"
+        tmp = self.folder / f".{name}.tmp"
+        tmp.write_bytes(head.encode() + envelope.original_content)
+        tmp.rename(self.folder / f"{name}.eml")
+        return "250 Message accepted for delivery"
+
+
+def main(host: str, port: int, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    controller = Controller(KeepAsFiles(folder), hostname=host, port=port, ready_timeout=10)
+    controller.start()
+    print(f"SMTP sink on {host}:{port}, keeping mail in {folder}", flush=True)
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
+    try:
+        asyncio.run(run())
+    finally:
+        controller.stop()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        raise SystemExit(__doc__)
+    main(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]))

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Local mode of `make up`: RabbitMQ, PostgreSQL, nginx, keys, SMTP sink, the five services and the gateway,
+# as processes of this machine, recorded under the state folder. Safe to run again: what runs is kept.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+stack_settings
+
+ensure_venv
+ensure_rabbitmq
+ensure_postgres
+ensure_nginx
+ensure_vhost
+mkdir -p "$LOG_DIR" "$PID_DIR" "$MAIL_DIR"
+echo local > "$RUN_DIR/mode"
+
+# Recorded for make status/logs/down and for people: where everything of this stack is.
+{
+  for name in RUN_DIR GATEWAY_PORT GATEWAY_URL SHOP_PORT_BASE SMTP_HOST SMTP_PORT AMQP_URL SHOP_DB_PREFIX SHOP_POSTGRES_URL; do
+    printf '%s=%q\n' "$name" "${!name}"
+  done
+  for svc in "${SERVICES[@]}"; do
+    printf '%s_PORT=%q\n%s_DATABASE_URL=%q\n' "${svc^^}" "$(service_port "$svc")" "${svc^^}" "$(database_url "$svc")"
+  done
+} > "$RUN_DIR/stack.env"
+
+"$VENV/bin/python" deploy/keys/generate.py "$KEY_DIR"
+dbs=(); for svc in "${SERVICES[@]}"; do dbs+=("$(database_url "$svc")"); done
+"$VENV/bin/python" deploy/local/stackctl.py createdb "${dbs[@]}"
+
+if pid="$(recorded_pid smtp)"; then
+  say "SMTP sink already running (pid $pid), mail in $MAIL_DIR"
+elif port_open "$SMTP_HOST" "$SMTP_PORT"; then
+  say "an SMTP relay already listens on $SMTP_HOST:$SMTP_PORT; using it (no sink started)"
+else
+  say "starting the development SMTP sink on $SMTP_HOST:$SMTP_PORT (mail kept in $MAIL_DIR)"
+  start_process smtp "$LOG_DIR/smtp.log" "$VENV/bin/python" deploy/local/smtp_sink.py "$SMTP_HOST" "$SMTP_PORT" "$MAIL_DIR"
+  wait_port "$SMTP_HOST" "$SMTP_PORT" smtp 20 || die "the SMTP sink did not start; see $LOG_DIR/smtp.log"
+fi
+
+for svc in "${SERVICES[@]}"; do
+  port="$(service_port "$svc")"
+  if pid="$(recorded_pid "$svc")"; then say "$svc already running (pid $pid, port $port)"; continue; fi
+  port_open 127.0.0.1 "$port" && die "port $port for $svc is taken by another program; set SHOP_PORT_BASE"
+  say "starting $svc on 127.0.0.1:$port (log: $LOG_DIR/$svc.log)"
+  mapfile -t env_vars < <(service_env "$svc")
+  start_process "$svc" "$LOG_DIR/$svc.log" env "${env_vars[@]}" \
+    "$VENV/bin/uvicorn" --factory "$svc.main:create_app" --host 127.0.0.1 --port "$port" --no-access-log
+done
+
+export GATEWAY_PORT GATEWAY_RATE_LIMIT GATEWAY_RATE_BURST
+for svc in "${SERVICES[@]}"; do export "${svc^^}_UPSTREAM=127.0.0.1:$(service_port "$svc")"; done
+"$VENV/bin/python" deploy/gateway/render.py "$RUN_DIR/gateway" "$LOG_DIR"
+nginx -t -q -c "$RUN_DIR/gateway/nginx.conf" -p "$RUN_DIR/gateway" 2>>"$LOG_DIR/gateway.log" \
+  || die "the generated gateway config is refused by nginx; see $LOG_DIR/gateway.log"
+if pid="$(recorded_pid gateway)"; then
+  say "gateway already running (pid $pid); reloading its config"
+  kill -HUP "$pid"
+else
+  port_open 127.0.0.1 "$GATEWAY_PORT" && die "port $GATEWAY_PORT is taken by another program; set GATEWAY_PORT"
+  say "starting the gateway (nginx) on 127.0.0.1:$GATEWAY_PORT"
+  start_process gateway "$LOG_DIR/gateway.log" nginx -c "$RUN_DIR/gateway/nginx.conf" -p "$RUN_DIR/gateway"
+fi
+
+say "waiting for every service to answer its health check through the gateway"
+"$VENV/bin/python" deploy/local/stackctl.py wait "$GATEWAY_URL" "$RUN_DIR" "${SERVICES[@]}"
+
+cat <<INFO
+
+  The shop runs (local mode).
+    gateway        $GATEWAY_URL   (e.g. curl $GATEWAY_URL/api/products, docs at /api/<service>/docs)
+    first admin    $ADMIN_EMAIL / $ADMIN_PASSWORD   (set ADMIN_EMAIL, ADMIN_PASSWORD)
+    mail           ${MAIL_DIR}/*.eml   (make mail)
+    logs           $LOG_DIR/   (make logs, make logs S=orders)
+    state          make status;  stop with make down (the data stays)
+
+INFO
