@@ -1,0 +1,59 @@
+"""The pure rules: emails, token claims, when a refresh token may be used, when a ban applies."""
+
+from datetime import datetime, timedelta, timezone
+
+from auth.domain import (
+    BanDecision, RefreshVerdict, StoredRefreshToken, access_claims, decide_ban, judge_refresh, normalise_email,
+    normalise_name, refresh_token_hash,
+)
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+LATER = NOW + timedelta(days=14)
+
+
+def test_emails_are_one_spelling_whatever_the_case():
+    assert normalise_email("  Ann.Lee@Example.COM ") == "ann.lee@example.com"
+
+
+def test_a_blank_name_is_no_name():
+    assert normalise_name("   ") is None and normalise_name(None) is None
+    assert normalise_name(" Ann ") == "Ann"
+
+
+def test_access_claims_carry_the_contracts_fields_and_expire_after_the_lifetime():
+    claims = access_claims(user_id=7, email="a@example.com", role="admin", now=NOW, lifetime=timedelta(minutes=15))
+    assert claims["sub"] == "7" and claims["email"] == "a@example.com" and claims["role"] == "admin"
+    assert claims["exp"] - claims["iat"] == 15 * 60 and claims["iat"] == int(NOW.timestamp())
+    other = access_claims(user_id=7, email="a@example.com", role="admin", now=NOW, lifetime=timedelta(minutes=15))
+    assert claims["jti"] != other["jti"]
+
+
+def test_refresh_tokens_are_stored_as_sha256_hex_not_as_themselves():
+    digest = refresh_token_hash("abc")
+    assert digest == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert refresh_token_hash("abd") != digest
+
+
+def test_a_fresh_refresh_token_is_usable():
+    assert judge_refresh(StoredRefreshToken(LATER, None, None), NOW) is RefreshVerdict.USABLE
+
+
+def test_a_spent_refresh_token_is_a_reuse_even_once_expired():
+    assert judge_refresh(StoredRefreshToken(LATER, NOW, None), NOW) is RefreshVerdict.REUSED
+    assert judge_refresh(StoredRefreshToken(NOW - timedelta(days=1), NOW - timedelta(days=2), None), NOW) is RefreshVerdict.REUSED
+
+
+def test_a_revoked_refresh_token_is_revoked_whatever_else():
+    assert judge_refresh(StoredRefreshToken(LATER, NOW, NOW), NOW) is RefreshVerdict.REVOKED
+    assert judge_refresh(StoredRefreshToken(NOW, None, NOW), NOW) is RefreshVerdict.REVOKED
+
+
+def test_a_refresh_token_expires_at_its_expiry():
+    assert judge_refresh(StoredRefreshToken(NOW, None, None), NOW) is RefreshVerdict.EXPIRED
+    assert judge_refresh(StoredRefreshToken(NOW + timedelta(seconds=1), None, None), NOW) is RefreshVerdict.USABLE
+
+
+def test_ban_rules():
+    assert decide_ban(admin_id=1, user_id=2, already_banned=False) is BanDecision.BAN
+    assert decide_ban(admin_id=1, user_id=2, already_banned=True) is BanDecision.ALREADY_BANNED
+    assert decide_ban(admin_id=1, user_id=1, already_banned=False) is BanDecision.SELF

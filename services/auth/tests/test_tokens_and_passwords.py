@@ -1,0 +1,68 @@
+"""Signing with auth's private key, verifying with the shared helper and the public key; argon2 hashes."""
+
+from datetime import datetime, timedelta, timezone
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
+from shop_common.auth import InvalidToken, verify_token
+
+from auth.passwords import hash_password, needs_rehash, password_matches
+from auth.tokens import TokenIssuer, new_refresh_token
+
+FIFTEEN_MINUTES = timedelta(minutes=15)
+TWO_WEEKS = timedelta(days=14)
+
+
+def issuer_of(jwt_keys) -> TokenIssuer:
+    return TokenIssuer.from_files(jwt_keys[0], jwt_keys[1], FIFTEEN_MINUTES, TWO_WEEKS)
+
+
+def test_an_access_token_verifies_with_the_public_key_alone(jwt_keys):
+    token = issuer_of(jwt_keys).access_token(user_id=42, email="ann@example.com", role="customer")
+    principal = verify_token(token, jwt_keys[1].read_text())
+    assert (principal.id, principal.email, principal.role) == (42, "ann@example.com", "customer")
+    assert jwt.get_unverified_header(token)["alg"] == "EdDSA"
+    claims = jwt.decode(token, jwt_keys[1].read_text(), algorithms=["EdDSA"])
+    assert set(claims) == {"sub", "email", "role", "exp", "iat", "jti"}
+    assert claims["exp"] - claims["iat"] == 900
+
+
+def test_an_expired_access_token_is_refused(jwt_keys):
+    an_hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    token = issuer_of(jwt_keys).access_token(user_id=1, email="a@example.com", role="customer", now=an_hour_ago)
+    with pytest.raises(InvalidToken):
+        verify_token(token, jwt_keys[1].read_text())
+
+
+def test_a_private_key_that_does_not_match_the_public_key_is_refused_at_start(jwt_keys, tmp_path):
+    other = tmp_path / "other.pem"
+    other.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    with pytest.raises(ValueError, match="does not match"):
+        TokenIssuer.from_files(other, jwt_keys[1], FIFTEEN_MINUTES, TWO_WEEKS)
+
+
+def test_a_non_ed25519_private_key_is_refused_at_start(jwt_keys, tmp_path):
+    rsa = tmp_path / "rsa.pem"
+    rsa.write_bytes(generate_private_key(65537, 2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    with pytest.raises(ValueError, match="Ed25519"):
+        TokenIssuer.from_files(rsa, jwt_keys[1], FIFTEEN_MINUTES, TWO_WEEKS)
+
+
+def test_refresh_tokens_are_long_random_and_url_safe():
+    tokens = {new_refresh_token() for _ in range(100)}
+    assert len(tokens) == 100
+    assert all(len(t) >= 43 and t.replace("-", "").replace("_", "").isalnum() for t in tokens)
+
+
+async def test_passwords_are_hashed_with_argon2id_and_checked():
+    password_hash = await hash_password("correct-horse")
+    assert password_hash.startswith("$argon2id$") and "correct-horse" not in password_hash
+    assert await password_matches(password_hash, "correct-horse")
+    assert not await password_matches(password_hash, "Correct-horse")
+    assert not await password_matches("not a hash", "correct-horse")
+    assert not needs_rehash(password_hash)
