@@ -3,7 +3,8 @@ products' events are published as products would publish them, and the copy is w
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -17,6 +18,7 @@ from shop_events.publisher import OutgoingEvent
 from shop_events.testing import publish_events
 
 from orders.main import create_app
+from orders.payments import PaymentProvider
 
 
 @dataclass
@@ -67,8 +69,20 @@ class Orders:
 
 
 @pytest.fixture
-async def orders(service_env, database_url, amqp_url) -> AsyncIterator[Orders]:
+def start_orders(service_env, database_url, amqp_url) -> Callable[..., AbstractAsyncContextManager[Orders]]:
+    """start_orders(payment_provider=None): the service on this test's database and vhost."""
     service_env.setenv("ORDERS_DATABASE_URL", database_url)
-    app = create_app()
-    async with running(app) as client:
-        yield Orders(client, app.state.pool, amqp_url)
+
+    @asynccontextmanager
+    async def start(payment_provider: PaymentProvider | None = None) -> AsyncIterator[Orders]:
+        app = create_app(payment_provider=payment_provider)
+        async with running(app) as client:
+            yield Orders(client, app.state.pool, amqp_url)
+
+    return start
+
+
+@pytest.fixture
+async def orders(start_orders) -> AsyncIterator[Orders]:
+    async with start_orders() as service:
+        yield service

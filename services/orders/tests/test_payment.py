@@ -1,0 +1,88 @@
+"""Payment outcomes: a failed payment cancels the order in the same transaction and says so on both lanes."""
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+from shop_common.testing import bearer
+from shop_events.testing import EventProbe
+
+from orders.payments import PaymentResult
+
+ITEMS = [{"product_id": 1, "quantity": 3}]
+
+
+@pytest.mark.parametrize(("token", "error"), [("tok_insufficient_funds", "insufficient funds"), ("tok_card_declined", "card declined")])
+async def test_a_failed_payment_is_402_and_cancels_the_order_putting_the_stock_back(orders, make_token, amqp_url, token, error):
+    await orders.add_product(1, "33.33")
+    customer = make_token(7)
+    order = await orders.confirmed_order(customer, ITEMS)
+    async with EventProbe(amqp_url, "order.*", "payment.*") as probe:
+        answer = await orders.client.post(
+            f"/api/orders/{order['id']}/pay", json={"payment_token": token},
+            headers=bearer(customer) | {"X-Request-ID": "pay-fail"},
+        )
+        assert answer.status_code == 402 and answer.json() == {"detail": error}
+        [failed] = await probe.wait_for("PaymentFailed")
+        [cancelled] = await probe.wait_for("OrderCancelled")
+        await asyncio.sleep(0.3)
+    assert failed["data"] == {"order_id": order["id"], "user_id": 7, "error": error}
+    assert cancelled["data"] == {
+        "order_id": order["id"], "user_id": 7, "reason": error,
+        "items": [{"product_id": 1, "quantity": 3, "unit_price": "33.33"}],
+    }
+    assert failed["correlation_id"] == cancelled["correlation_id"] == "pay-fail"
+    # PaymentFailed travels on the immediate lane's routing key; nothing else was published
+    assert sorted((m.routing_key, m.type) for m in probe.messages) == [
+        ("order.cancelled", "OrderCancelled"), ("payment.failed", "PaymentFailed"),
+    ]
+    seen = (await orders.client.get(f"/api/orders/{order['id']}", headers=bearer(customer))).json()
+    assert (seen["status"], seen["reason"], seen["payment_id"]) == ("cancelled", error, None)
+    retry = await orders.client.post(f"/api/orders/{order['id']}/pay", json={"payment_token": "tok_visa"}, headers=bearer(customer))
+    assert retry.status_code == 409 and retry.json() == {"detail": "order is cancelled, it cannot become paid"}
+
+
+async def test_only_the_owner_pays_and_an_unknown_token_changes_nothing(orders, make_token):
+    await orders.add_product(1, "33.33")
+    owner = make_token(7)
+    order = await orders.confirmed_order(owner, ITEMS)
+    pay = f"/api/orders/{order['id']}/pay"
+    for stranger in (make_token(8), make_token(1, role="admin")):
+        answer = await orders.client.post(pay, json={"payment_token": "tok_visa"}, headers=bearer(stranger))
+        assert answer.status_code == 404 and answer.json() == {"detail": "order not found"}
+    assert (await orders.client.post("/api/orders/424242/pay", json={"payment_token": "tok_visa"}, headers=bearer(owner))).status_code == 404
+    assert (await orders.client.post(pay, json={}, headers=bearer(owner))).status_code == 422
+
+    unknown = await orders.client.post(pay, json={"payment_token": "tok_mastercard"}, headers=bearer(owner))
+    assert unknown.status_code == 422 and "unknown payment token" in unknown.json()["detail"]
+    assert await orders.status_of(order["id"]) == "confirmed"
+    assert await orders.pool.fetchval("SELECT count(*) FROM outbox WHERE event_type <> 'OrderCreated'") == 0
+
+    paid = await orders.client.post(pay, json={"payment_token": "tok_visa"}, headers=bearer(owner))
+    assert paid.status_code == 200 and paid.json()["status"] == "paid"
+
+
+class SlowProvider:
+    """Counts charges and takes its time, so two pay calls overlap."""
+
+    def __init__(self) -> None:
+        self.charges: list[tuple[int, Decimal]] = []
+
+    async def charge(self, order_id: int, amount: Decimal, token: str) -> PaymentResult:
+        self.charges.append((order_id, amount))
+        await asyncio.sleep(0.2)
+        return PaymentResult.paid(f"slow_{len(self.charges)}")
+
+
+async def test_two_concurrent_pay_calls_charge_once(start_orders, make_token):
+    provider = SlowProvider()
+    async with start_orders(payment_provider=provider) as orders:
+        await orders.add_product(1, "33.33")
+        token = make_token(7)
+        order = await orders.confirmed_order(token, ITEMS)
+        answers = await asyncio.gather(*(
+            orders.client.post(f"/api/orders/{order['id']}/pay", json={"payment_token": "tok_visa"}, headers=bearer(token))
+            for _ in range(2)
+        ))
+    assert sorted(a.status_code for a in answers) == [200, 409]
+    assert provider.charges == [(order["id"], Decimal("99.99"))]
