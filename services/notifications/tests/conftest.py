@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import email
+import email.policy
+import logging
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.message import Message
+from email.message import EmailMessage
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -16,7 +18,7 @@ from aiosmtpd.controller import Controller
 class ReceivedMail:
     sender: str
     recipients: list[str]
-    message: Message
+    message: EmailMessage
 
     @property
     def subject(self) -> str:
@@ -26,6 +28,10 @@ class ReceivedMail:
     def message_id(self) -> str:
         return str(self.message["Message-ID"])
 
+    @property
+    def text(self) -> str:
+        return self.message.get_content()
+
 
 @dataclass
 class MailSink:
@@ -33,17 +39,18 @@ class MailSink:
 
     mails: list[ReceivedMail] = field(default_factory=list)
     refusals: dict[str, int] = field(default_factory=dict)
+    refusal_reply: str = "450 4.2.1 Mailbox busy, try again later"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's name
         if self.refusals.get(address, 0) > 0:
             self.refusals[address] -= 1
-            return "450 4.2.1 Mailbox busy, try again later"
+            return self.refusal_reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
         self.mails.append(
-            ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), email.message_from_bytes(envelope.content))
+            ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), email.message_from_bytes(envelope.content, policy=email.policy.default))
         )
         return "250 Message accepted for delivery"
 
@@ -63,10 +70,16 @@ class SmtpServer:
     def mails(self) -> list[ReceivedMail]:
         return self.sink.mails
 
+    def refuse(self, address: str, times: int, reply: str = "450 4.2.1 Mailbox busy, try again later") -> None:
+        """Answer RCPT TO for this address with `reply` the next `times` times."""
+        self.sink.refusal_reply = reply
+        self.sink.refusals[address] = times
+
     def to(self, address: str) -> list[ReceivedMail]:
         return self.sink.to(address)
 
     def start(self) -> None:
+        logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP line at INFO
         self._controller = Controller(self.sink, hostname="127.0.0.1", port=self.port)
         self._controller.start()
 

@@ -1,0 +1,116 @@
+"""Events in, real mail out: each customer mail reaches the right address once, and is listed for its owner."""
+
+from decimal import Decimal
+
+from prometheus_client import REGISTRY
+from shop_common.testing import bearer, eventually, running
+from shop_events.catalogue import (
+    OrderCreated, OrderItem, OrderPaid, PaymentFailed, StockRejected, UserBanned, UserRegistered,
+)
+from shop_events.testing import publish_events
+
+from notifications.main import create_app
+
+ANN = "ann@example.com"
+STAFF = "staff@example.com"
+
+
+def failures(event_type: str) -> float:
+    labels = {"service": "notifications", "event_type": event_type}
+    return REGISTRY.get_sample_value("shop_events_failed_total", labels) or 0.0
+
+
+async def notices(client, token):
+    response = await client.get("/api/notifications", headers=bearer(token))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_welcome_is_mailed_once_even_when_the_event_comes_twice(notifications_env, smtp, amqp_url, make_token):
+    app = create_app()
+    async with running(app) as client:
+        [registered] = await publish_events(amqp_url, UserRegistered(user_id=7, email=ANN, name="Ann"))
+        await eventually(lambda: len(smtp.mails) == 1)
+        await publish_events(amqp_url, registered)  # the broker redelivers it
+        await eventually(lambda: app.state.pool.fetchval(
+            "SELECT count(*) FROM processed_events WHERE event_id = $1", registered.event_id))
+        listed = await eventually(lambda: notices(client, make_token(7)))
+        others = await notices(client, make_token(8))
+
+    [mail] = smtp.mails
+    assert mail.recipients == [ANN] and mail.sender == "shop@example.com"
+    assert mail.subject == "Welcome to the shop" and "Hello Ann," in mail.text
+    assert mail.message_id == f"<welcome.{registered.event_id}@example.com>"
+    assert [(n["type"], n["subject"], n["channel"], n["status"]) for n in listed] == [
+        ("welcome", "Welcome to the shop", "email", "sent")
+    ]
+    assert set(listed[0]) == {"id", "type", "subject", "channel", "status", "created_at"}
+    assert others == []
+
+
+async def test_an_order_s_life_mails_the_customer_at_each_step_and_staff_to_ship(
+    notifications_env, smtp, amqp_url, make_token
+):
+    items = [OrderItem(product_id=1, quantity=2, unit_price=Decimal("10.00"))]
+    async with running(create_app()) as client:
+        await publish_events(amqp_url, UserRegistered(user_id=7, email=ANN, name="Ann"))
+        await publish_events(
+            amqp_url,
+            OrderCreated(order_id=1, user_id=7, email=ANN, total=Decimal("20.00"), items=items),
+            OrderCreated(order_id=2, user_id=7, email=ANN, total=Decimal("20.00"), items=items),
+        )
+        await eventually(lambda: len(smtp.to(ANN)) == 3)
+        await publish_events(amqp_url, StockRejected(order_id=2, user_id=7, reason="not enough stock"))
+        await publish_events(amqp_url, OrderPaid(order_id=1, user_id=7, payment_id="pay_1", amount=Decimal("20.00")))
+        await eventually(lambda: len(smtp.mails) == 6)
+        await publish_events(amqp_url, PaymentFailed(order_id=2, user_id=7, error="card declined"))
+        await publish_events(amqp_url, UserBanned(user_id=7, reason="chargebacks", banned_by=1))
+        await eventually(lambda: len(smtp.mails) == 8)
+        listed = await eventually(lambda: notices(client, make_token(7)))
+        alerts = (await client.get("/api/notifications/admin", headers=bearer(make_token(1, role="admin")))).json()
+
+    assert sorted(m.subject for m in smtp.to(ANN)) == sorted([
+        "Welcome to the shop",
+        "We received your order #1",
+        "We received your order #2",
+        "Your order #2 could not be accepted",
+        "Payment received for order #1",
+        "Payment failed for order #2",
+        "Your account has been suspended",
+    ])
+    [ship] = smtp.to(STAFF)
+    assert ship.subject == "Ship order #1" and "Ann <ann@example.com>" in ship.text
+    # Newest first; every one sent; the staff alert is not the customer's.
+    assert [n["type"] for n in listed] == [
+        "account_banned", "payment_failed", "payment_received", "order_rejected",
+        "order_confirmation", "order_confirmation", "welcome",
+    ]
+    assert {n["status"] for n in listed} == {"sent"}
+    assert [(a["type"], a["recipient"], a["status"]) for a in alerts] == [("shipping_request", STAFF, "sent")]
+
+
+async def test_mail_for_a_user_not_known_yet_waits_for_their_address(notifications_env, smtp, amqp_url):
+    """UserBanned (immediate lane) can overtake UserRegistered; the mail is retried, not dropped."""
+    banned_before, failed_before = failures("UserBanned"), failures("PaymentFailed")
+    async with running(create_app()):
+        await publish_events(amqp_url, UserBanned(user_id=9, reason="spam", banned_by=1))
+        await publish_events(amqp_url, PaymentFailed(order_id=5, user_id=9, error="insufficient funds"))
+        # Both were tried and failed (address unknown) before the address arrives.
+        await eventually(lambda: failures("UserBanned") > banned_before and failures("PaymentFailed") > failed_before)
+        assert smtp.mails == []
+        await publish_events(amqp_url, UserRegistered(user_id=9, email="bob@example.com", name=None))
+        await eventually(lambda: len(smtp.mails) == 3, timeout=15)
+
+    assert sorted(m.subject for m in smtp.to("bob@example.com")) == [
+        "Payment failed for order #5", "Welcome to the shop", "Your account has been suspended",
+    ]
+
+
+async def test_the_lists_need_a_token_and_staff_alerts_need_an_admin(notifications_env, smtp, make_token):
+    async with running(create_app()) as client:
+        assert (await client.get("/api/notifications")).status_code == 401
+        assert (await client.get("/api/notifications", headers=bearer("not-a-token"))).status_code == 401
+        forbidden = await client.get("/api/notifications/admin", headers=bearer(make_token(7)))
+        assert forbidden.status_code == 403 and forbidden.json() == {"detail": "admin only"}
+        bad_limit = await client.get("/api/notifications?limit=0", headers=bearer(make_token(7)))
+        assert bad_limit.status_code == 422
