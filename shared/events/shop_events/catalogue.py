@@ -5,9 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from pydantic import EmailStr, Field
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
 
 from .envelope import EventData, Money
+
+
+# Producers validate addresses fully at their HTTP boundary; on the bus a light shape check is enough
+# and keeps decoding cheap on the consumers' hot path.
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
 
 
 class Lane(str, Enum):
@@ -20,7 +27,7 @@ class Lane(str, Enum):
 
 class UserRegistered(EventData):
     user_id: int
-    email: EmailStr
+    email: Email
     name: str | None = None
 
 
@@ -35,7 +42,7 @@ class ProductCreated(EventData):
     name: str
     price: Money
     stock: int = Field(ge=0)
-    supplier_email: EmailStr | None = None
+    supplier_email: Email | None = None
 
 
 class ProductUpdated(EventData):
@@ -43,7 +50,7 @@ class ProductUpdated(EventData):
     name: str
     price: Money
     stock: int = Field(ge=0)
-    supplier_email: EmailStr | None = None
+    supplier_email: Email | None = None
 
 
 class ProductReviewed(EventData):
@@ -67,7 +74,7 @@ class StockLow(EventData):
     current_stock: int
     threshold: int
     name: str | None = None
-    supplier_email: EmailStr | None = None
+    supplier_email: Email | None = None
 
 
 class StockReserved(EventData):
@@ -89,7 +96,7 @@ class OrderItem(EventData):
 class OrderCreated(EventData):
     order_id: int
     user_id: int
-    email: EmailStr
+    email: Email
     total: Money
     items: list[OrderItem] = Field(min_length=1)
 

@@ -74,6 +74,7 @@ class HandlerFailed(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
         self.error = error
+        self.index = 0
 
 
 Failure = tuple[AbstractIncomingMessage, Event, BaseException]
@@ -81,8 +82,8 @@ Failure = tuple[AbstractIncomingMessage, Event, BaseException]
 
 class LaneConsumer:
     """Consumes one work queue. Deliveries are taken in batches: all their effects and inbox rows are
-    committed in one transaction (group commit), then acked with one multiple-ack. A failing handler
-    rolls back to its own savepoint, so only its message goes to the wait queue."""
+    committed in one transaction (group commit), then acked with one multiple-ack. Only a failing
+    message goes to the wait queue; the rest of its batch commits without it."""
 
     def __init__(
         self,
@@ -158,11 +159,27 @@ class LaneConsumer:
         await batch[-1].ack(multiple=True)
 
     async def _apply(self, items: list[tuple[AbstractIncomingMessage, Event]]) -> list[Failure]:
-        """Inbox rows and handler effects of a batch in one transaction, each handler in a savepoint so a
-        failing one rolls back alone (its inbox row too) and no handler ever runs twice for one delivery."""
+        """Handle a batch in one transaction; a failing message is taken out and the rest redone.
+
+        No savepoints: a subtransaction per message would cost round trips and, past 64 in one
+        transaction, slow every other session's snapshots. A failure instead rolls the batch back and
+        runs it again without the failing message, so the handlers before it run twice, once rolled
+        back. Their database effects still happen once; a handler with an effect outside the database
+        (mail) belongs in a service that runs with EVENT_BATCH_SIZE=1."""
         failed: list[Failure] = []
-        if not items:
-            return failed
+        pending = items
+        while pending:
+            try:
+                await self._apply_all(pending)
+                break
+            except HandlerFailed as exc:
+                message, event = pending[exc.index]
+                failed.append((message, event, exc.error))
+                pending = pending[: exc.index] + pending[exc.index + 1 :]
+        return failed
+
+    async def _apply_all(self, items: list[tuple[AbstractIncomingMessage, Event]]) -> None:
+        """Inbox rows and handler effects of these events, all or nothing; raises HandlerFailed."""
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = {
                 row["event_id"]
@@ -176,18 +193,16 @@ class LaneConsumer:
                     [self.queue_name] * len(items),
                 )
             }
-            for message, event in items:
+            for index, (_, event) in enumerate(items):
                 if event.event_id not in fresh:
                     metrics.EVENTS_DUPLICATE.labels(self._service, event.event_type).inc()
                     continue
                 fresh.discard(event.event_id)  # the same event twice in one batch runs once
                 try:
-                    async with conn.transaction():
-                        await self._run_handler(event, conn)
+                    await self._run_handler(event, conn)
                 except HandlerFailed as exc:
-                    await conn.execute("DELETE FROM processed_events WHERE event_id = $1", event.event_id)
-                    failed.append((message, event, exc.error))
-        return failed
+                    exc.index = index
+                    raise
 
     async def _run_handler(self, event: Event, conn: asyncpg.Connection) -> None:
         token = correlation_id.set(event.correlation_id)

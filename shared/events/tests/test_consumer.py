@@ -156,3 +156,18 @@ async def test_topology_is_declared_idempotently(record_effect, amqp_url, bus_se
         channel = await svc.bus.connection.channel()
         for name in ["testsvc.background", "testsvc.background.dlq"] + [f"testsvc.background.retry.{n}" for n in range(1, 5)]:
             await channel.declare_queue(name, passive=True)
+
+
+async def test_one_failing_message_in_a_batch_leaves_the_others_committed_once(record_effect, amqp_url, bus_service):
+    async def picky(event, conn):
+        await record_effect(event, conn)
+        if event.data.order_id % 50 == 7:
+            raise RuntimeError("cannot handle this order")
+
+    async with bus_service({"StockReserved": picky}, batch_size=100, max_attempts=2) as svc:
+        await publish_events(amqp_url, *[StockReserved(order_id=i) for i in range(300)])
+        found = await eventually(lambda: _at_least(parked(amqp_url, "testsvc.background.dlq"), 6), timeout=20)
+        await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 294 FROM effects"), timeout=20)
+        rows = await svc.pool.fetch("SELECT order_id, count(*) AS n FROM effects GROUP BY order_id")
+    assert all(r["n"] == 1 for r in rows) and {r["order_id"] for r in rows} == {i for i in range(300) if i % 50 != 7}
+    assert sorted(json.loads(m.body)["data"]["order_id"] for m in found) == [7, 57, 107, 157, 207, 257]

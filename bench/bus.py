@@ -1,0 +1,202 @@
+"""Bus figures: the outbox relay against raw confirmed publishing, the consumer against raw consume-and-ack.
+
+Both sides of each pair run in the same process, on the same broker and queue shapes, in alternating
+rounds, so the ratio holds when the machine's speed drifts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+
+import aio_pika
+import asyncpg
+from shop_common.db import migrate
+from shop_events import Bus, BusSettings, Event, Handler
+from shop_events.catalogue import OrderCreated, StockReserved
+from shop_events.outbox import OutboxRelay, build_envelope
+from shop_events.publisher import OutgoingEvent, Publisher
+from shop_events.topology import QUORUM, declare_exchange
+
+RAW_WINDOW = 256  # confirms in flight for the raw baseline, as issue 10 sets it
+
+
+def stock_reserved_events(n: int) -> list[OutgoingEvent]:
+    return [OutgoingEvent.of(build_envelope(StockReserved(order_id=i), "bench"), "stock.reserved") for i in range(n)]
+
+
+def order_created_events(n: int, products: int) -> list[OutgoingEvent]:
+    events = []
+    for i in range(n):
+        data = OrderCreated(
+            order_id=i + 1, user_id=1 + i % 50, email="bench@example.com", total="30.00",
+            items=[{"product_id": 1 + i % products, "quantity": 1, "unit_price": "10.00"},
+                   {"product_id": 1 + (i + 1) % products, "quantity": 2, "unit_price": "10.00"}],
+        )
+        events.append(OutgoingEvent.of(build_envelope(data, f"bench-{i}"), "order.created"))
+    return events
+
+
+async def sink_queue(channel: aio_pika.abc.AbstractChannel, name: str, key: str) -> aio_pika.abc.AbstractQueue:
+    exchange = await declare_exchange(channel)
+    queue = await channel.declare_queue(name, durable=True, arguments=QUORUM)
+    await queue.bind(exchange, key)
+    await queue.purge()
+    return queue
+
+
+async def raw_publish(amqp_url: str, events: list[OutgoingEvent]) -> float:
+    """Baseline: aio-pika, persistent, confirms, at most RAW_WINDOW unconfirmed. Returns events/s."""
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel(publisher_confirms=True)
+    exchange = await declare_exchange(channel)
+    window = asyncio.Semaphore(RAW_WINDOW)
+
+    async def one(event: OutgoingEvent) -> None:
+        try:
+            await exchange.publish(event.message(), event.routing_key, mandatory=False)
+        finally:
+            window.release()
+
+    started = time.perf_counter()
+    tasks = []
+    for event in events:
+        await window.acquire()
+        tasks.append(asyncio.create_task(one(event)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - started
+    await connection.close()
+    return len(events) / elapsed
+
+
+async def relay_publish(amqp_url: str, pool: asyncpg.Pool, events: list[OutgoingEvent]) -> float:
+    """Ours: the same bodies committed in the outbox, then drained by the relay. Returns events/s."""
+    async with pool.acquire() as conn:
+        await conn.execute("TRUNCATE outbox")
+        await conn.copy_records_to_table(
+            "outbox",
+            columns=["event_id", "event_type", "routing_key", "correlation_id", "body"],
+            records=[(e.event_id, e.event_type, e.routing_key, e.correlation_id, e.body.decode()) for e in events],
+        )
+    connection = await aio_pika.connect_robust(amqp_url)
+    publisher = Publisher(connection)
+    await publisher.open()
+    relay = OutboxRelay(pool, publisher, "bench", BusSettings(amqp_url=amqp_url))
+    started = time.perf_counter()
+    while await relay.relay_once():
+        pass
+    elapsed = time.perf_counter() - started
+    await connection.close()
+    return len(events) / elapsed
+
+
+async def relay_figure(amqp_url: str, database_url: str, n: int, rounds: int, progress: Callable[[str], None]) -> dict:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    await migrate(pool, Path("/nonexistent"))
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    queue = await sink_queue(channel, "bench.sink", "stock.reserved")
+    events = stock_reserved_events(n)
+    raw, ours = [], []
+    for r in range(rounds):
+        raw.append(await raw_publish(amqp_url, events))
+        await queue.purge()
+        ours.append(await relay_publish(amqp_url, pool, events))
+        await queue.purge()
+        progress(f"relay round {r + 1}/{rounds}: raw {raw[-1]:.0f}/s, relay {ours[-1]:.0f}/s")
+    await connection.close()
+    await pool.close()
+    return {"value": statistics.median(ours), "baseline": statistics.median(raw), "unit": "events/s"}
+
+
+async def fill(amqp_url: str, queue_name: str, events: list[OutgoingEvent]) -> None:
+    """Put the events straight into one queue (default exchange), confirmed, before the clock starts."""
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel(publisher_confirms=True)
+    await channel.declare_queue(queue_name, durable=True, arguments=QUORUM)
+    for start in range(0, len(events), 1000):
+        await asyncio.gather(
+            *(channel.default_exchange.publish(e.message(), queue_name) for e in events[start:start + 1000])
+        )
+    await connection.close()
+
+
+async def raw_consume(amqp_url: str, queue_name: str, n: int, prefetch: int) -> float:
+    """Baseline: consume from the quorum queue and ack each message. Returns messages/s."""
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    await channel.set_qos(prefetch_count=prefetch)
+    queue = await channel.declare_queue(queue_name, durable=True, arguments=QUORUM)
+    done = asyncio.Event()
+    seen = 0
+
+    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        nonlocal seen
+        await message.ack()
+        seen += 1
+        if seen == n:
+            done.set()
+
+    started = time.perf_counter()
+    await queue.consume(on_message)
+    await done.wait()
+    elapsed = time.perf_counter() - started
+    await connection.close()
+    return n / elapsed
+
+
+async def bus_consume(amqp_url: str, pool: asyncpg.Pool, service: str, handlers: Mapping[str, Handler], n: int) -> float:
+    """Ours: the service's lane consumer with its real handlers, effects and inbox committed, acked after."""
+    bus = Bus(service, BusSettings(amqp_url=amqp_url))
+    await bus.connect()
+    started = time.perf_counter()
+    await bus.start_consumers(pool, handlers)
+    while await pool.fetchval("SELECT count(*) FROM processed_events") < n:
+        await asyncio.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    await bus.close()
+    return n / elapsed
+
+
+Prepare = Callable[[asyncpg.Pool], Awaitable[None]]
+
+
+async def consumer_figure(
+    amqp_url: str,
+    database_url: str,
+    *,
+    service: str,
+    handlers: Mapping[str, Handler],
+    migrations: Path,
+    prepare: Prepare,
+    n: int,
+    rounds: int,
+    progress: Callable[[str], None],
+) -> dict:
+    pool = await asyncpg.create_pool(database_url, min_size=2, max_size=4)
+    await migrate(pool, migrations)
+    events = order_created_events(n, products=50)
+    work_queue = f"{service}.background"
+    raw, ours = [], []
+    # declare the service's topology once (consumers start, nothing queued yet), then stop
+    bus = Bus(service, BusSettings(amqp_url=amqp_url))
+    await bus.connect()
+    await bus.start_consumers(pool, handlers)
+    await bus.close()
+    for r in range(rounds):
+        await fill(amqp_url, "bench.raw", events)
+        raw.append(await raw_consume(amqp_url, "bench.raw", n, BusSettings().prefetch))
+        await prepare(pool)
+        await fill(amqp_url, work_queue, events)
+        ours.append(await bus_consume(amqp_url, pool, service, handlers, n))
+        progress(f"{service} consumer round {r + 1}/{rounds}: raw {raw[-1]:.0f}/s, ours {ours[-1]:.0f}/s")
+    await pool.close()
+    return {"value": statistics.median(ours), "baseline": statistics.median(raw), "unit": "events/s"}
+
+
+async def minimal_handler(event: Event, conn: asyncpg.Connection) -> None:
+    """A one-statement effect, for measuring the bus's own overhead."""
+    await conn.execute("INSERT INTO bench_effects (order_id) VALUES ($1)", event.data.order_id)
