@@ -5,12 +5,14 @@ right after the relay accepted, each on its own pool connection and outside the 
 A redelivered event finds `sent` and does not send again, whatever happened to the batch afterwards
 (handler failed on a later mail, commit lost, process killed before the ack). The only window left is
 between the relay's "250 accepted" and the `sent` commit (one round trip to PostgreSQL): a crash exactly
-there sends the mail once more, with the same Message-ID. Never lost: until `sent` commits, the event
-is not acked, and a relay that is down or answers 4xx/5xx raises so the bus retries through its wait queues.
+there sends the mail once more, with the same Message-ID. Never lost: the event is acked only after its
+handler returned, and a relay that is down or answers 4xx/5xx raises, so the bus retries through its wait
+queues and, past the last attempt, parks the event with the reason (the row stays `pending`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -19,6 +21,7 @@ from email.utils import format_datetime
 import aiosmtplib
 import asyncpg
 from shop_events import Event
+from shop_events.consumer import DATABASE_AWAY
 from shop_events.envelope import now_utc
 
 from . import db
@@ -76,4 +79,16 @@ class PostRoom:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             await db.note_failure(pool, record.id, f"{type(exc).__name__}: {exc}")
             raise
-        await db.mark_sent(pool, record.id)
+        await _record_sent(pool, record.id)
+
+
+async def _record_sent(pool: asyncpg.Pool, notice_id: int) -> None:
+    """The relay has the mail: try hard to record it, since giving up here means the retry sends it again."""
+    for pause in (0.2, 1.0, 3.0):
+        try:
+            await db.mark_sent(pool, notice_id)
+            return
+        except DATABASE_AWAY:
+            log.warning("could not record a sent mail; trying again", extra={"notice_id": notice_id})
+            await asyncio.sleep(pause)
+    await db.mark_sent(pool, notice_id)

@@ -8,6 +8,7 @@ import asyncio
 from decimal import Decimal
 
 import aio_pika
+import asyncpg
 import pytest
 from shop_common.testing import bearer, eventually, running
 from shop_events import parking
@@ -187,3 +188,28 @@ async def test_a_burst_of_redelivered_events_mails_each_customer_once(
         await eventually(lambda: app.state.pool.fetchval("SELECT count(*) = 40 FROM processed_events"), timeout=30)
 
     assert sorted(r for m in smtp.mails for r in m.recipients) == sorted(u.email for u in users)
+
+
+async def test_a_database_hiccup_while_recording_the_send_does_not_send_the_mail_again(
+    notifications_env, smtp, amqp_url, monkeypatch
+):
+    """The relay took the mail and the first `sent` write hits a dropped database connection: the post room
+    writes it again instead of failing the event (which would send the mail a second time)."""
+    real_mark_sent = db.mark_sent
+    calls = 0
+
+    async def drops_once(pool, notice_id):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+        await real_mark_sent(pool, notice_id)
+
+    monkeypatch.setattr(db, "mark_sent", drops_once)
+    app = create_app()
+    async with running(app):
+        [registered] = await publish_events(amqp_url, UserRegistered(user_id=7, email=ANN, name="Ann"))
+        await eventually(lambda: handled(app, registered.event_id))
+        [record] = await rows(app, registered.event_id)
+
+    assert calls == 2 and [m.recipients for m in smtp.mails] == [[ANN]] and record["status"] == "sent"
