@@ -6,5 +6,6 @@ cd "$ROOT"
 ensure_venv
 ensure_rabbitmq
 ensure_postgres
+ensure_nginx  # the gateway tests and the end-to-end stack run a real nginx
 say "running the test suite"
 exec "$VENV/bin/pytest" "$@"

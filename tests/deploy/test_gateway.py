@@ -1,0 +1,165 @@
+"""The gateway as nginx really runs it (the config local mode renders), in front of a stand-in service:
+request ids, routes, JSON errors, body limit, rate limit, and 503 for a service that is down."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stack_files import ROOT, SERVICES
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StandIn(BaseHTTPRequestHandler):
+    """Answers like a service: echoes what it got, and returns the request id as the services do."""
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.dumps({"path": self.path, "request_id": self.headers.get("X-Request-ID"), "got": length}).encode()
+        self.rfile.read(length)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Request-ID", "set-by-the-service")
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def stand_in() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if found is None:
+        pytest.fail("nginx is needed for the gateway tests; `make test` and `make up` install it")
+    return found
+
+
+@pytest.fixture(scope="module")
+def start_gateway(stand_in: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., str]]:
+    """Starts a gateway with the given rate limit; every service goes to the stand-in but analytics (down)."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(rate: int = 1000, burst: int = 1000) -> str:
+        folder = tmp_path_factory.mktemp("gateway")
+        port = free_port()
+        env = dict(os.environ, GATEWAY_PORT=str(port), GATEWAY_RATE_LIMIT=str(rate), GATEWAY_RATE_BURST=str(burst))
+        for service in SERVICES:
+            env[f"{service.upper()}_UPSTREAM"] = f"127.0.0.1:{stand_in}"
+        env["ANALYTICS_UPSTREAM"] = f"127.0.0.1:{free_port()}"  # nothing listens there
+        (folder / "logs").mkdir()
+        subprocess.run([sys.executable, str(ROOT / "deploy/gateway/render.py"), str(folder / "gw"), str(folder / "logs")], env=env, check=True)
+        process = subprocess.Popen([nginx_binary(), "-c", str(folder / "gw/nginx.conf"), "-p", str(folder / "gw")])
+        started.append(process)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return f"http://127.0.0.1:{port}"
+            assert process.poll() is None, (folder / "logs/gateway.log").read_text()
+            time.sleep(0.05)
+        pytest.fail("the gateway did not start")
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def gateway(start_gateway: Callable[..., str]) -> str:
+    return start_gateway()
+
+
+@pytest.mark.parametrize("path", ["/api/auth/login", "/api/products", "/api/products/7?limit=5", "/api/orders/3/pay", "/api/notifications/admin"])
+def test_routes_each_service_path_unchanged(gateway, path):
+    response = httpx.get(gateway + path)
+    assert response.status_code == 200
+    assert response.json()["path"] == path
+
+
+def test_keeps_the_clients_request_id_passes_it_on_and_returns_it_once(gateway):
+    response = httpx.get(gateway + "/api/orders", headers={"X-Request-ID": "client-id-42"})
+    assert response.json()["request_id"] == "client-id-42"
+    assert response.headers.get_list("X-Request-ID") == ["client-id-42"]
+
+
+def test_makes_a_request_id_when_the_client_sent_none_or_a_bad_one(gateway):
+    ids = set()
+    for headers in ({}, {"X-Request-ID": "has spaces and {braces}"}, {}):
+        response = httpx.get(gateway + "/api/products", headers=headers)
+        (returned,) = response.headers.get_list("X-Request-ID")
+        assert returned == response.json()["request_id"]
+        assert len(returned) == 32 and returned != "set-by-the-service"
+        ids.add(returned)
+    assert len(ids) == 3
+
+
+def test_unknown_paths_are_a_json_404_with_a_request_id(gateway):
+    for path in ("/", "/api/payments/1", "/api/productsx"):
+        response = httpx.get(gateway + path)
+        assert response.status_code == 404
+        assert response.json() == {"detail": "not found"}
+        assert response.headers["X-Request-ID"]
+
+
+def test_a_body_over_one_megabyte_is_a_json_413(gateway):
+    fits = httpx.post(gateway + "/api/orders", content=b"x" * 1_000_000)
+    assert fits.status_code == 200 and fits.json()["got"] == 1_000_000
+    response = httpx.post(gateway + "/api/orders", content=b"x" * 1_100_000, headers={"X-Request-ID": "big-1"})
+    assert response.status_code == 413
+    assert "too large" in response.json()["detail"]
+    assert response.headers["X-Request-ID"] == "big-1"
+
+
+def test_a_service_that_is_down_is_a_json_503_naming_it(gateway):
+    response = httpx.get(gateway + "/api/analytics/summary")
+    assert response.status_code == 503
+    assert response.json() == {"detail": "analytics unavailable"}
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["X-Request-ID"]
+
+
+def test_past_the_rate_limit_a_client_gets_a_json_429(start_gateway):
+    gateway = start_gateway(rate=2, burst=5)
+    with httpx.Client() as client:
+        codes = [client.get(gateway + "/api/products").status_code for _ in range(12)]
+        limited = client.get(gateway + "/api/products")
+    assert codes[:6] == [200] * 6  # the burst goes through at once
+    assert 429 in codes[6:]
+    assert limited.status_code == 429
+    assert limited.json() == {"detail": "too many requests, slow down"}
+    assert limited.headers["X-Request-ID"]
+
+
+def test_the_default_limit_lets_a_few_hundred_requests_a_second_through(gateway):
+    with httpx.Client() as client:
+        codes = {client.get(gateway + "/api/products").status_code for _ in range(300)}
+    assert codes == {200}

@@ -1,0 +1,61 @@
+"""Local mode's bookkeeping: the settings a second stack needs, and `make down` stopping only what `up` started."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+from stack_files import ROOT, local
+
+
+def test_every_setting_moves_for_an_isolated_second_stack(tmp_path):
+    env = {
+        "SHOP_RUN_DIR": str(tmp_path / "run"), "SHOP_PORT_BASE": "19000", "SHOP_DB_PREFIX": "shoptest_x_",
+        "SHOP_POSTGRES_URL": "postgresql://postgres@127.0.0.1:5432/postgres",
+        "AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/shoptest_x", "GATEWAY_PORT": "19080",
+    }
+    out = local('echo "$RUN_DIR $GATEWAY_URL $(service_port orders) $(database_url orders) $(amqp_vhost)"', env)
+    assert out.split() == [
+        str(tmp_path / "run"), "http://127.0.0.1:19080", "19003",
+        "postgresql://postgres@127.0.0.1:5432/shoptest_x_orders", "shoptest_x",
+    ]
+    # <SERVICE>_DATABASE_URL wins over the prefix
+    assert local("database_url orders", env | {"ORDERS_DATABASE_URL": "postgresql://h/o"}).strip() == "postgresql://h/o"
+    assert local("amqp_vhost", {"AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/"}).strip() == "/"
+
+
+def test_defaults_are_the_contracts(tmp_path):
+    env = {"SHOP_RUN_DIR": str(tmp_path)}
+    for name in ("GATEWAY_PORT", "SMTP_PORT", "ADMIN_EMAIL", "ADMIN_PASSWORD", "SHOP_DB_PREFIX", "AMQP_URL", "SMTP_HOST"):
+        env[name] = ""
+    out = local('echo "$GATEWAY_PORT $SMTP_HOST $SMTP_PORT $ADMIN_EMAIL $ADMIN_PASSWORD $(database_url auth)"', env)
+    assert out.split() == ["8080", "127.0.0.1", "1025", "admin@example.com", "admin-password", "postgresql://postgres@127.0.0.1:5432/auth"]
+
+
+def test_down_stops_what_up_started_and_nothing_else(tmp_path):
+    run = tmp_path / "run"
+    env = dict(os.environ, SHOP_RUN_DIR=str(run))
+    stranger = subprocess.Popen(["sleep", "60"])  # not started by the runner
+    try:
+        local("start_process orders \"$LOG_DIR/orders.log\" sleep 60", {"SHOP_RUN_DIR": str(run)})
+        ours = int((run / "pids/orders.pid").read_text().split()[0])
+        # A pid file naming the stranger, as after a reboot gave our old pid to another program.
+        (run / "pids/products.pid").write_text(f"{stranger.pid} 1 uvicorn products\n")
+
+        done = subprocess.run(["deploy/local/down.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        assert f"stopping orders (pid {ours})" in done.stdout
+        assert "products" not in done.stdout
+        assert stranger.poll() is None, "down killed a process it did not start"
+        deadline = time.monotonic() + 5
+        while os.path.exists(f"/proc/{ours}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists(f"/proc/{ours}")
+        assert not list((run / "pids").iterdir())
+
+        again = subprocess.run(["deploy/local/down.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+        assert again.returncode == 0 and "nothing to stop" in again.stdout
+    finally:
+        stranger.kill()
+        stranger.wait()
