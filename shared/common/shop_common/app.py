@@ -18,9 +18,10 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from shop_events import Bus, Handler, correlation_id
+from shop_events.asyncapi import asyncapi_document
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .auth import BANNED_USERS_SQL, on_user_banned
+from .auth import BANNED_USERS_SQL, Admin, _bearer, current_user, on_user_banned, require_admin
 from .config import ServiceSettings
 from .db import create_pool, migrate
 from .logs import setup_logging
@@ -54,6 +55,13 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             correlation_id.reset(token)
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.pool
+
+
+DbPool = Annotated[asyncpg.Pool, Depends(get_pool)]
 
 
 def create_service_app(
@@ -129,16 +137,35 @@ def create_service_app(
         return JSONResponse({"status": "ok"})
 
     @ops.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        # Scrapers on the internal network call the service directly; through the gateway
+        # (which always sets X-Forwarded-For) only an admin may look.
+        if "x-forwarded-for" in request.headers:
+            await require_admin(await current_user(request, await _bearer(request)))
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @ops.get("/asyncapi.json", summary="The event catalogue as an AsyncAPI document")
+    async def asyncapi() -> dict:
+        return asyncapi_document()
+
+    @ops.get("/events", summary="What this service published and handled for one correlation id (admin)")
+    async def events(correlation_id: str, _: Admin, pool: DbPool) -> dict:
+        published = await pool.fetch(
+            "SELECT event_id, event_type, created_at AS at, sent_at FROM outbox WHERE correlation_id = $1 ORDER BY id",
+            correlation_id,
+        )
+        handled = await pool.fetch(
+            "SELECT event_id, event_type, handled_at AS at, queue FROM processed_events"
+            " WHERE correlation_id = $1 ORDER BY handled_at",
+            correlation_id,
+        )
+        return {
+            "service": service,
+            "published": [dict(r) for r in published],
+            "handled": [dict(r) for r in handled],
+        }
 
     app.include_router(ops)
     app.include_router(router)
     return app
 
-
-def get_pool(request: Request) -> asyncpg.Pool:
-    return request.app.state.pool
-
-
-DbPool = Annotated[asyncpg.Pool, Depends(get_pool)]

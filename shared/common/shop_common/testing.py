@@ -114,7 +114,7 @@ def service_env(
 async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """Runs the app's lifespan (pool, bus, consumers, relay) and gives a client that calls it in-process."""
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
             yield client
 

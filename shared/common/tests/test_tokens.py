@@ -1,0 +1,62 @@
+"""Token checks every service relies on: only EdDSA signed by auth's key, unexpired, with the claims."""
+
+import base64
+import json
+from datetime import datetime, timedelta, timezone
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives import serialization
+from shop_common.auth import InvalidToken, verify_token
+
+
+def claims(**over):
+    return {"sub": "7", "email": "a@example.com", "role": "customer",
+            "exp": datetime.now(timezone.utc) + timedelta(minutes=5)} | over
+
+
+def test_a_token_signed_by_auth_is_accepted(jwt_keys, make_token):
+    principal = verify_token(make_token(7, "admin", "boss@example.com"), jwt_keys[1].read_text())
+    assert (principal.id, principal.role, principal.email, principal.is_admin) == (7, "admin", "boss@example.com", True)
+
+
+def _b64(part: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
+
+
+def test_alg_none_is_refused(jwt_keys):
+    unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64({**claims(), 'exp': 9999999999})}."
+    with pytest.raises(InvalidToken):
+        verify_token(unsigned, jwt_keys[1].read_text())
+
+
+def test_hmac_signed_with_the_public_key_is_refused(jwt_keys):
+    public_pem = jwt_keys[1].read_bytes()
+    header = _b64({"alg": "HS256", "typ": "JWT"})
+    payload = _b64({**claims(), "exp": 9999999999})
+    import hashlib
+    import hmac
+
+    signature = base64.urlsafe_b64encode(hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
+    with pytest.raises(InvalidToken):
+        verify_token(f"{header}.{payload}.{signature}", public_pem.decode())
+
+
+def test_a_token_signed_by_another_key_is_refused(jwt_keys):
+    other = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with pytest.raises(InvalidToken):
+        verify_token(jwt.encode(claims(), other, algorithm="EdDSA"), jwt_keys[1].read_text())
+
+
+def test_an_expired_token_is_refused(jwt_keys, make_token):
+    with pytest.raises(InvalidToken):
+        verify_token(make_token(7, ttl=timedelta(seconds=-1)), jwt_keys[1].read_text())
+
+
+def test_a_token_without_role_is_refused(jwt_keys):
+    token = jwt.encode({k: v for k, v in claims().items() if k != "role"}, jwt_keys[0].read_text(), algorithm="EdDSA")
+    with pytest.raises(InvalidToken):
+        verify_token(token, jwt_keys[1].read_text())
