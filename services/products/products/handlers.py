@@ -12,7 +12,7 @@ from shop_events import Event, Handler, add_event
 from shop_events.catalogue import OrderCancelled, OrderCreated, ReviewModerated, StockRejected, StockReserved
 
 from . import db
-from .domain import ReviewStatus, Refusal, decide_reservation, moderate, wanted_quantities
+from .domain import Refusal, ReviewStatus, decide_reservation, moderate, wanted_quantities
 
 
 async def reserve_stock(conn: asyncpg.Connection, order: OrderCreated) -> None:
