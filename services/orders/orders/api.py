@@ -77,7 +77,10 @@ class OrderOut(BaseModel):
             user_id=order.user_id,
             status=order.status,
             total=order.total,
-            items=[OrderLineOut(product_id=l.product_id, quantity=l.quantity, unit_price=l.unit_price) for l in order.lines],
+            items=[
+                OrderLineOut(product_id=line.product_id, quantity=line.quantity, unit_price=line.unit_price)
+                for line in order.lines
+            ],
             created_at=order.created_at,
             payment_id=order.payment_id,
             reason=order.reason,
@@ -150,7 +153,9 @@ async def _place(conn: asyncpg.Connection, user: Principal, lines: list[Requeste
         return _replayed(await db.find_idempotency_key(conn, user.id, key), fingerprint)
     total = order_total(priced)
     created_at = await db.insert_order(conn, order_id, user.id, user.email, total, priced)
-    await add_event(conn, OrderCreated(order_id=order_id, user_id=user.id, email=user.email, total=total, items=_items(priced)))
+    await add_event(conn, OrderCreated(
+        order_id=order_id, user_id=user.id, email=user.email, total=total, items=_items(priced),
+    ))
     return Order(
         id=order_id, user_id=user.id, email=user.email, status=OrderStatus.PENDING, total=total, lines=priced,
         created_at=created_at,
@@ -220,7 +225,9 @@ async def pay_order(order_id: OrderId, body: PayOrder, user: CurrentUser, pool: 
             except UnknownPaymentToken as exc:
                 raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
             except PaymentUnavailable as exc:
-                raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "payment provider unavailable; try again") from exc
+                raise HTTPException(
+                    status.HTTP_503_SERVICE_UNAVAILABLE, "payment provider unavailable; try again"
+                ) from exc
             if result.ok:
                 await db.set_status(conn, order.id, OrderStatus.PAID, payment_id=result.payment_id)
                 await add_event(conn, OrderPaid(
@@ -239,4 +246,4 @@ async def pay_order(order_id: OrderId, body: PayOrder, user: CurrentUser, pool: 
 
 
 def _items(lines: list[PricedLine]) -> list[OrderItem]:
-    return [OrderItem(product_id=l.product_id, quantity=l.quantity, unit_price=l.unit_price) for l in lines]
+    return [OrderItem(product_id=line.product_id, quantity=line.quantity, unit_price=line.unit_price) for line in lines]

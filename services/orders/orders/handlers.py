@@ -22,7 +22,7 @@ async def on_product_changed(event: Event, conn: asyncpg.Connection) -> None:
         conn, product.product_id, product.name, product.price, product.stock, event.occurred_at
     )
     if not written:
-        log.info("older product event ignored", extra={"product_id": product.product_id, "event_id": str(event.event_id)})
+        log.info("older product event ignored", extra={"product_id": product.product_id})
 
 
 async def on_stock_event(event: Event, conn: asyncpg.Connection) -> None:
