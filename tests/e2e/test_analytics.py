@@ -1,0 +1,73 @@
+"""Analytics counts exactly what happened: per product, and in the shop-wide summary."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+from shop import eventually
+
+COUNTS = ("users_registered", "users_banned", "orders_created", "orders_confirmed", "orders_rejected",
+          "orders_paid", "orders_cancelled", "reviews")
+
+
+async def quiet_summary(shop) -> dict:
+    """The summary once earlier tests' events have settled: the same on two reads a second apart."""
+
+    async def settled():
+        first = await shop.summary()
+        await asyncio.sleep(1.0)
+        return first if first == await shop.summary() else None
+
+    return await eventually(settled, timeout=30)
+
+
+async def test_figures_are_exact(shop):
+    before = await quiet_summary(shop)
+    product = await shop.product(price="12.50", stock=3)
+    customer = await shop.customer()
+
+    paid = (await shop.place(customer, (product["id"], 2))).json()                # 25.00, paid
+    await shop.status_becomes(customer, paid["id"], "confirmed")
+    assert (await shop.pay(customer, paid["id"], "tok_visa")).status_code == 200
+    failed = (await shop.place(customer, (product["id"], 1))).json()              # 12.50, payment fails
+    await shop.status_becomes(customer, failed["id"], "confirmed")
+    assert (await shop.pay(customer, failed["id"], "tok_card_declined")).status_code == 402
+    rejected = (await shop.place(customer, (product["id"], 40))).json()           # 500.00, not enough stock
+    await shop.status_becomes(customer, rejected["id"], "rejected")
+    review = await shop.http.post(f"/api/products/{product['id']}/reviews", json={"rating": 4, "comment": "good"}, headers=customer.auth)
+    assert review.status_code == 201
+
+    expected = dict(before)
+    for name, more in (("users_registered", 1), ("orders_created", 3), ("orders_confirmed", 2), ("orders_rejected", 1),
+                       ("orders_paid", 1), ("orders_cancelled", 1), ("reviews", 1)):
+        expected[name] = before[name] + more
+    expected["sales_total"] = f"{Decimal(before['sales_total']) + Decimal('537.50'):.2f}"
+    expected["revenue"] = f"{Decimal(before['revenue']) + Decimal('25.00'):.2f}"
+
+    async def counted():
+        now = await shop.summary()
+        return now if {k: now[k] for k in expected if k != "events_processed"} == {
+            k: v for k, v in expected.items() if k != "events_processed"
+        } else None
+
+    now = await eventually(counted, timeout=20)
+    assert now["events_processed"] > before["events_processed"]
+
+    async def product_figures():
+        response = await shop.http.get(f"/api/analytics/products/{product['id']}", headers=await shop.admin())
+        figures = response.json()
+        return figures if figures.get("rating_count") == 1 else None
+
+    figures = await eventually(product_figures)
+    assert figures["product_id"] == product["id"]
+    assert figures["units_sold"] == 2  # the cancelled and the rejected order sold nothing
+    assert figures["revenue"] == "25.00"
+    assert Decimal(str(figures["rating_avg"])) == Decimal("4")
+
+    await asyncio.sleep(0.5)
+    assert {k: (await shop.summary())[k] for k in COUNTS} == {k: expected[k] for k in COUNTS}, "counted twice"
+
+    daily = await shop.http.get("/api/analytics/daily?days=1", headers=await shop.admin())
+    assert daily.status_code == 200 and len(daily.json()) >= 1
+    assert (await shop.http.get("/api/analytics/summary", headers=customer.auth)).status_code == 403
