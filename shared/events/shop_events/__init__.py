@@ -6,9 +6,9 @@ import asyncpg
 
 from .bus import Bus
 from .catalogue import CATALOGUE, EventSpec, Lane
-from .consumer import Handler
+from .consumer import BatchHandler, Handler, batch_handler
 from .envelope import Envelope, Event, EventData, Money, correlation_id
-from .outbox import add_event
+from .outbox import add_event, add_events
 from .settings import BusSettings
 
 SCHEMA = Path(__file__).with_name("schema.sql")
@@ -20,6 +20,6 @@ async def install_schema(conn: asyncpg.Connection) -> None:
 
 
 __all__ = [
-    "Bus", "BusSettings", "CATALOGUE", "Envelope", "Event", "EventData", "EventSpec", "Handler", "Lane", "Money",
+    "BatchHandler", "Bus", "BusSettings", "add_events", "batch_handler", "CATALOGUE", "Envelope", "Event", "EventData", "EventSpec", "Handler", "Lane", "Money",
     "add_event", "correlation_id", "install_schema",
 ]

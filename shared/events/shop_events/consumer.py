@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 
 import asyncpg
@@ -19,7 +20,25 @@ from .settle import Settler
 
 log = logging.getLogger("shop_events.consumer")
 
-Handler = Callable[[Event, asyncpg.Connection], Awaitable[None]]
+EventHandler = Callable[[Event, asyncpg.Connection], Awaitable[None]]
+
+
+class BatchHandler:
+    """A handler that takes a run of consecutive events of one type in one call, so it can use set-based
+    SQL (one statement for the run instead of one per event). It must be all or nothing for the run:
+    if it raises, the consumer hands it the same events one at a time to find the one that fails.
+    Events of a run may carry different correlation ids: pass each one on explicitly."""
+
+    def __init__(self, handle: Callable[[list[Event], asyncpg.Connection], Awaitable[None]]) -> None:
+        self.handle = handle
+        self.__name__ = getattr(handle, "__name__", "batch handler")
+
+
+def batch_handler(handle: Callable[[list[Event], asyncpg.Connection], Awaitable[None]]) -> BatchHandler:
+    return BatchHandler(handle)
+
+
+Handler = EventHandler | BatchHandler
 
 # Errors that say the database is away, not that the message is bad: the batch goes back to the queue
 # and waits for the database, instead of using up its attempts. Any other error a handler raises
@@ -71,10 +90,10 @@ def _short(exc: ValidationError) -> str:
 
 
 class HandlerFailed(Exception):
-    def __init__(self, error: BaseException) -> None:
+    def __init__(self, error: BaseException, indices: list[int]) -> None:
         super().__init__(str(error))
         self.error = error
-        self.index = 0
+        self.indices = indices  # the positions in the batch of the events the failing call was given
 
 
 Failure = tuple[AbstractIncomingMessage, Event, BaseException]
@@ -165,20 +184,24 @@ class LaneConsumer:
         transaction, slow every other session's snapshots. A failure instead rolls the batch back and
         runs it again without the failing message, so the handlers before it run twice, once rolled
         back. Their database effects still happen once; a handler with an effect outside the database
-        (mail) belongs in a service that runs with EVENT_BATCH_SIZE=1."""
+        (mail) must make that effect idempotent itself, outside this transaction."""
         failed: list[Failure] = []
+        alone: set[uuid.UUID] = set()  # events whose batch handler failed: handled one at a time
         pending = items
         while pending:
             try:
-                await self._apply_all(pending)
+                await self._apply_all(pending, alone)
                 break
             except HandlerFailed as exc:
-                message, event = pending[exc.index]
+                if len(exc.indices) > 1:
+                    alone.update(pending[i][1].event_id for i in exc.indices)
+                    continue
+                message, event = pending[exc.indices[0]]
                 failed.append((message, event, exc.error))
-                pending = pending[: exc.index] + pending[exc.index + 1 :]
+                pending = [item for i, item in enumerate(pending) if i != exc.indices[0]]
         return failed
 
-    async def _apply_all(self, items: list[tuple[AbstractIncomingMessage, Event]]) -> None:
+    async def _apply_all(self, items: list[tuple[AbstractIncomingMessage, Event]], alone: set[uuid.UUID]) -> None:
         """Inbox rows and handler effects of these events, all or nothing; raises HandlerFailed."""
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = {
@@ -193,31 +216,48 @@ class LaneConsumer:
                     [self.queue_name] * len(items),
                 )
             }
+            todo: list[tuple[int, Event]] = []
             for index, (_, event) in enumerate(items):
-                if event.event_id not in fresh:
+                if event.event_id in fresh:
+                    fresh.discard(event.event_id)  # the same event twice in one batch runs once
+                    todo.append((index, event))
+                else:
                     metrics.EVENTS_DUPLICATE.labels(self._service, event.event_type).inc()
-                    continue
-                fresh.discard(event.event_id)  # the same event twice in one batch runs once
-                try:
-                    await self._run_handler(event, conn)
-                except HandlerFailed as exc:
-                    exc.index = index
-                    raise
+            for run in self._runs(todo, alone):
+                await self._run_handler(run, conn)
 
-    async def _run_handler(self, event: Event, conn: asyncpg.Connection) -> None:
-        token = correlation_id.set(event.correlation_id)
+    def _runs(self, todo: list[tuple[int, Event]], alone: set[uuid.UUID]) -> list[list[tuple[int, Event]]]:
+        """Consecutive events of one type with a batch handler go together; order is kept across types."""
+        runs: list[list[tuple[int, Event]]] = []
+        for index, event in todo:
+            groupable = isinstance(self._handlers[event.event_type], BatchHandler) and event.event_id not in alone
+            last = runs[-1] if runs else None
+            if groupable and last and last[-1][1].event_type == event.event_type and last[-1][1].event_id not in alone:
+                last.append((index, event))
+            else:
+                runs.append([(index, event)])
+        return runs
+
+    async def _run_handler(self, run: list[tuple[int, Event]], conn: asyncpg.Connection) -> None:
+        first = run[0][1]
+        handler = self._handlers[first.event_type]
+        token = correlation_id.set(first.correlation_id)
         started = time.perf_counter()
         try:
-            await self._handlers[event.event_type](event, conn)
+            if isinstance(handler, BatchHandler):
+                await handler.handle([event for _, event in run], conn)
+            else:
+                await handler(first, conn)
         except DATABASE_AWAY:
             raise
         except Exception as exc:
-            raise HandlerFailed(exc) from exc
+            raise HandlerFailed(exc, [index for index, _ in run]) from exc
         finally:
             correlation_id.reset(token)
-        metrics.HANDLER_SECONDS.labels(self._service, event.event_type).observe(time.perf_counter() - started)
-        metrics.EVENTS_HANDLED.labels(self._service, event.event_type).inc()
-        log.debug("event handled", extra=_event_fields(event))
+        metrics.HANDLER_SECONDS.labels(self._service, first.event_type).observe(time.perf_counter() - started)
+        metrics.EVENTS_HANDLED.labels(self._service, first.event_type).inc(len(run))
+        for _, event in run:
+            log.debug("event handled", extra=_event_fields(event))
 
 
 def _event_fields(event: Event) -> dict[str, str]:

@@ -53,6 +53,24 @@ async def add_event(conn: asyncpg.Connection, data: EventData, *, correlation: s
     return envelope
 
 
+async def add_events(conn: asyncpg.Connection, events: list[tuple[EventData, str | None]]) -> list[Envelope]:
+    """Write many events in one statement, each with its own correlation id (for batch handlers)."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("add_events must run inside the transaction of the state change it reports")
+    envelopes = [build_envelope(data, correlation) for data, correlation in events]
+    await conn.execute(
+        "INSERT INTO outbox (event_id, event_type, routing_key, correlation_id, body, created_at)"
+        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])",
+        [e.event_id for e in envelopes],
+        [e.event_type for e in envelopes],
+        [spec_of(data).routing_key for data, _ in events],
+        [e.correlation_id for e in envelopes],
+        [e.body().decode() for e in envelopes],
+        [e.occurred_at for e in envelopes],
+    )
+    return envelopes
+
+
 class OutboxRelay:
     """Publishes committed outbox rows with confirms and marks them sent.
 

@@ -10,7 +10,8 @@ from shop_events import parking
 from shop_events.catalogue import OrderCancelled, PaymentFailed, StockReserved
 from shop_events.outbox import build_envelope
 from shop_events.publisher import OutgoingEvent
-from shop_events.testing import publish_events, publish_raw
+from shop_events import add_events, batch_handler
+from shop_events.testing import EventProbe, publish_events, publish_raw
 
 
 async def parked(amqp_url, queue):
@@ -171,3 +172,31 @@ async def test_one_failing_message_in_a_batch_leaves_the_others_committed_once(r
         rows = await svc.pool.fetch("SELECT order_id, count(*) AS n FROM effects GROUP BY order_id")
     assert all(r["n"] == 1 for r in rows) and {r["order_id"] for r in rows} == {i for i in range(300) if i % 50 != 7}
     assert sorted(json.loads(m.body)["data"]["order_id"] for m in found) == [7, 57, 107, 157, 207, 257]
+
+
+async def test_a_batch_handler_takes_runs_of_one_type_and_a_failing_event_is_found_alone(amqp_url, bus_service):
+    calls: list[int] = []
+
+    @batch_handler
+    async def reserve_all(events, conn):
+        calls.append(len(events))
+        if any(e.data.order_id == 13 for e in events):
+            raise RuntimeError("order 13 is cursed")
+        await conn.executemany(
+            "INSERT INTO effects (event_id, event_type, order_id) VALUES ($1, $2, $3)",
+            [(e.event_id, e.event_type, e.data.order_id) for e in events],
+        )
+        await add_events(conn, [(OrderCancelled(order_id=e.data.order_id, user_id=1, items=[], reason="r"), e.correlation_id) for e in events])
+
+    async with EventProbe(amqp_url, "order.cancelled") as probe:
+        async with bus_service({"StockReserved": reserve_all}, batch_size=200, max_attempts=1, relay=True) as svc:
+            relay = asyncio.create_task(svc.bus.relay(svc.pool).run())
+            sent = await publish_events(amqp_url, *[StockReserved(order_id=i) for i in range(200)])
+            await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 199 FROM effects"), timeout=20)
+            parked_now = await eventually(lambda: parked(amqp_url, "testsvc.background.dlq"))
+            cancelled = await probe.wait_for("OrderCancelled", 199, timeout=20)
+            relay.cancel()
+    assert max(calls) > 1, "events should have been handed over in runs"
+    assert [json.loads(m.body)["data"]["order_id"] for m in parked_now] == [13]
+    by_order = {b["data"]["order_id"]: b["correlation_id"] for b in cancelled}
+    assert by_order == {i: sent[i].correlation_id for i in range(200) if i != 13}
