@@ -36,14 +36,16 @@ gateway_port="${GATEWAY_PORT:-8080}"
 case "$command" in
   up)
     mkdir -p "$run_dir" && echo docker > "$run_dir/mode"
-    say "building the images and starting docker-compose.yml (waits for every health check)"
-    compose up --detach --build --wait --wait-timeout 300
+    say "building the images and starting docker-compose.yml"
+    compose up --detach --build
+    say "waiting for every service to answer its health check through the gateway"
+    waited=0
     for svc in "${SERVICES[@]}"; do
-      for ((i = 0; i < 60; i++)); do
-        [ "$(http_status 127.0.0.1 "$gateway_port" "/api/$svc/health")" = 200 ] && break
-        sleep 1
+      until [ "$(http_status 127.0.0.1 "$gateway_port" "/api/$svc/health")" = 200 ]; do
+        [ "$waited" -lt 300 ] || die "$svc does not answer through the gateway after 300 s; see: make logs S=$svc"
+        [ $((waited % 5)) -eq 0 ] && echo "    waiting for $svc (${waited}s)"
+        sleep 1; waited=$((waited + 1))
       done
-      [ "$i" -lt 60 ] || die "$svc does not answer through the gateway; see: docker compose logs $svc"
       say "$svc answers through the gateway"
     done
     cat <<INFO

@@ -203,7 +203,7 @@ ensure_vhost() {  # the vhost of AMQP_URL, on a local broker, for its user
 
 http_status() {  # host port path: the status code of a GET, with nothing but bash
   local code
-  exec 4<>"/dev/tcp/$1/$2" 2>/dev/null || { echo 000; return; }
+  { exec 4<>"/dev/tcp/$1/$2"; } 2>/dev/null || { echo 000; return; }
   printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$3" "$1" >&4
   read -r _ code _ <&4 || code=000
   exec 4>&-

@@ -93,7 +93,7 @@ def wait(gateway: str, run_dir: str, services: list[str], timeout: float) -> Non
         if elapsed > timeout:
             print(f"error: not healthy after {timeout:.0f}s: {', '.join(waiting)}; see {folder}/logs/", file=sys.stderr)
             raise SystemExit(1)
-        if elapsed - last_said >= 3:
+        if elapsed - last_said >= 2:
             print(f"    waiting for {', '.join(waiting)} ({elapsed:.0f}s)", flush=True)
             last_said = elapsed
         time.sleep(0.3)

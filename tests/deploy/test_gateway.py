@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stack_files import ROOT, SERVICES
+from stack_files import ROOT, SERVICES, local
 
 
 def free_port() -> int:
@@ -163,3 +163,10 @@ def test_the_default_limit_lets_a_few_hundred_requests_a_second_through(gateway)
     with httpx.Client() as client:
         codes = {client.get(gateway + "/api/products").status_code for _ in range(300)}
     assert codes == {200}
+
+
+def test_docker_modes_bash_health_probe_reads_the_status_through_the_gateway(gateway):
+    port = gateway.rsplit(":", 1)[1]
+    assert local(f"http_status 127.0.0.1 {port} /api/products/health").strip() == "200"
+    assert local(f"http_status 127.0.0.1 {port} /api/analytics/health").strip() == "503"
+    assert local(f"http_status 127.0.0.1 {free_port()} /api/products/health").strip() == "000"

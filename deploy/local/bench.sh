@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# make bench: venv, broker, database and nginx as for the tests, then the benchmark harness (bench/run.py).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+ensure_venv
+ensure_rabbitmq
+ensure_postgres
+ensure_nginx
+say "running the benchmark"
+exec "$VENV/bin/python" -m bench.run "$@"
