@@ -88,10 +88,11 @@ def wait(gateway: str, run_dir: str, services: list[str], timeout: float) -> Non
                 log = folder / "logs" / f"{s}.log"
                 tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
                 print(f"error: {s} stopped while starting; the end of {log}:", *tail, sep="\n  ", file=sys.stderr)
+            print("the rest is still running: `make down` stops it", file=sys.stderr)
             raise SystemExit(1)
         elapsed = time.monotonic() - started
         if elapsed > timeout:
-            print(f"error: not healthy after {timeout:.0f}s: {', '.join(waiting)}; see {folder}/logs/", file=sys.stderr)
+            print(f"error: not healthy after {timeout:.0f}s: {', '.join(waiting)}; see {folder}/logs/ (`make down` stops the rest)", file=sys.stderr)
             raise SystemExit(1)
         if elapsed - last_said >= 2:
             print(f"    waiting for {', '.join(waiting)} ({elapsed:.0f}s)", flush=True)
