@@ -61,6 +61,8 @@ def deployment(svc, component, roles, replicas, cpu, memory):
             "template": {
                 "metadata": {"labels": labels(svc, component)},
                 "spec": {
+                    # No Docker-link style variables (AUTH_PORT=tcp://...) in the environment the settings read.
+                    "enableServiceLinks": False,
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
                     "containers": [{
                         "name": svc,
@@ -110,7 +112,9 @@ gateway = [
      "spec": {"replicas": 2,
               "selector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}},
               "template": {"metadata": {"labels": labels("gateway", "gateway")},
-                           "spec": {"containers": [{
+                           # No service-link variables: GATEWAY_PORT=tcp://... would reach the template.
+                           "spec": {"enableServiceLinks": False,
+                                    "containers": [{
                                "name": "nginx", "image": "nginx:1.27.3",
                                "ports": [{"name": "http", "containerPort": 8080}],
                                "env": [{"name": "GATEWAY_PORT", "value": "8080"},
@@ -142,7 +146,7 @@ postgres = [
      "spec": {"serviceName": "postgres", "replicas": 1,
               "selector": {"matchLabels": {"app.kubernetes.io/name": "postgres"}},
               "template": {"metadata": {"labels": labels("postgres", "database")},
-                           "spec": {"containers": [{
+                           "spec": {"enableServiceLinks": False, "containers": [{
                                "name": "postgres", "image": "postgres:16.6",
                                "ports": [{"name": "postgres", "containerPort": 5432}],
                                "env": [secret_env("POSTGRES_PASSWORD"),
@@ -170,7 +174,7 @@ rabbit = [
      "spec": {"serviceName": "rabbitmq", "replicas": 1,
               "selector": {"matchLabels": {"app.kubernetes.io/name": "rabbitmq"}},
               "template": {"metadata": {"labels": labels("rabbitmq", "broker")},
-                           "spec": {"containers": [{
+                           "spec": {"enableServiceLinks": False, "containers": [{
                                "name": "rabbitmq", "image": "rabbitmq:3.13.7-management",
                                "ports": [{"name": "amqp", "containerPort": 5672}, {"name": "management", "containerPort": 15672}],
                                "env": [{"name": "RABBITMQ_DEFAULT_USER", "value": "shop"}, secret_env("RABBITMQ_DEFAULT_PASS")],

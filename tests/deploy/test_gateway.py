@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stack_files import ROOT, SERVICES, local
+from stack_files import ROOT, SERVICES, compose, find, local
 
 
 def free_port() -> int:
@@ -170,3 +171,40 @@ def test_docker_modes_bash_health_probe_reads_the_status_through_the_gateway(gat
     assert local(f"http_status 127.0.0.1 {port} /api/products/health").strip() == "200"
     assert local(f"http_status 127.0.0.1 {port} /api/analytics/health").strip() == "503"
     assert local(f"http_status 127.0.0.1 {free_port()} /api/products/health").strip() == "000"
+
+
+@pytest.mark.parametrize("mode", ["compose", "kubernetes"])
+def test_the_nginx_image_renders_the_template_into_a_config_nginx_accepts(mode, tmp_path):
+    """What the official image's entrypoint does: envsubst over every variable defined in the container."""
+    envsubst = shutil.which("envsubst")
+    if envsubst is None:
+        pytest.fail("envsubst is needed (Debian package gettext-base)")
+    if mode == "compose":
+        settings = {k: str(v) for k, v in compose_gateway_env().items()}
+    else:
+        settings = kubernetes_gateway_env()
+    # Service names resolve only inside compose or the cluster; nginx -t resolves them, so stand in here.
+    settings = {k: v.replace(f"{k.removesuffix('_UPSTREAM').lower()}:", "127.0.0.1:") for k, v in settings.items()}
+    settings = {k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", v) for k, v in settings.items()}  # compose defaults
+    container_env = {"PATH": os.environ["PATH"], "HOME": "/root", "HOSTNAME": "gateway-1", "NGINX_VERSION": "1.27.3", **settings}
+    defined = " ".join(f"${{{name}}}" for name in container_env)
+    template = (ROOT / "deploy/gateway/shop.conf.template").read_text()
+    rendered = subprocess.run([envsubst, defined], input=template, env=container_env, capture_output=True, text=True, check=True).stdout
+    assert "$shop_request_id" in rendered and "${" not in rendered
+    (tmp_path / "shop.conf").write_text(rendered)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log; events {{}}\n"
+        f"http {{ client_body_temp_path {tmp_path}; proxy_temp_path {tmp_path}; include {tmp_path}/shop.conf; }}\n"
+    )
+    checked = subprocess.run([nginx_binary(), "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+
+
+def compose_gateway_env() -> dict[str, str]:
+    return compose()["services"]["gateway"]["environment"]
+
+
+def kubernetes_gateway_env() -> dict[str, str]:
+    config = find("ConfigMap", "shop-config")["data"]
+    (container,) = find("Deployment", "gateway")["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] if "value" in e else config[e["valueFrom"]["configMapKeyRef"]["key"]] for e in container["env"]}
