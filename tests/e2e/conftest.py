@@ -91,3 +91,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 async def shop(stack: Stack) -> AsyncIterator[Shop]:
     async with httpx.AsyncClient(base_url=stack.gateway, timeout=30) as http:
         yield Shop(http, stack)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every end-to-end test is slow (it needs the whole stack): `-m "not slow"` leaves them out."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.slow)
