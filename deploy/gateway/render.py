@@ -33,10 +33,17 @@ def render(template: str, values: dict[str, str]) -> str:
     return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
+def replicas(upstream: str) -> str:
+    """"a,b" (local mode's SHOP_REPLICAS): one server line each, inside the template's `server ... max_fails=0;`."""
+    return " max_fails=0; server ".join(address.strip() for address in upstream.split(","))
+
+
 def main(out_dir: str, log_dir: str) -> None:
     out = Path(out_dir).resolve()
     (out / "tmp").mkdir(parents=True, exist_ok=True)
     values = {name: os.environ.get(name) or default for name, default in DEFAULTS.items()}
+    for name in [n for n in values if n.endswith("_UPSTREAM")]:
+        values[name] = replicas(values[name])
     values["GATEWAY_DIR"] = str(out)
     values["LOG_DIR"] = str(Path(log_dir).resolve())
     # As root, nginx would hand its workers to "nobody"; keep them as the user that owns the state folder.

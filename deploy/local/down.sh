@@ -10,5 +10,6 @@ if [ ! -d "$PID_DIR" ] || [ -z "$(ls -A "$PID_DIR" 2>/dev/null)" ]; then
 fi
 stop_process gateway
 for svc in "${SERVICES[@]}"; do stop_process "$svc"; done
+for svc in "${SERVICES[@]}"; do for replica in 2 3 4 5 6 7 8 9; do stop_process "$svc-$replica"; done; done  # SHOP_REPLICAS
 stop_process smtp
 say "stopped; data kept (databases, keys in $KEY_DIR, mail in $MAIL_DIR)"
