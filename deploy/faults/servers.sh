@@ -30,7 +30,7 @@ prepare() {  # DIR AMQP_PORT PG_PORT
   local dir="$1" run
   mkdir -p "$dir/pids" "$dir/logs"
   chmod 755 "$dir"
-  run="$(basename "$dir" | tr -c 'a-zA-Z0-9\n' '-')"
+  run="$(cd "$dir" && pwd | sha256sum | cut -c1-10)"  # one node name per folder
   {
     printf 'RABBIT_NODE=%q\n' "shopfaults-${run}@localhost"
     printf 'AMQP_PORT=%q\nRABBIT_DIST_PORT=%q\nPG_PORT=%q\n' "$2" "$(($2 + 1))" "$3"
