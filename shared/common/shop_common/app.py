@@ -19,12 +19,14 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from shop_events import Bus, Handler, correlation_id
 from shop_events.asyncapi import asyncapi_document
+from shop_events.topology import bindings
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import BANNED_USERS_SQL, Admin, _bearer, current_user, on_user_banned, require_admin
 from .config import ServiceSettings
 from .db import create_pool, migrate
 from .logs import setup_logging
+from .operations import RequestLogMiddleware, operations_router, refresh_gauges, service_queues
 
 log = logging.getLogger("shop_common.app")
 
@@ -78,6 +80,11 @@ def create_service_app(
     handlers = dict(handlers or {})
     if checks_bans:
         handlers.setdefault("UserBanned", on_user_banned)
+    lanes = bindings(handlers)
+    retries = len(settings.bus_settings().retry_delays_ms)
+    queues = service_queues(service, lanes, retries)
+    # JSON from the first line uvicorn writes after building the app (again in the lifespan, for tests).
+    setup_logging(service, settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -114,6 +121,7 @@ def create_service_app(
         openapi_url=f"/api/{service}/openapi.json",
         redoc_url=None,
     )
+    app.add_middleware(RequestLogMiddleware, service=service)  # inside RequestIdMiddleware: sees the correlation id
     app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(Exception)
@@ -142,6 +150,12 @@ def create_service_app(
         # (which always sets X-Forwarded-For) only an admin may look.
         if "x-forwarded-for" in request.headers:
             await require_admin(await current_user(request, await _bearer(request)))
+        try:  # gauges as they are now, not as the relay last saw them
+            bus = request.app.state.bus
+            connection = bus.connection if bus.connected else None
+            await asyncio.wait_for(refresh_gauges(service, request.app.state.pool, connection, queues), 5)
+        except Exception:  # noqa: BLE001 - a scrape still answers with what it has
+            log.warning("metrics gauges not refreshed", exc_info=True)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @ops.get("/asyncapi.json", summary="The event catalogue as an AsyncAPI document")
@@ -166,6 +180,7 @@ def create_service_app(
         }
 
     app.include_router(ops)
+    app.include_router(operations_router(service, lanes, retries))
     app.include_router(router)
     return app
 

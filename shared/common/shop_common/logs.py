@@ -7,7 +7,7 @@ import logging
 import sys
 from datetime import datetime, timezone
 
-from shop_events import correlation_id
+from shop_events import correlation_id, handling_event
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
@@ -26,6 +26,7 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "correlation_id": correlation_id.get(),
         }
+        line.update(handling_event.get() or {})
         line.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
@@ -41,3 +42,5 @@ def setup_logging(service: str, level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # The app writes one JSON line per request itself (shop_common.operations), with its correlation id.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

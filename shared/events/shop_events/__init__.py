@@ -7,7 +7,7 @@ import asyncpg
 from .bus import Bus
 from .catalogue import CATALOGUE, EventSpec, Lane
 from .consumer import BatchHandler, Handler, batch_handler
-from .envelope import Envelope, Event, EventData, Money, correlation_id
+from .envelope import Envelope, Event, EventData, Money, correlation_id, handling_event
 from .outbox import add_event, add_events
 from .settings import BusSettings
 
@@ -21,5 +21,5 @@ async def install_schema(conn: asyncpg.Connection) -> None:
 
 __all__ = [
     "BatchHandler", "Bus", "BusSettings", "add_events", "batch_handler", "CATALOGUE", "Envelope", "Event", "EventData", "EventSpec", "Handler", "Lane", "Money",
-    "add_event", "correlation_id", "install_schema",
+    "add_event", "correlation_id", "handling_event", "install_schema",
 ]

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from . import metrics
 from .catalogue import CATALOGUE
-from .envelope import Envelope, Event, correlation_id
+from .envelope import Envelope, Event, correlation_id, handling_event
 from .settings import BusSettings
 from .settle import Settler
 
@@ -242,6 +242,10 @@ class LaneConsumer:
         first = run[0][1]
         handler = self._handlers[first.event_type]
         token = correlation_id.set(first.correlation_id)
+        current = {"event_id": str(first.event_id), "event_type": first.event_type}
+        if len(run) > 1:
+            current["events_in_run"] = str(len(run))
+        event_token = handling_event.set(current)
         started = time.perf_counter()
         try:
             if isinstance(handler, BatchHandler):
@@ -254,6 +258,7 @@ class LaneConsumer:
             raise HandlerFailed(exc, [index for index, _ in run]) from exc
         finally:
             correlation_id.reset(token)
+            handling_event.reset(event_token)
         metrics.HANDLER_SECONDS.labels(self._service, first.event_type).observe(time.perf_counter() - started)
         metrics.EVENTS_HANDLED.labels(self._service, first.event_type).inc(len(run))
         for _, event in run:

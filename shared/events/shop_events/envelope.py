@@ -14,6 +14,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, Wi
 # The X-Request-ID of the HTTP call (or the correlation id of the event) being handled now;
 # events written while it is set carry it on, so one request can be followed across services.
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+# The event being handled now ({"event_id", "event_type"}), set by the consumer around a handler call,
+# so every log line written inside a handler names it.
+handling_event: ContextVar[dict[str, str] | None] = ContextVar("handling_event", default=None)
 
 CENTS = Decimal("0.01")
 

@@ -58,19 +58,19 @@ async def parking_queues(connection: AbstractConnection) -> list[str]:
     return found
 
 
-async def _take_all(channel: AbstractChannel, name: str) -> list[AbstractIncomingMessage]:
-    """Every message in the queue, unacked: closing the channel puts back whatever was not acked."""
+async def _take_all(channel: AbstractChannel, name: str, limit: int | None = None) -> list[AbstractIncomingMessage]:
+    """Every message in the queue (or the first `limit`), unacked: closing the channel puts back whatever was not acked."""
     queue = await channel.declare_queue(name, passive=True)
     taken = []
-    while (message := await queue.get(no_ack=False, fail=False)) is not None:
+    while (limit is None or len(taken) < limit) and (message := await queue.get(no_ack=False, fail=False)) is not None:
         taken.append(message)
     return taken
 
 
-async def list_parked(connection: AbstractConnection, queue: str) -> list[ParkedMessage]:
+async def list_parked(connection: AbstractConnection, queue: str, limit: int | None = None) -> list[ParkedMessage]:
     channel = await connection.channel()
     try:
-        return [_parked(m, queue) for m in await _take_all(channel, queue)]
+        return [_parked(m, queue) for m in await _take_all(channel, queue, limit)]
     finally:
         await channel.close()
 
