@@ -67,28 +67,32 @@ async def record_moderation(
     )
 
 
-async def record_order_placed(
+async def record_orders_placed(
     conn: asyncpg.Connection,
-    order_id: int,
-    user_id: int,
-    total: Decimal,
-    at: datetime,
-    lines: Sequence[tuple[int, int, Decimal]],
+    orders: Sequence[tuple[int, int, Decimal, datetime, Sequence[tuple[int, int, Decimal]]]],
 ) -> None:
-    """The order and its lines in one round trip; the row may already exist if a later event came first."""
+    """Many orders and their lines in one round trip; a row may already exist if a later event came first.
+
+    Each order is (order_id, user_id, total, occurred_at, [(product_id, quantity, unit_price), ...]). As when
+    they come one by one, the last fact about an order wins on its row and the first one's lines stay."""
+    last = list({order[0]: order for order in orders}.values())  # an upsert can't touch one row twice
+    lines = [
+        (order_id, line, product_id, quantity, unit_price)
+        for order_id, _, _, _, items in orders
+        for line, (product_id, quantity, unit_price) in enumerate(items, start=1)
+    ]
+    order_columns = [[order[i] for order in last] for i in range(4)]
+    line_columns = [[line[i] for line in lines] for i in range(5)]
     await conn.execute(
         "WITH placed AS ("
-        "  INSERT INTO orders (order_id, user_id, total, created_at) VALUES ($1, $2, $3, $4)"
+        "  INSERT INTO orders (order_id, user_id, total, created_at)"
+        "  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::numeric[], $4::timestamptz[])"
         "  ON CONFLICT (order_id) DO UPDATE"
         "  SET user_id = EXCLUDED.user_id, total = EXCLUDED.total, created_at = EXCLUDED.created_at)"
         " INSERT INTO order_items (order_id, line, product_id, quantity, unit_price)"
-        " SELECT $1, line, product_id, quantity, unit_price"
-        " FROM unnest($5::bigint[], $6::int[], $7::numeric[]) WITH ORDINALITY AS l(product_id, quantity, unit_price, line)"
+        " SELECT * FROM unnest($5::bigint[], $6::int[], $7::bigint[], $8::int[], $9::numeric[])"
         " ON CONFLICT (order_id, line) DO NOTHING",
-        order_id, user_id, total, at,
-        [product_id for product_id, _, _ in lines],
-        [quantity for _, quantity, _ in lines],
-        [unit_price for _, _, unit_price in lines],
+        *order_columns, *line_columns,
     )
 
 

@@ -1,11 +1,12 @@
 """Event handlers of the analytics service: one async function per event type it consumes.
 
-Each records one fact in one statement, stamped with the event's occurred_at. The inbox (written by the
+Each records one fact in one statement, stamped with the event's occurred_at (OrderCreated: a whole run of
+them in one statement). The inbox (written by the
 consumer in the same transaction) makes each event count once; upserts make arrival order irrelevant.
 """
 
 import asyncpg
-from shop_events import Event, Handler
+from shop_events import Event, Handler, batch_handler
 
 from . import db
 
@@ -36,10 +37,15 @@ async def on_review_moderated(event: Event, conn: asyncpg.Connection) -> None:
     )
 
 
-async def on_order_created(event: Event, conn: asyncpg.Connection) -> None:
-    order = event.data
-    lines = [(item.product_id, item.quantity, item.unit_price) for item in order.items]
-    await db.record_order_placed(conn, order.order_id, order.user_id, order.total, event.occurred_at, lines)
+@batch_handler
+async def on_orders_created(events: list[Event], conn: asyncpg.Connection) -> None:
+    """A run of OrderCreated in one statement: orders arrive in bursts, and a round trip each was the cost."""
+    await db.record_orders_placed(conn, [
+        (order.order_id, order.user_id, order.total, event.occurred_at,
+         [(item.product_id, item.quantity, item.unit_price) for item in order.items])
+        for event in events
+        for order in (event.data,)
+    ])
 
 
 async def on_stock_reserved(event: Event, conn: asyncpg.Connection) -> None:
@@ -65,7 +71,7 @@ HANDLERS: dict[str, Handler] = {
     "ProductCreated": on_product_created,
     "ProductReviewed": on_product_reviewed,
     "ReviewModerated": on_review_moderated,
-    "OrderCreated": on_order_created,
+    "OrderCreated": on_orders_created,
     "StockReserved": on_stock_reserved,
     "StockRejected": on_stock_rejected,
     "OrderPaid": on_order_paid,
