@@ -48,6 +48,11 @@ def main(out_dir: str, log_dir: str) -> None:
     values["LOG_DIR"] = str(Path(log_dir).resolve())
     # As root, nginx would hand its workers to "nobody"; keep them as the user that owns the state folder.
     values["NGINX_USER"] = "user root;" if os.geteuid() == 0 else ""
+    # The operations page, where the template's relative `alias ops/` finds it (nginx runs with -p OUT_DIR).
+    ops = out / "ops"
+    if ops.is_symlink() or ops.exists():
+        ops.unlink()
+    ops.symlink_to(HERE.parent / "ops", target_is_directory=True)
     (out / "shop.conf").write_text(render((HERE / "shop.conf.template").read_text(), values))
     (out / "nginx.conf").write_text(render((HERE / "nginx-local.conf.template").read_text(), values))
 

@@ -102,11 +102,16 @@ for svc in SERVICES:
     files[f"30-{svc}.yaml"] = (dump(docs, header))
 
 template = (root / "deploy/gateway/shop.conf.template").read_text()
+# The operations page's static files (deploy/ops), mounted where the template's relative `alias ops/` points.
+ops_files = {path.name: Literal(path.read_text()) for path in sorted((root / "deploy/ops").iterdir()) if path.is_file()}
 upstreams = [{"name": f"{s.upper()}_UPSTREAM", "value": f"{s}:8000"} for s in SERVICES]
 gateway = [
     {"apiVersion": "v1", "kind": "ConfigMap",
      "metadata": {"name": "shop-gateway", "namespace": NS, "labels": labels("gateway", "gateway")},
      "data": {"shop.conf.template": Literal(template)}},
+    {"apiVersion": "v1", "kind": "ConfigMap",
+     "metadata": {"name": "shop-ops-page", "namespace": NS, "labels": labels("gateway", "gateway")},
+     "data": ops_files},
     {"apiVersion": "apps/v1", "kind": "Deployment",
      "metadata": {"name": "gateway", "namespace": NS, "labels": labels("gateway", "gateway")},
      "spec": {"replicas": 2,
@@ -124,9 +129,11 @@ gateway = [
                                "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
                                "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "failureThreshold": 3},
                                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}},
-                               "volumeMounts": [{"name": "templates", "mountPath": "/etc/nginx/templates", "readOnly": True}],
+                               "volumeMounts": [{"name": "templates", "mountPath": "/etc/nginx/templates", "readOnly": True},
+                                                {"name": "ops-page", "mountPath": "/etc/nginx/ops", "readOnly": True}],
                            }],
-                           "volumes": [{"name": "templates", "configMap": {"name": "shop-gateway"}}]}}}},
+                           "volumes": [{"name": "templates", "configMap": {"name": "shop-gateway"}},
+                                       {"name": "ops-page", "configMap": {"name": "shop-ops-page"}}]}}}},
     {"apiVersion": "v1", "kind": "Service",
      "metadata": {"name": "gateway", "namespace": NS, "labels": labels("gateway", "gateway")},
      "spec": {"type": "LoadBalancer", "selector": {"app.kubernetes.io/name": "gateway"},
