@@ -122,11 +122,38 @@ amqp_vhost() {  # the vhost named in AMQP_URL ("/" when none)
   echo "${v:-/}"
 }
 
+# Least privilege: each service connects as its own PostgreSQL role, which owns only its database
+# (`stackctl.py own`), and as its own broker user, allowed only its own queues (deploy/broker/).
+# A <SERVICE>_DATABASE_URL set by hand is used as it is; so is AMQP_URL for a broker this machine can't manage.
+service_database_url() {
+  local var; var="$(echo "$1" | tr a-z A-Z)_DATABASE_URL"
+  if [ -n "${!var:-}" ]; then echo "${!var}"; return; fi
+  local url rest; url="$(database_url "$1")"; rest="${url#*://}"
+  echo "${url%%://*}://shop_${url##*/}@${rest#*@}"
+}
+
+broker_is_local() {
+  local host; host="$(url_host "$AMQP_URL")"
+  { [ "$host" = 127.0.0.1 ] || [ "$host" = localhost ]; } && command -v rabbitmqctl >/dev/null
+}
+
+ensure_broker_users() {  # one user per service, passwords made once in $RUN_DIR/broker
+  broker_is_local || { say "the broker is not on this machine: services use AMQP_URL's user"; return 0; }
+  "$VENV/bin/python" "$ROOT/deploy/broker/definitions.py" local "$RUN_DIR" "$(amqp_vhost)" "$SHOP_DB_PREFIX"
+}
+
+service_amqp_url() {
+  local file="$RUN_DIR/broker/$1.password" rest
+  [ -f "$file" ] || { echo "$AMQP_URL"; return; }
+  rest="${AMQP_URL#*://}"
+  echo "${AMQP_URL%%://*}://shop_${SHOP_DB_PREFIX}$1:$(cat "$file")@${rest#*@}"
+}
+
 # What each service process gets, one NAME=value a line: the same names compose and k8s set.
 service_env() {
   local svc="$1" upper; upper="$(echo "$svc" | tr a-z A-Z)"
-  echo "AMQP_URL=$AMQP_URL"
-  echo "${upper}_DATABASE_URL=$(database_url "$svc")"
+  echo "AMQP_URL=$(service_amqp_url "$svc")"
+  echo "${upper}_DATABASE_URL=$(service_database_url "$svc")"
   echo "JWT_PUBLIC_KEY_PATH=$KEY_DIR/jwt_public.pem"
   case "$svc" in
     auth)

@@ -1,7 +1,8 @@
 """The local runner's Python half: what is easier with the venv's libraries than in bash.
 
     stackctl.py createdb URL...                create each database that is missing
-    stackctl.py dropdb URL...                  drop them (tests' teardown)
+    stackctl.py dropdb URL...                  drop them and their roles (tests' teardown)
+    stackctl.py own URL...                     give each database its own login role (shop_<database>)
     stackctl.py wait GATEWAY RUN_DIR SVC...    wait for /api/<svc>/health through the gateway, with progress
     stackctl.py health GATEWAY SVC...          one line per service: up or down
     stackctl.py outbox URL...                  unsent outbox rows per database
@@ -50,8 +51,46 @@ async def _dropdb(urls: list[str]) -> None:
         conn = await asyncpg.connect(admin)
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'DROP ROLE IF EXISTS "{role_of(name)}"')
         finally:
             await conn.close()
+
+
+async def _own(urls: list[str]) -> None:
+    """Least privilege: each service logs in as its own role, which owns its database (and what is in it),
+    and only that role (and the superuser) may connect to it. Safe to run again."""
+    for url in urls:
+        admin, name = _split(url)
+        role = role_of(name)
+        conn = await asyncpg.connect(admin)
+        try:
+            if not await conn.fetchval("SELECT true FROM pg_roles WHERE rolname = $1", role):
+                await conn.execute(f'CREATE ROLE "{role}" LOGIN')
+                print(f"==> created database role {role}")
+            await conn.execute(f'ALTER DATABASE "{name}" OWNER TO "{role}"')
+            await conn.execute(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{name}" FROM PUBLIC')
+            await conn.execute(f'GRANT CONNECT ON DATABASE "{name}" TO "{role}"')
+        finally:
+            await conn.close()
+        # Tables made before the role existed (a stack from before roles) are handed over too.
+        conn = await asyncpg.connect(url)
+        try:
+            for kind, relation in await conn.fetch(
+                "SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'"
+                " ELSE 'TABLE' END, format('%I.%I', n.nspname, c.relname) FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')"
+                " AND pg_get_userbyid(c.relowner) <> $1"
+                " AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i')))",
+                role,
+            ):
+                await conn.execute(f'ALTER {kind} {relation} OWNER TO "{role}"')
+        finally:
+            await conn.close()
+
+
+def role_of(database: str) -> str:
+    return f"shop_{database}"
 
 
 def _healthy(gateway: str, service: str) -> bool:
@@ -144,6 +183,8 @@ def main(argv: list[str]) -> None:
         asyncio.run(_createdb(args))
     elif command == "dropdb":
         asyncio.run(_dropdb(args))
+    elif command == "own":
+        asyncio.run(_own(args))
     elif command == "wait":
         wait(args[0], args[1], args[2:], float(os.environ.get("SHOP_UP_TIMEOUT", "120")))
     elif command == "health":

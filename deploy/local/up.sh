@@ -27,6 +27,10 @@ echo local > "$RUN_DIR/mode"
 "$VENV/bin/python" deploy/keys/generate.py "$KEY_DIR"
 dbs=(); for svc in "${SERVICES[@]}"; do dbs+=("$(database_url "$svc")"); done
 "$VENV/bin/python" deploy/local/stackctl.py createdb "${dbs[@]}"
+# Each service's own database role and broker user (lib.sh: service_database_url, service_amqp_url).
+owned=(); for svc in "${SERVICES[@]}"; do var="${svc^^}_DATABASE_URL"; [ -n "${!var:-}" ] || owned+=("$(database_url "$svc")"); done
+[ "${#owned[@]}" = 0 ] || "$VENV/bin/python" deploy/local/stackctl.py own "${owned[@]}"
+ensure_broker_users
 
 if pid="$(recorded_pid smtp)"; then
   say "SMTP sink already running (pid $pid), mail in $MAIL_DIR"

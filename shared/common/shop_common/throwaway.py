@@ -67,3 +67,5 @@ async def create_database(name: str) -> str:
 
 async def drop_database(name: str) -> None:
     await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    # The login role local mode made for a stack's database (deploy/local/stackctl.py own), if any.
+    await admin_sql(f'DROP ROLE IF EXISTS "shop_{name}"')
