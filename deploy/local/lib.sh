@@ -236,3 +236,8 @@ http_status() {  # host port path: the status code of a GET, with nothing but ba
   exec 4>&-
   echo "${code:-000}"
 }
+
+ensure_chromium() {  # Debian's chromium, for the operations page's browser test (Playwright drives it; no download)
+  command -v chromium >/dev/null && return 0
+  apt_install chromium || say "chromium is not installed and can't be here: the browser test will be skipped"
+}

@@ -7,5 +7,6 @@ ensure_venv
 ensure_rabbitmq
 ensure_postgres
 ensure_nginx  # the gateway tests and the end-to-end stack run a real nginx
+ensure_chromium  # the operations page is tested in a real headless browser
 say "running the test suite"
 exec "$VENV/bin/pytest" "$@"
