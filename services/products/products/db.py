@@ -10,7 +10,7 @@ import asyncpg
 from shop_events import add_event
 from shop_events.catalogue import StockLow
 
-from .domain import ReviewStatus, low_stock_check
+from .domain import Decided, Refusal, Reservation, ReviewStatus, low_stock_check
 
 PRODUCT_COLUMNS = (
     "id, name, description, price, stock, low_stock_threshold, low_stock_alerted, supplier_email,"
@@ -79,17 +79,28 @@ async def write_stock(conn: asyncpg.Connection, product: asyncpg.Record, stock: 
     return row
 
 
-async def add_stock_low(conn: asyncpg.Connection, product: asyncpg.Record) -> None:
-    await add_event(
-        conn,
-        StockLow(
-            product_id=product["id"],
-            current_stock=product["stock"],
-            threshold=product["low_stock_threshold"],
-            name=product["name"],
-            supplier_email=product["supplier_email"],
-        ),
+async def write_stocks(conn: asyncpg.Connection, stocks: list[tuple[int, int, bool]]) -> None:
+    """Set locked products' (id, stock, low-stock flag) in one statement; the caller decided the alerts."""
+    if stocks:
+        await conn.execute(
+            "UPDATE products AS p SET stock = v.stock, low_stock_alerted = v.alerted, updated_at = now()"
+            " FROM unnest($1::bigint[], $2::int[], $3::bool[]) AS v(id, stock, alerted) WHERE p.id = v.id",
+            *([row[i] for row in stocks] for i in range(3)),
+        )
+
+
+def stock_low(product: asyncpg.Record, stock: int) -> StockLow:
+    return StockLow(
+        product_id=product["id"],
+        current_stock=stock,
+        threshold=product["low_stock_threshold"],
+        name=product["name"],
+        supplier_email=product["supplier_email"],
     )
+
+
+async def add_stock_low(conn: asyncpg.Connection, product: asyncpg.Record) -> None:
+    await add_event(conn, stock_low(product, product["stock"]))
 
 
 # ---- reservations ----
@@ -102,21 +113,36 @@ async def find_reservation(conn: asyncpg.Connection, order_id: int, *, lock: boo
     )
 
 
-async def record_reservation(conn: asyncpg.Connection, order_id: int, user_id: int, lines: Mapping[int, int]) -> None:
-    await conn.execute(
-        "INSERT INTO reservations (order_id, user_id, status) VALUES ($1, $2, 'reserved')", order_id, user_id
-    )
-    await conn.executemany(
-        "INSERT INTO reservation_lines (order_id, product_id, quantity) VALUES ($1, $2, $3)",
-        [(order_id, product_id, quantity) for product_id, quantity in lines.items()],
-    )
+async def decided_orders(conn: asyncpg.Connection, order_ids: list[int]) -> set[int]:
+    """Which of these orders already have a reservation (reserved, released or rejected)."""
+    rows = await conn.fetch("SELECT order_id FROM reservations WHERE order_id = ANY($1::bigint[])", order_ids)
+    return {row["order_id"] for row in rows}
 
 
-async def record_rejection(conn: asyncpg.Connection, order_id: int, user_id: int, reason: str) -> None:
-    await conn.execute(
-        "INSERT INTO reservations (order_id, user_id, status, reason) VALUES ($1, $2, 'rejected', $3)",
-        order_id, user_id, reason,
-    )
+async def record_decisions(conn: asyncpg.Connection, decisions: list[tuple[int, Decided]]) -> None:
+    """Many (user_id, decision) as reservations and their lines, in two statements."""
+    reservations = [
+        (d.order_id, user_id, "rejected", d.outcome.reason) if isinstance(d.outcome, Refusal)
+        else (d.order_id, user_id, "reserved", None)
+        for user_id, d in decisions
+    ]
+    lines = [
+        (d.order_id, product_id, quantity)
+        for _, d in decisions if isinstance(d.outcome, Reservation)
+        for product_id, quantity in d.outcome.lines.items()
+    ]
+    if reservations:
+        await conn.execute(
+            "INSERT INTO reservations (order_id, user_id, status, reason)"
+            " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])",
+            *([row[i] for row in reservations] for i in range(4)),
+        )
+    if lines:
+        await conn.execute(
+            "INSERT INTO reservation_lines (order_id, product_id, quantity)"
+            " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[])",
+            *([row[i] for row in lines] for i in range(3)),
+        )
 
 
 async def reserved_lines(conn: asyncpg.Connection, order_id: int) -> dict[int, int]:

@@ -69,6 +69,44 @@ def low_stock_check(stock: int, threshold: int, alerted: bool) -> LowStockState:
     return LowStockState(alerted=False, alert=False)
 
 
+# ---- a run of orders, decided one after the other ----
+
+
+@dataclass
+class Shelf:
+    """A locked product's stock while a run of orders is decided; changed in place as orders take from it."""
+
+    stock: int
+    threshold: int
+    alerted: bool
+
+
+@dataclass(frozen=True)
+class Decided:
+    order_id: int
+    outcome: Reservation | Refusal
+    low_stock: list[tuple[int, int]]  # (product_id, stock left) this order took to or below its threshold
+
+
+def decide_in_turn(orders: Iterable[tuple[int, Mapping[int, int]]], shelves: dict[int, Shelf]) -> list[Decided]:
+    """Each (order_id, wanted) in turn, on the stock the orders before it left, all or nothing per order,
+    exactly as if each had been decided alone and committed before the next."""
+    decided = []
+    for order_id, wanted in orders:
+        outcome = decide_reservation(wanted, {pid: shelves[pid].stock for pid in wanted if pid in shelves})
+        low_stock = []
+        if isinstance(outcome, Reservation):
+            for product_id, quantity in outcome.lines.items():
+                shelf = shelves[product_id]
+                shelf.stock -= quantity
+                low = low_stock_check(shelf.stock, shelf.threshold, shelf.alerted)
+                shelf.alerted = low.alerted
+                if low.alert:
+                    low_stock.append((product_id, shelf.stock))
+        decided.append(Decided(order_id, outcome, low_stock))
+    return decided
+
+
 # ---- reviews ----
 
 

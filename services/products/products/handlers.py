@@ -1,6 +1,6 @@
 """Event handlers of the products service: one async function per event type it consumes.
 
-Each runs inside the consumer's transaction (its own savepoint), with the inbox row written for it,
+Each runs inside the consumer's transaction, with the inbox row written for it,
 so an event redelivered under the same id never gets here twice. UserBanned is taken by the shared
 kit (checks_bans=True in main.py).
 """
@@ -8,29 +8,53 @@ kit (checks_bans=True in main.py).
 from __future__ import annotations
 
 import asyncpg
-from shop_events import Event, Handler, add_event
+from shop_events import Event, EventData, Handler, add_event, add_events, batch_handler
 from shop_events.catalogue import OrderCancelled, OrderCreated, ReviewModerated, StockRejected, StockReserved
 
 from . import db
-from .domain import Refusal, ReviewStatus, decide_reservation, moderate, wanted_quantities
+from .domain import Refusal, Reservation, ReviewStatus, Shelf, decide_in_turn, moderate, wanted_quantities
 
 
 async def reserve_stock(conn: asyncpg.Connection, order: OrderCreated) -> None:
-    """Reserve every line of the order or none. The product rows stay locked until the caller commits,
-    so orders racing for the last units are decided one after the other on fresh stock."""
-    if await db.find_reservation(conn, order.order_id) is not None:
-        return  # this order was decided already (the same order sent again under another event id)
-    wanted = wanted_quantities((item.product_id, item.quantity) for item in order.items)
-    products = await db.lock_products(conn, wanted)
-    decision = decide_reservation(wanted, {pid: row["stock"] for pid, row in products.items()})
-    if isinstance(decision, Refusal):
-        await db.record_rejection(conn, order.order_id, order.user_id, decision.reason)
-        await add_event(conn, StockRejected(order_id=order.order_id, user_id=order.user_id, reason=decision.reason))
-        return
-    for product_id, quantity in decision.lines.items():
-        await db.write_stock(conn, products[product_id], products[product_id]["stock"] - quantity)
-    await db.record_reservation(conn, order.order_id, order.user_id, decision.lines)
-    await add_event(conn, StockReserved(order_id=order.order_id))
+    """Reserve every line of one order or none (correlated with the request or event being handled)."""
+    await reserve_stock_in_turn(conn, [(order, None)])
+
+
+async def reserve_stock_in_turn(conn: asyncpg.Connection, orders: list[tuple[OrderCreated, str | None]]) -> None:
+    """Reserve every line of each order or none, deciding the orders one after the other as they came.
+
+    Every product of the run is locked once, in id order, before anything is read: the rows stay locked
+    until the caller commits, so orders racing for the last units (in this run or in another replica)
+    are decided one after the other on fresh stock. Each order's events carry the correlation id paired
+    with it (None: the one being handled now)."""
+    products = await db.lock_products(conn, {item.product_id for order, _ in orders for item in order.items})
+    decided = await db.decided_orders(conn, [order.order_id for order, _ in orders])
+    fresh = []
+    for order, correlation in orders:
+        if order.order_id not in decided:  # else the same order came again under another event id
+            decided.add(order.order_id)
+            fresh.append((order, correlation))
+    shelves = {
+        pid: Shelf(row["stock"], row["low_stock_threshold"], row["low_stock_alerted"]) for pid, row in products.items()
+    }
+    outcomes = decide_in_turn(
+        [(order.order_id, wanted_quantities((i.product_id, i.quantity) for i in order.items)) for order, _ in fresh],
+        shelves,
+    )
+
+    events: list[tuple[EventData, str | None]] = []
+    for (order, correlation), decision in zip(fresh, outcomes):
+        events += [(db.stock_low(products[pid], left), correlation) for pid, left in decision.low_stock]
+        if isinstance(decision.outcome, Refusal):
+            reason = decision.outcome.reason
+            events.append((StockRejected(order_id=order.order_id, user_id=order.user_id, reason=reason), correlation))
+        else:
+            events.append((StockReserved(order_id=order.order_id), correlation))
+    taken = sorted({pid for d in outcomes if isinstance(d.outcome, Reservation) for pid in d.outcome.lines})
+    await db.write_stocks(conn, [(pid, shelves[pid].stock, shelves[pid].alerted) for pid in taken])
+    await db.record_decisions(conn, [(order.user_id, decision) for (order, _), decision in zip(fresh, outcomes)])
+    if events:
+        await add_events(conn, events)
 
 
 async def release_stock(conn: asyncpg.Connection, order_id: int) -> None:
@@ -45,8 +69,10 @@ async def release_stock(conn: asyncpg.Connection, order_id: int) -> None:
     await db.mark_released(conn, order_id)
 
 
-async def on_order_created(event: Event, conn: asyncpg.Connection) -> None:
-    await reserve_stock(conn, event.data)
+@batch_handler
+async def on_orders_created(events: list[Event], conn: asyncpg.Connection) -> None:
+    """A run of OrderCreated decided together: a few statements for the run instead of several per order."""
+    await reserve_stock_in_turn(conn, [(event.data, event.correlation_id) for event in events])
 
 
 async def on_order_cancelled(event: Event, conn: asyncpg.Connection) -> None:
@@ -78,7 +104,7 @@ async def on_product_reviewed(event: Event, conn: asyncpg.Connection) -> None:
 
 
 HANDLERS: dict[str, Handler] = {
-    "OrderCreated": on_order_created,
+    "OrderCreated": on_orders_created,
     "OrderCancelled": on_order_cancelled,
     "ProductReviewed": on_product_reviewed,
 }
