@@ -1,0 +1,205 @@
+"""The books of one round: what the clients did (the ledger) against what the shop shows, through the API,
+the mail the SMTP sink received, the broker's parking queues, and the databases where the API shows nothing
+(reservations, outbox). Every difference is named; a shortfall counts as lost, a surplus as applied twice."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from load import Client, Ledger
+from stack import SERVICES, FaultStack
+
+SUMMARY_COUNTS = (
+    "users_registered", "orders_created", "orders_confirmed", "orders_rejected", "orders_paid", "orders_cancelled", "reviews",
+)
+MESSAGE_ID = re.compile(r"<([a-z_]+)\.([0-9a-f-]{36})@")
+
+
+@dataclass
+class Snapshot:
+    """What the shop showed before the round, so the round's own figures are the differences."""
+
+    summary: dict
+    mail_files: set[str]
+
+
+@dataclass
+class Books:
+    lost: int = 0
+    twice: int = 0
+    problems: list[str] = field(default_factory=list)
+    parked: dict[str, int] = field(default_factory=dict)
+
+    def count(self, what: str, expected: int, seen: int) -> None:
+        if seen < expected:
+            self.lost += expected - seen
+        elif seen > expected:
+            self.twice += seen - expected
+        if seen != expected:
+            self.problems.append(f"{what}: expected {expected}, seen {seen}")
+
+    def money(self, what: str, expected: Decimal, seen: Decimal) -> None:
+        if seen != expected:
+            self.lost += seen < expected
+            self.twice += seen > expected
+            self.problems.append(f"{what}: expected {expected}, seen {seen}")
+
+    @property
+    def exact(self) -> bool:
+        return not self.problems
+
+
+async def snapshot(client: Client, stack: FaultStack) -> Snapshot:
+    summary = (await client.call("GET", "/api/analytics/summary", headers=client.admin)).json()
+    return Snapshot(summary, {p.name for p in _mail_folder(stack).glob("*.eml")})
+
+
+def _mail_folder(stack: FaultStack) -> Path:
+    assert stack.stack is not None
+    return stack.stack.mail_dir
+
+
+async def check(client: Client, stack: FaultStack, before: Snapshot, expected_parked: dict[str, int]) -> Books:
+    books = Books()
+    ledger = client.ledger
+    await client.refresh_statuses()
+    orders = list(ledger.orders.values())
+
+    # Every order reached the final state its client's choices lead to.
+    for o in orders:
+        if o.status not in ("rejected", "paid", "cancelled"):
+            books.lost += 1
+            books.problems.append(f"order {o.id} is still {o.status}")
+        elif o.status != "rejected" and o.status != o.expected_if_confirmed:
+            books.lost += 1
+            books.problems.append(f"order {o.id} is {o.status}, its client paid with {o.payment_token}")
+    by_status = Counter(o.status for o in orders)
+    kept = [o for o in orders if o.status == "paid"]  # a paid order keeps its reservation
+
+    # No order twice: each customer's own list holds exactly the orders its client placed.
+    for customer in ledger.customers:
+        mine = await every_page(client, "/api/orders", customer.auth)
+        placed = sum(1 for o in orders if o.customer is customer)
+        books.count(f"orders of customer {customer.id}", placed, len(mine))
+
+    # Stock: what the clients' confirmed orders took, and stock + reserved units conserved per product.
+    reserved = {
+        r["product_id"]: r["units"]
+        for r in await stack.sql(
+            "products",
+            "SELECT l.product_id, sum(l.quantity)::int AS units FROM reservation_lines l"
+            " JOIN reservations r USING (order_id) WHERE r.status = 'reserved' AND l.product_id = ANY($1::bigint[])"
+            " GROUP BY l.product_id",
+            list(ledger.products),
+        )
+    }
+    for product, initial in ledger.products.items():
+        taken = sum(q for o in kept for p, q in o.lines if p == product)
+        stock = (await client.call("GET", f"/api/products/{product}")).json()["stock"]
+        books.count(f"stock of product {product} (taken units)", taken, initial - stock)
+        books.count(f"stock + reserved units of product {product}", initial, stock + reserved.get(product, 0))
+
+    # Analytics counts what the clients did.
+    summary = (await client.call("GET", "/api/analytics/summary", headers=client.admin)).json()
+    delta = {k: summary[k] - before.summary[k] for k in SUMMARY_COUNTS}
+    expected = {
+        "users_registered": len(ledger.customers),
+        "orders_created": len(orders),
+        "orders_confirmed": by_status["paid"] + by_status["cancelled"],
+        "orders_rejected": by_status["rejected"],
+        "orders_paid": by_status["paid"],
+        "orders_cancelled": by_status["cancelled"],
+        "reviews": len(ledger.reviews),
+    }
+    for name in SUMMARY_COUNTS:
+        books.count(f"analytics {name}", expected[name], delta[name])
+    books.money(
+        "analytics sales_total", sum((o.total for o in orders), Decimal(0)),
+        Decimal(summary["sales_total"]) - Decimal(before.summary["sales_total"]),
+    )
+    books.money(
+        "analytics revenue", sum((o.total for o in kept), Decimal(0)),
+        Decimal(summary["revenue"]) - Decimal(before.summary["revenue"]),
+    )
+    for product in ledger.products:
+        figures = (await client.call("GET", f"/api/analytics/products/{product}", headers=client.admin)).json()
+        units = sum(q for o in kept for p, q in o.lines if p == product)
+        books.count(f"analytics units_sold of product {product}", units, figures["units_sold"])
+
+    # One mail per mail-worthy event: by the sink's files (a resent copy has the same Message-ID) ...
+    stock_lows = (
+        await stack.sql(
+            "products",
+            "SELECT count(*)::int AS n FROM outbox WHERE event_type = 'StockLow'"
+            " AND (body::jsonb -> 'data' ->> 'product_id')::bigint = ANY($1::bigint[])",
+            list(ledger.products),
+        )
+    )[0]["n"]
+    wanted = {
+        "welcome": len(ledger.customers),
+        "order_confirmation": len(orders),
+        "order_rejected": by_status["rejected"],
+        "payment_received": by_status["paid"],
+        "payment_failed": by_status["cancelled"],
+        "shipping_request": by_status["paid"],
+        "stock_low": stock_lows,
+        "supplier_reorder": stock_lows,
+    }
+    addresses = {c.email for c in ledger.customers} | set(ledger.suppliers.values())
+    mails: Counter[str] = Counter()
+    copies: Counter[str] = Counter()
+    for path in _mail_folder(stack).glob("*.eml"):
+        if path.name in before.mail_files:
+            continue
+        mail = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        message_id = str(mail["Message-ID"]).strip()
+        kind = MESSAGE_ID.match(message_id)
+        if kind is None:
+            books.problems.append(f"mail {path.name} has no shop Message-ID")
+            continue
+        if str(mail["X-Envelope-To"]) in addresses or kind.group(1) in ("shipping_request", "stock_low"):
+            mails[kind.group(1)] += 1
+            copies[message_id] += 1
+    for kind, count in wanted.items():
+        books.count(f"{kind} mails", count, mails[kind])
+    for message_id, count in copies.items():
+        if count > 1:
+            books.problems.append(f"mail {message_id} was sent {count} times")
+
+    # ... and by what notifications shows each customer.
+    shown: Counter[str] = Counter()
+    for customer in ledger.customers:
+        notices = await every_page(client, "/api/notifications", customer.auth)
+        shown.update(n["type"] for n in notices if n["status"] == "sent")
+    for kind in ("welcome", "order_confirmation", "order_rejected", "payment_received", "payment_failed"):
+        books.count(f"{kind} notifications shown to customers", wanted[kind], shown[kind])
+
+    # Nothing parked but what the test made poison on purpose; no event left in an outbox.
+    books.parked = stack.parked()
+    for queue in sorted(set(books.parked) | set(expected_parked)):
+        books.count(f"parked in {queue}", expected_parked.get(queue, 0), books.parked.get(queue, 0))
+    for service in SERVICES:
+        unsent = (await stack.sql(service, "SELECT count(*)::int AS n FROM outbox WHERE sent_at IS NULL"))[0]["n"]
+        books.count(f"unsent outbox rows of {service}", 0, unsent)
+    return books
+
+
+async def every_page(client: Client, path: str, headers: dict[str, str]) -> list[dict]:
+    found: list[dict] = []
+    while True:
+        response = await client.call("GET", path, params={"limit": 200, "offset": len(found)}, headers=headers)
+        assert response.status_code == 200, response.text
+        found += response.json()
+        if len(response.json()) < 200:
+            return found
+
+
+def describe(ledger: Ledger) -> str:
+    statuses = Counter(o.status for o in ledger.orders.values())
+    return ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))

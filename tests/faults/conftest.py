@@ -1,0 +1,55 @@
+"""The fault suite's stack (its own RabbitMQ node, PostgreSQL cluster and services, one or two processes
+each) and the per-fault table printed at the end of the run.
+
+Size: SHOP_FAULT_ORDERS orders per fault (make test: a small default; make faults: a few thousand).
+Replicas: SHOP_FAULT_REPLICAS, e.g. "1,2" runs every fault on one process per service, then on two.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from faults import ORDERS, REPLICAS  # noqa: E402
+from report import OUTCOMES, SHARES, table  # noqa: E402
+from stack import FaultStack  # noqa: E402
+
+
+@pytest.fixture(scope="module", params=REPLICAS, ids=lambda n: f"{n}-per-service")
+def fault_stack(request: pytest.FixtureRequest) -> Iterator[FaultStack]:
+    # Not under pytest's tmp: the rabbitmq and postgres users must reach the folder.
+    folder = Path(tempfile.mkdtemp(prefix="shopfaults-"))
+    folder.chmod(0o755)
+    stack = FaultStack(folder=folder, replicas=request.param)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+        if os.environ.get("SHOP_FAULT_KEEP") != "1":
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
+    if not OUTCOMES:
+        return
+    text = table(OUTCOMES, SHARES)
+    terminalreporter.write_sep("=", f"fault suite: {ORDERS} orders per fault")
+    terminalreporter.write_line(text)
+    if os.environ.get("SHOP_FAULT_REPORT"):
+        Path(os.environ["SHOP_FAULT_REPORT"]).write_text(text + "\n")

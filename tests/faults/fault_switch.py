@@ -1,0 +1,152 @@
+"""Test-only app factories for the fault suite: each service exactly as its own create_app builds it, plus
+two switches that do nothing until a test turns them on. Never imported by a service: the fault suite starts
+the stack with `<SVC>_APP_FACTORY=fault_switch:create_<service>_app` and this folder on PYTHONPATH.
+
+- Handler faults: a row in `fault_switch` (made here, in the service's own database) makes the handler of
+  one event type raise, `failures` times per event or always (NULL). Every failure is written, with its
+  time, to `fault_failures` on a connection of its own, so the record outlives the batch's rollback.
+- Relay holds: while `$SHOP_FAULT_DIR/hold-relay-<service>` exists the relay publishes nothing (outbox rows
+  stay committed and unsent); while `.../hold-sent-<service>` exists it publishes and then waits before
+  marking the rows sent. Either way a test can kill the process in that window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import asyncpg
+import shop_common.app
+from fastapi import FastAPI
+from prometheus_client import Counter
+from shop_events import BatchHandler, Bus, Event
+from shop_events.consumer import Handler
+from shop_events.outbox import OutboxRelay
+from shop_events.publisher import OutgoingEvent, Publisher
+
+SWITCH_SQL = """
+CREATE TABLE IF NOT EXISTS fault_switch (event_type text PRIMARY KEY, failures int);
+CREATE TABLE IF NOT EXISTS fault_failures (
+    event_id uuid NOT NULL, event_type text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS fault_failures_event ON fault_failures (event_id);
+"""
+SWITCH_LOCK = 0x5140_FA17  # replicas starting together create the tables once
+
+
+class FaultInjected(Exception):
+    """What a bug in a handler looks like to the bus."""
+
+
+def fault_dir() -> Path:
+    return Path(os.environ.get("SHOP_FAULT_DIR", "/nonexistent"))
+
+
+def switchable(event_type: str, handler: Handler, pool: asyncpg.Pool) -> Handler:
+    async def faults(events: Sequence[Event], conn: asyncpg.Connection) -> None:
+        switch = await conn.fetchrow("SELECT failures FROM fault_switch WHERE event_type = $1", event_type)
+        if switch is None:
+            return
+        ids = [e.event_id for e in events]
+        made = dict(
+            await conn.fetch(
+                "SELECT event_id, count(*) FROM fault_failures WHERE event_id = ANY($1::uuid[]) GROUP BY event_id", ids
+            )
+        )
+        failing = [i for i in ids if switch["failures"] is None or made.get(i, 0) < switch["failures"]]
+        if not failing:
+            return
+        if len(events) == 1:  # a run of several is retried one by one: count the attempt there only
+            async with pool.acquire() as own:
+                await own.execute("INSERT INTO fault_failures (event_id, event_type) VALUES ($1, $2)", ids[0], event_type)
+        raise FaultInjected(f"fault switch on for {event_type} ({len(failing)} of {len(events)} events)")
+
+    if isinstance(handler, BatchHandler):
+        async def handle_run(events: list[Event], conn: asyncpg.Connection) -> None:
+            await faults(events, conn)
+            await handler.handle(events, conn)
+
+        handle_run.__name__ = handler.__name__
+        return BatchHandler(handle_run)
+
+    async def handle(event: Event, conn: asyncpg.Connection) -> None:
+        await faults([event], conn)
+        await handler(event, conn)
+
+    handle.__name__ = getattr(handler, "__name__", event_type)
+    return handle
+
+
+class HoldingPublisher:
+    """Publishes, then waits while the hold-sent file exists (the relay marks the rows sent only after)."""
+
+    def __init__(self, publisher: Publisher, service: str) -> None:
+        self._publisher = publisher
+        self._hold = fault_dir() / f"hold-sent-{service}"
+
+    async def publish(self, events: Sequence[OutgoingEvent]) -> None:
+        await self._publisher.publish(events)
+        while self._hold.exists():
+            await asyncio.sleep(0.1)
+
+
+class HoldableRelay(OutboxRelay):
+    def __init__(self, pool: asyncpg.Pool, publisher: Publisher, service: str, settings) -> None:  # noqa: ANN001
+        super().__init__(pool, HoldingPublisher(publisher, service), service, settings)  # type: ignore[arg-type]
+        self._hold = fault_dir() / f"hold-relay-{service}"
+
+    async def relay_once(self) -> int:
+        if self._hold.exists():
+            return 0
+        return await super().relay_once()
+
+
+class SwitchableBus(Bus):
+    async def start_consumers(self, pool: asyncpg.Pool, handlers: Mapping[str, Handler]):  # noqa: ANN201
+        async with pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", SWITCH_LOCK)
+            try:
+                await conn.execute(SWITCH_SQL)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", SWITCH_LOCK)
+        wrapped = {event_type: switchable(event_type, h, pool) for event_type, h in handlers.items()}
+        return await super().start_consumers(pool, wrapped)
+
+    def relay(self, pool: asyncpg.Pool) -> OutboxRelay:
+        assert self.publisher is not None, "Bus.connect() first"
+        return HoldableRelay(pool, self.publisher, self.service, self.settings)
+
+
+# Per process, so the scale-out run can show that each API replica behind the gateway took requests.
+REQUESTS = Counter("shop_faults_requests_total", "HTTP requests this process answered", ["service"])
+
+
+class CountRequests:
+    def __init__(self, app, service: str) -> None:  # noqa: ANN001
+        self.app, self.service = app, service
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] == "http" and not scope["path"].endswith(("/health", "/metrics")):
+            REQUESTS.labels(self.service).inc()
+        await self.app(scope, receive, send)
+
+
+def _factory(service: str):  # noqa: ANN202
+    def create_app() -> FastAPI:
+        shop_common.app.Bus = SwitchableBus  # this process is the fault suite's own
+        app = importlib.import_module(f"{service}.main").create_app()
+        app.add_middleware(CountRequests, service=service)
+        return app
+
+    create_app.__name__ = f"create_{service}_app"
+    return create_app
+
+
+create_auth_app = _factory("auth")
+create_products_app = _factory("products")
+create_orders_app = _factory("orders")
+create_notifications_app = _factory("notifications")
+create_analytics_app = _factory("analytics")

@@ -1,0 +1,328 @@
+"""The faults, and one round: clients place orders (with payments, reviews and registrations mixed in), the
+fault is injected a third of the way in while the load goes on, it is repaired, and then the books are checked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from books import Books, check, describe, snapshot
+from load import Client
+from shop_events.testing import publish_raw
+from stack import ADMIN_EMAIL, ADMIN_PASSWORD, FaultStack
+
+ORDERS = int(os.environ.get("SHOP_FAULT_ORDERS", "150"))  # per fault
+REPLICAS = [int(n) for n in os.environ.get("SHOP_FAULT_REPLICAS", "1,2").split(",")]  # processes per service
+
+
+@dataclass
+class Round:
+    stack: FaultStack
+    client: Client
+    notes: list[str] = field(default_factory=list)
+    expected_parked: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # what a fault's own checks found wrong
+
+
+async def until(check, timeout: float, what: str, interval: float = 0.2):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {value!r})")
+        await asyncio.sleep(interval)
+
+
+class Fault:
+    name = "none"
+    hold = (2.0, 10.0)  # the fault lasts at least / at most this long while the clients go on (seconds)
+
+    async def inject(self, r: Round) -> None: ...
+
+    async def repair(self, r: Round) -> None: ...
+
+    async def verify(self, r: Round) -> None:
+        """The fault's own checks, after the books balanced."""
+
+    async def cleanup(self, r: Round) -> None: ...
+
+
+class Nothing(Fault):
+    name = "no fault (baseline)"
+
+
+class Kill9(Fault):
+    """kill -9 one process of a service (its API, consumers and relay at once), then start it again."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.name = f"kill -9 {service}"
+
+    async def inject(self, r: Round) -> None:
+        r.stack.kill9(self.service)
+        if r.stack.replicas > 1:
+            r.notes.append(f"killed {self.service}; {self.service}-2 went on alone")
+
+    async def repair(self, r: Round) -> None:
+        await asyncio.to_thread(r.stack.up)
+
+
+class KillInWindow(Fault):
+    """Hold the relay of every process of a service, let committed events pile up in its outbox (kind
+    "relay": not published; kind "sent": published but not marked sent), kill -9 them all, start again."""
+
+    hold = (0.5, 3.0)
+
+    def __init__(self, service: str, kind: str) -> None:
+        self.service, self.kind = service, kind
+        self.name = f"kill -9 {service} between commit and publish" if kind == "relay" else \
+            f"kill -9 {service} between publish and marked sent"
+
+    async def inject(self, r: Round) -> None:
+        r.stack.hold(self.kind, self.service, True)
+
+        async def unsent() -> int:
+            rows = await r.stack.sql(self.service, "SELECT count(*)::int AS n FROM outbox WHERE sent_at IS NULL")
+            return rows[0]["n"] >= 10 and rows[0]["n"]
+
+        waiting = await until(unsent, 60, f"{self.service}'s outbox holding events")
+        await asyncio.sleep(0.5)
+        for name in r.stack.process_names(self.service):
+            r.stack.kill9(name)
+        r.stack.hold(self.kind, self.service, False)
+        unsent_now = (await r.stack.sql(self.service, "SELECT count(*)::int AS n FROM outbox WHERE sent_at IS NULL"))[0]["n"]
+        r.notes.append(f"{unsent_now} outbox rows unsent at the kill ({waiting} when it was decided)")
+
+    async def repair(self, r: Round) -> None:
+        await asyncio.to_thread(r.stack.up)
+
+    async def cleanup(self, r: Round) -> None:
+        r.stack.hold(self.kind, self.service, False)
+
+
+class RestartServer(Fault):
+    hold = (3.0, 3.0)
+
+    def __init__(self, which: str) -> None:
+        self.which = which
+        self.name = f"restart {'RabbitMQ' if which == 'rabbitmq' else 'PostgreSQL'}"
+
+    async def inject(self, r: Round) -> None:
+        await asyncio.to_thread(r.stack.server, "stop-one", self.which)
+
+    async def repair(self, r: Round) -> None:
+        await asyncio.to_thread(r.stack.server, "start-one", self.which)
+
+
+class FailingHandler(Fault):
+    """A handler that fails `failures` times for every event, then succeeds: retried with growing delays."""
+
+    hold = (6.0, 6.0)
+
+    def __init__(self, service: str, event_type: str, failures: int) -> None:
+        self.service, self.event_type, self.failures = service, event_type, failures
+        self.name = f"{service} {event_type} fails {failures}x then succeeds"
+
+    async def inject(self, r: Round) -> None:
+        await r.stack.switch_handler(self.service, self.event_type, self.failures)
+
+    async def verify(self, r: Round) -> None:
+        rows = await r.stack.sql(
+            self.service, "SELECT event_id, array_agg(at ORDER BY at) AS at FROM fault_failures"
+            " WHERE event_type = $1 GROUP BY event_id", self.event_type,
+        )
+        counts = {len(row["at"]) for row in rows}
+        if not rows or counts != {self.failures}:
+            r.problems.append(f"failures per event: {sorted(counts)}, expected exactly {self.failures}")
+        gaps = [
+            statistics.median((row["at"][i + 1] - row["at"][i]).total_seconds() for row in rows)
+            for i in range(self.failures - 1)
+        ]
+        if any(later <= earlier for earlier, later in zip(gaps, gaps[1:])):
+            r.problems.append(f"delays between attempts do not grow: {gaps}")
+        r.notes.append(
+            f"{len(rows)} events failed {self.failures}x each; median delays between attempts "
+            + ", ".join(f"{g:.2f}s" for g in gaps)
+        )
+        await r.stack.sql(self.service, "DELETE FROM fault_failures")
+
+    async def cleanup(self, r: Round) -> None:
+        await r.stack.switch_handler(self.service, self.event_type, None, on=False)
+
+
+class AlwaysFailingHandler(Fault):
+    """A handler that always fails: parked after the last attempt; after the fix, replayed with the CLI."""
+
+    hold = (6.0, 8.0)
+
+    def __init__(self, service: str, event_type: str, queue: str) -> None:
+        self.service, self.event_type, self.queue = service, event_type, queue
+        self.name = f"{service} {event_type} always fails, fixed, replayed"
+
+    async def inject(self, r: Round) -> None:
+        await r.stack.switch_handler(self.service, self.event_type, None)
+
+    async def repair(self, r: Round) -> None:
+        await r.stack.switch_handler(self.service, self.event_type, None, on=False)  # the fix
+
+        def waiting_retries() -> bool:
+            depths = r.stack.queue_depths()
+            return not any(n for q, n in depths.items() if q.startswith(f"{self.queue}.retry."))
+
+        await until(lambda: asyncio.to_thread(waiting_retries), 120, "retry queues drained", interval=1)
+        parked = r.stack.parked()
+        listed = await asyncio.to_thread(r.stack.shop_events, "parked", "list", f"{self.queue}")
+        lines = [line.split("\t") for line in listed.splitlines() if line.strip()]
+        if not parked.get(f"{self.queue}.dlq") or len(lines) != parked.get(f"{self.queue}.dlq"):
+            r.problems.append(f"parked after the last attempt: {parked}, listed {len(lines)}")
+        if any(line[2] != self.event_type or "FaultInjected" not in line[5] or line[3] != "5" for line in lines):
+            r.problems.append(f"parked with another type, reason or attempt count: {lines[:3]}")
+        out = await asyncio.to_thread(r.stack.shop_events, "parked", "replay", "--all", "--queue", self.queue)
+        r.notes.append(f"{len(lines)} parked after 5 attempts (reason FaultInjected), after the fix: {out.strip()}")
+
+    async def cleanup(self, r: Round) -> None:
+        await r.stack.switch_handler(self.service, self.event_type, None, on=False)
+
+
+POISON_QUEUES = ("products.background", "notifications.background", "analytics.background")  # bound to order.created
+
+
+class Poison(Fault):
+    """Poison straight to shop.events: parked at once with its reason on every queue bound to it; lanes flow on."""
+
+    name = "poison on shop.events"
+    hold = (0.0, 0.0)
+
+    async def inject(self, r: Round) -> None:
+        url = r.stack.env["AMQP_URL"]
+
+        def envelope(event_type: str, data: dict) -> bytes:
+            return json.dumps({
+                "event_id": str(uuid.uuid4()), "event_type": event_type, "event_version": 1,
+                "occurred_at": datetime.now(timezone.utc).isoformat(), "producer": "orders",
+                "correlation_id": "faults-poison", "data": data,
+            }).encode()
+
+        good = {"order_id": 1, "user_id": 1, "email": "x@example.com", "total": "1.00",
+                "items": [{"product_id": 1, "quantity": 1, "unit_price": "1.00"}]}
+        self.sent = {
+            "undecodable envelope": (b"this is not JSON {", str(uuid.uuid4())),
+            "invalid OrderCreated data": (envelope("OrderCreated", {"order_id": "many"}), None),
+            "unknown event type 'OrderTeleported'": (envelope("OrderTeleported", good), None),
+            "message_id is missing": (envelope("OrderCreated", good), ""),
+        }
+        for body, message_id in self.sent.values():
+            if message_id is None:
+                message_id = json.loads(body)["event_id"]
+            properties = {"content_type": "application/json", "type": "OrderCreated"}
+            if message_id:
+                properties["message_id"] = message_id
+            await publish_raw(url, "order.created", body, **properties)
+        r.expected_parked = {f"{q}.dlq": len(self.sent) for q in POISON_QUEUES}
+
+        await until(lambda: asyncio.to_thread(lambda: r.stack.parked() == r.expected_parked), 60, "poison parked", 0.5)
+        listed = await asyncio.to_thread(r.stack.shop_events, "parked", "list")
+        reasons = [line.split("\t")[5] for line in listed.splitlines() if line.strip()]
+        for reason in self.sent:
+            found = sum(reason in seen for seen in reasons)
+            if found != len(POISON_QUEUES):
+                r.problems.append(f"poison {reason!r} parked with that reason on {found} queues, not {len(POISON_QUEUES)}")
+        r.notes.append(f"{len(reasons)} parked at once with their reasons: " + "; ".join(sorted(self.sent)))
+
+
+def every_fault() -> list[Fault]:
+    return [
+        Nothing(),
+        Kill9("products"),
+        Kill9("orders"),
+        KillInWindow("orders", "relay"),
+        KillInWindow("orders", "sent"),
+        RestartServer("rabbitmq"),
+        RestartServer("postgres"),
+        FailingHandler("products", "OrderCreated", 3),
+        AlwaysFailingHandler("orders", "StockReserved", "orders.background"),
+        Poison(),
+    ]
+
+
+@dataclass
+class Outcome:
+    fault: str
+    replicas: int
+    placed: int
+    final: int
+    lost: int
+    twice: int
+    parked: int
+    recover_seconds: float | None
+    seconds: float
+    problems: list[str]
+    notes: list[str]
+
+    @property
+    def exact(self) -> bool:
+        return not self.problems
+
+
+async def run_round(stack: FaultStack, fault: Fault, orders: int, seed: int = 7) -> Outcome:
+    assert stack.stack is not None
+    started = time.monotonic()
+    client = Client(stack.stack.gateway, ADMIN_EMAIL, ADMIN_PASSWORD, seed)
+    r = Round(stack, client)
+    settling: asyncio.Task | None = None
+    try:
+        await client.log_admin_in()
+        before = await snapshot(client, stack)
+        await client.setup(products=8, stock=max(10, orders // 3), customers=20)
+        settling = asyncio.create_task(client.settle_forever())
+        placing = asyncio.create_task(client.place_orders(orders))
+        await client.placed_at_least(orders // 3, timeout=600)
+        injected = time.monotonic()
+        await fault.inject(r)
+        await asyncio.sleep(max(0.0, fault.hold[0] - (time.monotonic() - injected)))
+        await asyncio.wait([placing], timeout=max(0.0, fault.hold[1] - (time.monotonic() - injected)))
+        await fault.repair(r)
+        repaired = time.monotonic()
+        await placing
+
+        await until(lambda: not client.unsettled(), 300, "every order final", interval=1)
+        before_repair = [o.final_at for o in client.ledger.orders.values() if o.placed_at <= repaired]
+        recover = max(0.0, max(before_repair) - repaired) if before_repair else None
+
+        books: Books | None = None
+
+        async def balanced() -> bool:
+            nonlocal books
+            books = await check(client, stack, before, r.expected_parked)
+            return books.exact
+
+        try:
+            await until(balanced, 120, "the books balance", interval=2)
+        except AssertionError:
+            pass
+        assert books is not None
+        await fault.verify(r)
+        r.notes.append(describe(client.ledger))
+        r.notes += client.surprises[:5]
+        return Outcome(
+            fault=fault.name, replicas=stack.replicas, placed=client.ledger.placed,
+            final=sum(1 for o in client.ledger.orders.values() if o.final_at is not None),
+            lost=books.lost, twice=books.twice, parked=sum(books.parked.values()), recover_seconds=recover,
+            seconds=time.monotonic() - started, problems=books.problems + r.problems, notes=r.notes,
+        )
+    finally:
+        if settling is not None:
+            settling.cancel()
+        await fault.cleanup(r)
+        await asyncio.to_thread(stack.purge_parked)
+        await client.close()

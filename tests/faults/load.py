@@ -1,0 +1,247 @@
+"""What the clients do in one round, and the ledger of it: registrations, orders (each with an Idempotency-Key,
+retried with the same key after a 5xx or a dropped connection, as a real client would), payments and reviews.
+The books are computed from this ledger only, never from what the services say they did."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import httpx
+
+FINAL = {"rejected", "paid", "cancelled"}
+# The payment token each order's client will use, and the status it must end in once confirmed.
+TOKENS = [("tok_visa", "paid")] * 15 + [("tok_insufficient_funds", "cancelled")] * 3 + [("tok_card_declined", "cancelled")] * 2
+RETRYABLE = {500, 502, 503, 504}
+
+
+@dataclass
+class Customer:
+    id: int
+    email: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class Placed:
+    id: int
+    customer: Customer
+    lines: list[tuple[int, int]]
+    unit_prices: dict[int, Decimal]
+    total: Decimal
+    payment_token: str
+    placed_at: float
+    status: str = "pending"
+    final_at: float | None = None
+    paying: bool = False
+
+    @property
+    def expected_if_confirmed(self) -> str:
+        return dict(TOKENS)[self.payment_token]
+
+
+@dataclass
+class Ledger:
+    round: str
+    products: dict[int, int] = field(default_factory=dict)  # product id -> stock at creation
+    prices: dict[int, Decimal] = field(default_factory=dict)
+    suppliers: dict[int, str] = field(default_factory=dict)
+    customers: list[Customer] = field(default_factory=list)
+    orders: dict[int, Placed] = field(default_factory=dict)
+    reviews: set[tuple[int, int]] = field(default_factory=set)  # (customer id, product id), answered 201
+    placed: int = 0
+
+
+class Client:
+    """One round's clients, through the gateway only."""
+
+    def __init__(self, gateway: str, admin_email: str, admin_password: str, seed: int) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=gateway, timeout=30, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        )
+        self.admin_login = (admin_email, admin_password)
+        self.admin: dict[str, str] = {}
+        self.random = random.Random(seed)
+        self.ledger = Ledger(round=uuid.uuid4().hex[:8])
+        self.placed_event = asyncio.Event()
+        self.calls = 0
+        self.surprises: list[str] = []  # answers a client would not expect, kept for the report
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def call(self, method: str, url: str, *, patience: float = 180, **kwargs: object) -> httpx.Response:
+        """One request; a dropped connection or a 5xx (a service or server restarting) is tried again."""
+        deadline = time.monotonic() + patience
+        pause = 0.1
+        while True:
+            self.calls += 1
+            try:
+                response = await self.http.request(method, url, **kwargs)
+                if response.status_code not in RETRYABLE:
+                    return response
+                problem = f"{response.status_code} {response.text[:200]}"
+            except httpx.TransportError as exc:
+                problem = repr(exc)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{method} {url} kept failing for {patience}s: {problem}")
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 2.0)
+
+    # ---- setting up ----
+
+    async def login(self, email: str, password: str) -> str:
+        response = await self.call("POST", "/api/auth/login", json={"email": email, "password": password})
+        assert response.status_code == 200, response.text
+        return response.json()["access_token"]
+
+    async def log_admin_in(self) -> None:
+        self.admin = {"Authorization": f"Bearer {await self.login(*self.admin_login)}"}
+
+    async def setup(self, products: int, stock: int, customers: int) -> None:
+        for n in range(products):
+            supplier = f"supplier-{self.ledger.round}-{n}@example.com"
+            price = Decimal(self.random.choice(["4.99", "10.00", "12.50", "19.99", "33.33"]))
+            body = {"name": f"fault {self.ledger.round} {n}", "price": str(price), "stock": stock, "supplier_email": supplier}
+            response = await self.call("POST", "/api/products", json=body, headers=self.admin)
+            assert response.status_code == 201, response.text
+            product = response.json()["id"]
+            self.ledger.products[product], self.ledger.prices[product], self.ledger.suppliers[product] = stock, price, supplier
+        await asyncio.gather(*(self.register() for _ in range(customers)))
+
+    async def register(self) -> Customer:
+        email, password = f"faults-{self.ledger.round}-{uuid.uuid4().hex[:10]}@example.com", "correct-horse-9"
+        response = await self.call("POST", "/api/auth/register", json={"email": email, "password": password, "name": "Faye"})
+        # 409: an earlier try was registered though its answer was lost.
+        assert response.status_code in (201, 409), response.text
+        customer = Customer(0, email, await self.login(email, password))
+        me = await self.call("GET", "/api/auth/me", headers=customer.auth)
+        customer.id = me.json()["id"]
+        self.ledger.customers.append(customer)
+        return customer
+
+    # ---- placing, paying, reviewing ----
+
+    async def place_orders(self, count: int, concurrency: int = 12) -> None:
+        numbers = iter(range(count))
+
+        async def worker() -> None:
+            for n in numbers:
+                if n % 10 == 9:  # registrations mixed into the stream
+                    customer = await self.register()
+                else:
+                    customer = self.random.choice(self.ledger.customers)
+                await self.place(customer)
+                if n % 8 == 5:
+                    await self.review(customer)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    async def place(self, customer: Customer) -> Placed:
+        products = self.random.sample(sorted(self.ledger.products), self.random.choice([1, 1, 2, 3]))
+        lines = [(p, self.random.choice([1, 1, 2, 3])) for p in products]
+        body = {"items": [{"product_id": p, "quantity": q} for p, q in lines]}
+        headers = {**customer.auth, "Idempotency-Key": uuid.uuid4().hex}
+        deadline = time.monotonic() + 60
+        while True:
+            response = await self.call("POST", "/api/orders", json=body, headers=headers)
+            # Orders learns of a new product a moment after products made it: 422 until then.
+            if response.status_code == 422 and "unknown product" in response.text and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                continue
+            break
+        assert response.status_code == 201, response.text
+        order = response.json()
+        if order["id"] in self.ledger.orders:  # an idempotent replay of an order we already hold
+            return self.ledger.orders[order["id"]]
+        placed = Placed(
+            id=order["id"], customer=customer, lines=lines,
+            unit_prices={i["product_id"]: Decimal(i["unit_price"]) for i in order["items"]},
+            total=Decimal(order["total"]), payment_token=self.random.choice(TOKENS)[0], placed_at=time.monotonic(),
+        )
+        self.ledger.orders[placed.id] = placed
+        self.ledger.placed += 1
+        self.placed_event.set()
+        return placed
+
+    async def review(self, customer: Customer) -> None:
+        product = self.random.choice(sorted(self.ledger.products))
+        if (customer.id, product) in self.ledger.reviews:
+            return
+        comment = self.random.choice(["works as promised", "see www.example.com for a better one", "meh"])
+        response = await self.call(
+            "POST", f"/api/products/{product}/reviews",
+            json={"rating": self.random.randint(1, 5), "comment": comment}, headers=customer.auth,
+        )
+        assert response.status_code in (201, 409), response.text  # 409: an earlier try went through
+        self.ledger.reviews.add((customer.id, product))
+
+    async def placed_at_least(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.ledger.placed < count and time.monotonic() < deadline:
+            self.placed_event.clear()
+            try:
+                await asyncio.wait_for(self.placed_event.wait(), max(0.01, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                pass
+
+    async def refresh_statuses(self) -> None:
+        """Every order of this round as it is now, from the admin's list (newest first, paged)."""
+        if not self.ledger.orders:
+            return
+        oldest = min(self.ledger.orders)
+        offset = 0
+        while True:
+            response = await self.call("GET", "/api/orders", params={"limit": 200, "offset": offset}, headers=self.admin)
+            assert response.status_code == 200, response.text
+            page = response.json()
+            for order in page:
+                placed = self.ledger.orders.get(order["id"])
+                if placed is not None and placed.status != order["status"]:
+                    placed.status = order["status"]
+                    if placed.status in FINAL and placed.final_at is None:
+                        placed.final_at = time.monotonic()
+            if len(page) < 200 or page[-1]["id"] <= oldest:
+                return
+            offset += 200
+
+    async def settle_forever(self, pause: float = 0.3) -> None:
+        """Pays each order once it is confirmed, with the token its client picked; runs until cancelled."""
+        paying: set[asyncio.Task] = set()
+        gate = asyncio.Semaphore(8)
+        while True:
+            await self.refresh_statuses()
+            for placed in list(self.ledger.orders.values()):
+                if placed.status == "confirmed" and not placed.paying:
+                    placed.paying = True
+                    task = asyncio.create_task(self.pay(placed, gate))
+                    paying.add(task)
+                    task.add_done_callback(paying.discard)
+            await asyncio.sleep(pause)
+
+    async def pay(self, placed: Placed, gate: asyncio.Semaphore) -> None:
+        try:
+            async with gate:
+                response = await self.call(
+                    "POST", f"/api/orders/{placed.id}/pay", json={"payment_token": placed.payment_token},
+                    headers=placed.customer.auth,
+                )
+        except AssertionError as exc:
+            self.surprises.append(f"pay order {placed.id}: {exc}")
+            placed.paying = False
+            return
+        # 200 paid, 402 declined (cancelled); 409 when an earlier try went through: the status tells.
+        if response.status_code not in (200, 402, 409):
+            self.surprises.append(f"pay order {placed.id}: {response.status_code} {response.text[:200]}")
+            placed.paying = False  # tried again on the next pass
+
+    def unsettled(self) -> list[Placed]:
+        return [p for p in self.ledger.orders.values() if p.status not in FINAL]

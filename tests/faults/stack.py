@@ -1,0 +1,208 @@
+"""The stack the fault suite breaks: its own RabbitMQ node and PostgreSQL cluster (deploy/faults/servers.sh),
+the five services started by deploy/local/up.sh through fault_switch's factories, and the levers to break
+them: kill -9 a process, restart a server, switch a handler fault on, hold a relay."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+SERVICES = ("auth", "products", "orders", "notifications", "analytics")
+CONSUMERS = ("products", "orders", "notifications", "analytics")  # auth handles no events
+ADMIN_EMAIL = "faults-admin@example.com"
+ADMIN_PASSWORD = "faults-admin-password"
+
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from shop import Stack  # noqa: E402  (the end-to-end suite's client of a running shop)
+
+
+def e2e_free_ports(count: int) -> int:
+    """The end-to-end fixture's free-port finder (tests/e2e/conftest.py), not a second copy."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("e2e_conftest", ROOT / "tests" / "e2e" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module._free_ports(count)
+
+
+@dataclass
+class FaultStack:
+    folder: Path
+    replicas: int
+    env: dict[str, str] = field(default_factory=dict)
+    node: str = ""
+    stack: Stack | None = None
+
+    # ---- life ----
+
+    def start(self) -> None:
+        base = e2e_free_ports(40)  # services base+1..5 (replicas +11..+15), gateway +31, smtp +32, servers +33..+35
+        servers = self.folder / "servers"
+        servers.mkdir(parents=True, exist_ok=True)
+        self._run(["deploy/faults/servers.sh", "start", str(servers), str(base + 33), str(base + 35)], timeout=180)
+        urls = dict(line.split("=", 1) for line in (servers / "urls.env").read_text().split())
+        self.node = urls["RABBIT_NODE"]
+        (self.folder / "faults").mkdir(exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
+        env.update(
+            SHOP_RUN_DIR=str(self.folder / "run"),
+            SHOP_PORT_BASE=str(base),
+            GATEWAY_PORT=str(base + 31),
+            GATEWAY_RATE_LIMIT="100000",
+            GATEWAY_RATE_BURST="100000",
+            SMTP_HOST="127.0.0.1",
+            SMTP_PORT=str(base + 32),
+            AMQP_URL=urls["AMQP_URL"],
+            # up.sh's rabbitmqctl calls (broker users, vhost) must reach this node, never the machine's own.
+            RABBITMQ_NODENAME=urls["RABBIT_NODE"],
+            SHOP_POSTGRES_URL=urls["SHOP_POSTGRES_URL"],
+            SHOP_DB_PREFIX="",
+            SHOP_REPLICAS=str(self.replicas),
+            ADMIN_EMAIL=ADMIN_EMAIL,
+            ADMIN_PASSWORD=ADMIN_PASSWORD,
+            # Short waits between attempts (1 s, 5 s, 30 s, 2 min in production): growing all the same.
+            EVENT_RETRY_DELAYS_MS="300,600,1200,2400",
+            SHOP_FAULT_DIR=str(self.folder / "faults"),
+            PYTHONPATH=os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH", "")])),
+        )
+        env.update({f"{s.upper()}_APP_FACTORY": f"fault_switch:create_{s}_app" for s in SERVICES})
+        self.env = env
+        self.up()
+        self.stack = Stack(
+            gateway=f"http://127.0.0.1:{base + 31}",
+            amqp_url=urls["AMQP_URL"],
+            mail_dir=self.folder / "run" / "mail",
+            admin_email=ADMIN_EMAIL,
+            admin_password=ADMIN_PASSWORD,
+        )
+
+    def up(self) -> None:
+        """deploy/local/up.sh: starts whatever of the stack is not running (a killed process, say)."""
+        done = self._run(["deploy/local/up.sh"], timeout=300, check=False)
+        if done.returncode != 0:
+            logs = "".join(
+                f"\n--- {log.name} (end) ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+                for log in sorted((self.folder / "run" / "logs").glob("*.log"))
+            )
+            raise RuntimeError(f"the stack did not come up:\n{done.stdout}\n{done.stderr}{logs}")
+
+    def stop(self) -> None:
+        if self.env:
+            self._run(["deploy/local/down.sh"], timeout=300, check=False)
+        servers = self.folder / "servers"
+        if (servers / "servers.env").exists():
+            self._run(["deploy/faults/servers.sh", "stop", str(servers)], timeout=120, check=False)
+
+    def _run(self, command: list[str], timeout: float, check: bool = True) -> subprocess.CompletedProcess:
+        done = subprocess.run(command, cwd=ROOT, env=self.env or None, capture_output=True, text=True, timeout=timeout)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
+        return done
+
+    # ---- processes ----
+
+    def process_names(self, service: str) -> list[str]:
+        return [service] + [f"{service}-{r}" for r in range(2, self.replicas + 1)]
+
+    def pid(self, name: str) -> int | None:
+        try:
+            pid = int((self.folder / "run" / "pids" / f"{name}.pid").read_text().split()[0])
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def kill9(self, name: str) -> None:
+        pid = self.pid(name)
+        assert pid is not None, f"{name} is not running"
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):
+            if not Path(f"/proc/{pid}").exists() or "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
+                return
+            time.sleep(0.05)
+
+    def server(self, action: str, which: str) -> None:
+        """deploy/faults/servers.sh restart|stop-one|start-one rabbitmq|postgres, on this stack's own servers."""
+        self._run(["deploy/faults/servers.sh", action, which, str(self.folder / "servers")], timeout=180)
+
+    def metrics(self, name: str) -> str:
+        service, _, replica = name.partition("-")
+        port = int(self.env["SHOP_PORT_BASE"]) + SERVICES.index(service) + 1 + 10 * (int(replica or 1) - 1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/{service}/metrics", timeout=10) as response:
+            return response.read().decode()
+
+    # ---- switches ----
+
+    def hold(self, kind: str, service: str, on: bool) -> None:
+        """kind "relay": publish nothing; kind "sent": publish but do not mark sent."""
+        path = Path(self.env["SHOP_FAULT_DIR"]) / f"hold-{kind}-{service}"
+        path.touch() if on else path.unlink(missing_ok=True)
+
+    def database_url(self, service: str) -> str:
+        return self.env["SHOP_POSTGRES_URL"].rsplit("/", 1)[0] + f"/{service}"
+
+    async def sql(self, service: str, query: str, *args: object) -> list[asyncpg.Record]:
+        for attempt in range(60):  # the cluster may be restarting
+            try:
+                conn = await asyncpg.connect(self.database_url(service), timeout=5)
+                break
+            except (OSError, asyncpg.PostgresError):
+                if attempt == 59:
+                    raise
+                await asyncio.sleep(0.5)
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    async def switch_handler(self, service: str, event_type: str, failures: int | None, on: bool = True) -> None:
+        """Make `service`'s handler of `event_type` fail `failures` times per event (None: always), or stop."""
+        if on:
+            await self.sql(
+                service,
+                "INSERT INTO fault_switch (event_type, failures) VALUES ($1, $2)"
+                " ON CONFLICT (event_type) DO UPDATE SET failures = excluded.failures",
+                event_type, failures,
+            )
+        else:
+            await self.sql(service, "DELETE FROM fault_switch WHERE event_type = $1", event_type)
+
+    # ---- the broker ----
+
+    def rabbitmqctl(self, *args: str) -> str:
+        done = subprocess.run(
+            ["rabbitmqctl", "-q", "-n", self.node, *args], capture_output=True, text=True, timeout=120, check=True
+        )
+        return done.stdout
+
+    def queue_depths(self) -> dict[str, int]:
+        out = self.rabbitmqctl("list_queues", "name", "messages", "--no-table-headers")
+        return {name: int(count) for name, count in (line.split() for line in out.splitlines() if line.strip())}
+
+    def parked(self) -> dict[str, int]:
+        return {q: n for q, n in self.queue_depths().items() if q.endswith(".dlq") and n}
+
+    def purge_parked(self) -> None:
+        for queue in self.parked():
+            self.rabbitmqctl("purge_queue", queue)
+
+    def shop_events(self, *args: str) -> str:
+        done = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "shop-events"), *args],
+            env={**os.environ, "AMQP_URL": self.env["AMQP_URL"]}, capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
