@@ -91,6 +91,12 @@ class Detail(BaseModel):
     detail: str
 
 
+class Unprocessable(BaseModel):
+    """A 422: the shop's own reason (a string), or FastAPI's list of what failed validation."""
+
+    detail: str | list[dict]
+
+
 def payment_provider(request: Request) -> PaymentProvider:
     return request.app.state.payment_provider
 
@@ -109,7 +115,7 @@ OrderId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
     summary="Place an order (pending until stock is reserved)",
     responses={
         403: {"model": Detail, "description": "not a customer, or banned"},
-        422: {"model": Detail, "description": "unknown product, bad quantity, no items, a product twice, "
+        422: {"model": Unprocessable, "description": "unknown product, bad quantity, no items, a product twice, "
               "or an Idempotency-Key reused with different items"},
     },
 )
@@ -205,7 +211,7 @@ async def get_order(order_id: OrderId, user: CurrentUser, pool: DbPool) -> Order
         402: {"model": Detail, "description": "the payment failed; the order is now cancelled"},
         404: {"model": Detail, "description": "no such order, or not the caller's"},
         409: {"model": Detail, "description": "the order is not confirmed"},
-        422: {"model": Detail, "description": "a payment token the provider does not know; the order is unchanged"},
+        422: {"model": Unprocessable, "description": "a payment token the provider does not know; the order is unchanged"},
         503: {"model": Detail, "description": "the payment provider is unreachable; the order is unchanged"},
     },
 )
