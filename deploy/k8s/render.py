@@ -7,12 +7,15 @@ The gateway's nginx template and the database init script are copied in verbatim
 same gateway and databases as local mode and docker-compose.yml. tests/deploy checks both.
 """
 
+import json
 import pathlib
 import sys
 
 import yaml
 
 root = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(root / "deploy/broker"))
+import definitions as broker  # noqa: E402 - the broker users and permissions, one source for every mode
 out = root / "deploy/k8s"
 files: dict[str, str] = {}
 SERVICES = ["auth", "products", "orders", "notifications", "analytics"]
@@ -34,8 +37,8 @@ def deployment(svc, component, roles, replicas, cpu, memory):
     env = [
         {"name": "ROLES", "value": roles},
         {"name": "JWT_PUBLIC_KEY_PATH", "value": "/run/shop/keys/jwt_public.pem"},
-        secret_env("AMQP_URL"),
-        secret_env(f"{svc.upper()}_DATABASE_URL"),
+        secret_env("AMQP_URL", f"{svc.upper()}_AMQP_URL"),  # its own broker user
+        secret_env(f"{svc.upper()}_DATABASE_URL"),  # its own database role
     ]
     keys = [{"key": "jwt_public.pem", "path": "jwt_public.pem"}]
     if svc == "auth":
@@ -144,10 +147,15 @@ files["40-gateway.yaml"] = (dump(gateway,
     "# ConfigMap below; a test keeps them equal) with the settings in its environment. The only public entry."))
 
 init_sql = (root / "deploy/postgres/init-databases.sql").read_text()
+# The image runs *.sh after *.sql: each service's role gets its password from the Secret.
+role_passwords = "\n".join(
+    ["# Each service's database role gets the password its *_DATABASE_URL carries (Secret shop-secrets).", "set -e"]
+    + [f'echo "ALTER ROLE shop_{s} PASSWORD :\'pw\';" | psql -v ON_ERROR_STOP=1 -U postgres -v pw="${s.upper()}_DB_PASSWORD"' for s in SERVICES]
+) + "\n"
 postgres = [
     {"apiVersion": "v1", "kind": "ConfigMap",
      "metadata": {"name": "postgres-init", "namespace": NS, "labels": labels("postgres", "database")},
-     "data": {"init-databases.sql": Literal(init_sql)}},
+     "data": {"init-databases.sql": Literal(init_sql), "role-passwords.sh": Literal(role_passwords)}},
     {"apiVersion": "apps/v1", "kind": "StatefulSet",
      "metadata": {"name": "postgres", "namespace": NS, "labels": labels("postgres", "database")},
      "spec": {"serviceName": "postgres", "replicas": 1,
@@ -157,7 +165,8 @@ postgres = [
                                "name": "postgres", "image": "postgres:16.6",
                                "ports": [{"name": "postgres", "containerPort": 5432}],
                                "env": [secret_env("POSTGRES_PASSWORD"),
-                                       {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"}],
+                                       {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+                                       *[secret_env(f"{s.upper()}_DB_PASSWORD") for s in SERVICES]],
                                "readinessProbe": {"exec": {"command": ["pg_isready", "-U", "postgres"]}, "periodSeconds": 5},
                                "livenessProbe": {"exec": {"command": ["pg_isready", "-U", "postgres"]}, "periodSeconds": 10, "failureThreshold": 6},
                                "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
@@ -175,7 +184,19 @@ files["20-postgres.yaml"] = (dump(postgres,
     "# PostgreSQL: one server with one database per service (deploy/postgres/init-databases.sql, copied verbatim).\n"
     "# To use a managed PostgreSQL instead, leave this file out and point the *_DATABASE_URL secrets at it."))
 
+# The users and permissions of deploy/broker/definitions.py; the passwords must match the *_AMQP_URL secrets.
+broker_passwords = {s: f"change-me-{s}-broker" for s in SERVICES}
+broker_definitions = broker.definitions("/", broker_passwords)
+broker_definitions["users"].insert(0, {"name": "shop", "password": "change-me-rabbitmq", "tags": "administrator"})
+broker_definitions["permissions"].insert(0, {"user": "shop", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"})
 rabbit = [
+    {"apiVersion": "v1", "kind": "ConfigMap",
+     "metadata": {"name": "rabbitmq-config", "namespace": NS, "labels": labels("rabbitmq", "broker")},
+     "data": {"20-shop.conf": Literal((root / "deploy/broker/rabbitmq.conf").read_text())}},
+    {"apiVersion": "v1", "kind": "Secret",
+     "metadata": {"name": "rabbitmq-definitions", "namespace": NS, "labels": labels("rabbitmq", "broker")},
+     "type": "Opaque",
+     "stringData": {"definitions.json": Literal(json.dumps(broker_definitions, indent=2) + "\n")}},
     {"apiVersion": "apps/v1", "kind": "StatefulSet",
      "metadata": {"name": "rabbitmq", "namespace": NS, "labels": labels("rabbitmq", "broker")},
      "spec": {"serviceName": "rabbitmq", "replicas": 1,
@@ -188,8 +209,12 @@ rabbit = [
                                "readinessProbe": {"exec": {"command": ["rabbitmq-diagnostics", "-q", "check_port_connectivity"]}, "periodSeconds": 10, "timeoutSeconds": 10},
                                "livenessProbe": {"exec": {"command": ["rabbitmq-diagnostics", "-q", "ping"]}, "periodSeconds": 30, "timeoutSeconds": 15, "failureThreshold": 4},
                                "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
-                               "volumeMounts": [{"name": "data", "mountPath": "/var/lib/rabbitmq"}],
-                           }]}},
+                               "volumeMounts": [{"name": "data", "mountPath": "/var/lib/rabbitmq"},
+                                                {"name": "definitions", "mountPath": "/etc/rabbitmq/definitions.json", "subPath": "definitions.json", "readOnly": True},
+                                                {"name": "config", "mountPath": "/etc/rabbitmq/conf.d/20-shop.conf", "subPath": "20-shop.conf", "readOnly": True}],
+                           }],
+                           "volumes": [{"name": "definitions", "secret": {"secretName": "rabbitmq-definitions"}},
+                                       {"name": "config", "configMap": {"name": "rabbitmq-config"}}]}},
               "volumeClaimTemplates": [{"metadata": {"name": "data"},
                                         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}}]}},
     {"apiVersion": "v1", "kind": "Service",
@@ -217,9 +242,12 @@ settings = [
      "stringData": {
          "ADMIN_PASSWORD": "change-me-admin-password",
          "RABBITMQ_DEFAULT_PASS": "change-me-rabbitmq",
-         "AMQP_URL": "amqp://shop:change-me-rabbitmq@rabbitmq:5672/",
          "POSTGRES_PASSWORD": "change-me-postgres",
-         **{f"{s.upper()}_DATABASE_URL": f"postgresql://postgres:change-me-postgres@postgres:5432/{s}" for s in SERVICES},
+         # Each service its own broker user and database role (deploy/broker, deploy/postgres); the broker's
+         # passwords are also in the Secret rabbitmq-definitions (21-rabbitmq.yaml): change both.
+         **{f"{s.upper()}_AMQP_URL": f"amqp://shop_{s}:{broker_passwords[s]}@rabbitmq:5672/" for s in SERVICES},
+         **{f"{s.upper()}_DB_PASSWORD": f"change-me-{s}-db" for s in SERVICES},
+         **{f"{s.upper()}_DATABASE_URL": f"postgresql://shop_{s}:change-me-{s}-db@postgres:5432/{s}" for s in SERVICES},
      }},
     {"apiVersion": "v1", "kind": "Service",
      "metadata": {"name": "smtp-relay", "namespace": NS, "labels": {"app.kubernetes.io/part-of": "shop"}},
