@@ -67,9 +67,12 @@ async def refused(stack, service: str, action) -> str:
 
 
 async def test_the_orders_user_can_not_consume_products_queue(stack):
+    async def ignore(message) -> None:
+        pass
+
     async def consume(channel):
         queue = await channel.declare_queue("products.background", passive=True)
-        await queue.consume(lambda message: None)
+        await queue.consume(ignore)
 
     assert "ACCESS_REFUSED" in await refused(stack, "orders", consume)
 
