@@ -6,6 +6,7 @@
     stackctl.py wait GATEWAY RUN_DIR SVC...    wait for /api/<svc>/health through the gateway, with progress
     stackctl.py health GATEWAY SVC...          one line per service: up or down
     stackctl.py outbox URL...                  unsent outbox rows per database
+    stackctl.py queues AMQP_URL SVC...         each service's queues: ready, consumers, waiting to retry, parked
     stackctl.py mail DIR [N]                   the last N mails the SMTP sink received
 """
 
@@ -166,6 +167,50 @@ async def _outbox(urls: list[str]) -> None:
             await conn.close()
 
 
+async def _queue_state(connection, name: str) -> tuple[int, int] | None:  # noqa: ANN001
+    """(messages, consumers) by a passive declare, exact at once (rabbitmqctl's consumer count lags);
+    None when the queue is not declared."""
+    from aio_pika.exceptions import ChannelClosed
+
+    channel = await connection.channel()
+    try:
+        result = (await channel.declare_queue(name, passive=True)).declaration_result
+        return result.message_count, result.consumer_count
+    except ChannelClosed:
+        return None
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+
+
+async def _queues(amqp_url: str, services: list[str]) -> None:
+    import aio_pika
+
+    connection = await aio_pika.connect(amqp_url, client_properties={"connection_name": "make status"})
+    parked_lines, retrying, parked_total = [], 0, 0
+    try:
+        for service in services:
+            for lane in ("background", "immediate"):
+                work = f"{service}.{lane}"
+                state = await _queue_state(connection, work)
+                if state is None:
+                    continue
+                print(f"  {work:<34} {state[0]:>6} messages {state[1]:>3} consumers")
+                n = 1
+                while (waiting := await _queue_state(connection, f"{work}.retry.{n}")) is not None:
+                    retrying += waiting[0]
+                    n += 1
+                parked = await _queue_state(connection, f"{work}.dlq")
+                if parked and parked[0]:
+                    parked_total += parked[0]
+                    parked_lines.append(f"  {work + '.dlq':<34} {parked[0]:>6} parked")
+    finally:
+        await connection.close()
+    print(f"  waiting to retry: {retrying}")
+    print("parked (see and replay them: the operations page at /ops/, or .venv/bin/shop-events parked list / replay):")
+    print(*parked_lines, f"  parked in all: {parked_total}", sep="\n")
+
+
 def mail(folder: str, count: int) -> None:
     files = sorted(Path(folder).glob("*.eml"))[-count:]
     if not files:
@@ -191,6 +236,11 @@ def main(argv: list[str]) -> None:
         health(args[0], args[1:])
     elif command == "outbox":
         asyncio.run(_outbox(args))
+    elif command == "queues":
+        try:
+            asyncio.run(_queues(args[0], args[1:]))
+        except OSError as exc:
+            print(f"  the broker does not answer ({exc})")
     elif command == "mail":
         mail(args[0], int(args[1]) if len(args) > 1 else 20)
     else:
