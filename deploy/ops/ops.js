@@ -52,13 +52,13 @@ function showQueues(answers) {
       const parked = lane.filter((q) => q.kind === "parked").reduce((n, q) => n + (q.messages || 0), 0);
       const row = body.insertRow();
       row.dataset.queue = work.name;
-      row.className = parked || retrying ? "busy" : work.consumers === 0 ? "idle" : "";
+      row.className = work.consumers === 0 ? "idle" : "";
       cell(row, service);
       cell(row, work.exists ? work.name : `${work.name} (not declared yet)`);
       cell(row, work.messages, "number ready");
       cell(row, work.consumers, "number consumers");
-      cell(row, retrying, "number retrying");
-      cell(row, parked, "number parked");
+      cell(row, retrying, `number retrying${retrying ? " alert" : ""}`);
+      cell(row, parked, `number parked${parked ? " alert" : ""}`);
     }
   }
 }
@@ -108,10 +108,10 @@ async function replay(service, messageId, button) {
 
 async function refresh() {
   try {
-    const [queues, parked] = await Promise.all([
-      askEach((s) => `/api/${s}/queues`),
-      askEach((s) => `/api/${s}/parked`),
-    ]);
+    // One after the other: listing parked messages holds them unacked for a moment, and a queue's depth
+    // counts only the messages that are not held.
+    const queues = await askEach((s) => `/api/${s}/queues`);
+    const parked = await askEach((s) => `/api/${s}/parked`);
     showQueues(queues.results);
     showParked(parked.results);
     $("#warnings").textContent = [...new Set([...queues.problems, ...parked.problems])].join("; ");

@@ -1,0 +1,141 @@
+"""The operations page in a real headless Chromium (Debian's, driven by Playwright), through the stack's gateway:
+an admin signs in, sees a poison message parked with its reason, replays a mail once its cause is fixed, and
+follows an order across the services: OrderCreated → StockReserved → OrderPaid."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from shop import eventually, unique_email
+from shop_events.testing import publish_raw
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def chromium() -> str:
+    """Debian's chromium; installed as `make test` does (deploy/local/lib.sh ensure_chromium) when missing."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["bash", "-c", "source deploy/local/lib.sh && ensure_chromium"], cwd=ROOT, timeout=900)
+        found = shutil.which("chromium")
+    if found is None:
+        pytest.skip("the operations page test needs Debian's chromium: `apt-get install chromium` (as root)")
+    return found
+
+
+@pytest.fixture
+async def page(stack) -> AsyncIterator[object]:
+    from playwright.async_api import async_playwright, expect
+
+    expect.set_options(timeout=20_000)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.on("response", lambda response: errors.append(f"{response.status} {response.url}") if response.status >= 400 else None)
+            yield page
+            await page.screenshot(path=str(stack.run_dir / "ops-page.png"), full_page=True)
+            assert not errors, errors  # no script error, and nothing the page's CSP refused
+        finally:
+            await browser.close()
+
+
+async def sign_in(page, email: str, password: str) -> None:
+    await page.fill("#login-form input[name=email]", email)
+    await page.fill("#login-form input[name=password]", password)
+    await page.click("#login-form button[type=submit]")
+
+
+async def test_an_admin_replays_a_parked_mail_and_follows_an_order(shop, stack, page):
+    from playwright.async_api import expect
+
+    # A poison message (only notifications takes stock.low), and a welcome mail the relay refuses for now.
+    poison_id = f"poison-{uuid.uuid4().hex[:8]}"
+    await publish_raw(stack.amqp_url, "stock.low", b"{this is not an event", message_id=poison_id, type="StockLow")
+    refused, signup = unique_email("refused"), f"ops-signup-{uuid.uuid4().hex[:10]}"
+    stack.relay.refusing.add(refused)
+    registered = await shop.http.post(
+        "/api/auth/register", json={"email": refused, "password": "correct-horse-9"}, headers={"X-Request-ID": signup}
+    )
+    assert registered.status_code == 201
+
+    async def parked_welcome() -> bool:
+        parked = (await shop.http.get("/api/notifications/parked", headers=await shop.admin())).json()["parked"]
+        return any(p["correlation_id"] == signup and p["event_type"] == "UserRegistered" for p in parked)
+
+    await eventually(parked_welcome)
+
+    # A customer is turned away; the admin gets in.
+    customer = await shop.customer()
+    await page.goto(f"{stack.gateway}/ops/")
+    await sign_in(page, customer.email, customer.password)
+    await expect(page.locator("#login-error")).to_contain_text("for admins")
+    await expect(page.locator("#ops")).to_be_hidden()
+    await sign_in(page, stack.admin_email, stack.admin_password)
+    await expect(page.locator("#who-email")).to_have_text(stack.admin_email)
+
+    # Queues with their consumers; both parked messages with their reasons.
+    await expect(page.locator("#queues tr[data-queue='orders.background'] td.consumers")).to_have_text("1")
+    parked_count = page.locator("#queues tr[data-queue='notifications.background'] td.parked")
+    await expect(parked_count).not_to_have_text("0")
+    poison = page.locator(f"#parked tr[data-message-id='{poison_id}']")
+    await expect(poison).to_contain_text("undecodable envelope")
+    await expect(poison).to_contain_text("notifications.background.dlq")
+    welcome = page.locator("#parked tbody tr", has_text=signup)
+    await expect(welcome).to_contain_text("UserRegistered")
+    await expect(welcome).to_contain_text("failed 2 times; last error: SMTPRecipientsRefused")
+
+    # The relay takes that mailbox again: Replay, and the welcome mail goes out; the poison stays parked.
+    parked_before = int(await parked_count.text_content())
+    stack.relay.refusing.discard(refused)
+    await welcome.get_by_role("button", name="Replay").click()
+    await expect(welcome).to_have_count(0)
+
+    async def welcome_mail() -> list[bytes]:
+        return stack.relay.mail_to(refused)
+
+    await eventually(welcome_mail)
+    await expect(poison).to_have_count(1)
+    await expect(parked_count).to_have_text(str(parked_before - 1))
+
+    # An order, placed and paid by two requests, followed by its number and by its correlation id.
+    product = await shop.product(stock=50)
+    buyer = await shop.customer()
+    placing = f"ops-place-{uuid.uuid4().hex[:10]}"
+    order_id = (await shop.place(buyer, (product["id"], 2), headers={"X-Request-ID": placing})).json()["id"]
+    await shop.status_becomes(buyer, order_id, "confirmed")
+    assert (await shop.pay(buyer, order_id, "tok_visa")).status_code == 200
+    await shop.notification(buyer, "payment_received")
+
+    await page.fill("#trace-query", f"order {order_id}")
+    await page.click("#trace-form button[type=submit]")
+    await expect(page.locator("#trace-summary")).to_contain_text("OrderCreated → StockReserved → OrderPaid")
+    chain = page.locator("#chain li")
+    assert [await item.get_attribute("data-event-type") for item in await chain.all()] == [
+        "OrderCreated", "StockReserved", "OrderPaid"
+    ]
+    created = page.locator("#chain li[data-event-type='OrderCreated']")
+    await expect(created).to_contain_text("published by orders")
+    for service in ("products", "notifications", "analytics"):
+        await expect(created).to_contain_text(f"{service} at")
+    await expect(page.locator("#chain li[data-event-type='StockReserved']")).to_contain_text("orders at")
+
+    await page.fill("#trace-query", placing)
+    await page.click("#trace-form button[type=submit]")
+    await expect(page.locator("#trace-summary")).to_contain_text(f"2 event(s) for correlation id {placing}")
+    await expect(chain).to_have_count(2)
+    await expect(chain.nth(0)).to_have_attribute("data-event-type", "OrderCreated")
+    await expect(chain.nth(1)).to_have_attribute("data-event-type", "StockReserved")
