@@ -21,7 +21,7 @@ from email.utils import format_datetime
 import aiosmtplib
 import asyncpg
 from shop_events import Event
-from shop_events.consumer import DATABASE_AWAY
+from shop_events.consumer import TRANSIENT
 from shop_events.envelope import now_utc
 
 from . import db
@@ -82,13 +82,19 @@ class PostRoom:
         await _record_sent(pool, record.id)
 
 
-async def _record_sent(pool: asyncpg.Pool, notice_id: int) -> None:
-    """The relay has the mail: try hard to record it, since giving up here means the retry sends it again."""
-    for pause in (0.2, 1.0, 3.0):
+async def _record_sent(pool: asyncpg.Pool, notice_id: int, patience: float = 120.0) -> None:
+    """The relay has the mail: try hard to record it, since giving up here means the retry sends it again.
+
+    A PostgreSQL restart refuses connections (OSError) for seconds: wait through it, as the consumer does."""
+    deadline = asyncio.get_running_loop().time() + patience
+    pause = 0.2
+    while True:
         try:
             await db.mark_sent(pool, notice_id)
             return
-        except DATABASE_AWAY:
+        except TRANSIENT:
+            if asyncio.get_running_loop().time() + pause > deadline:
+                raise
             log.warning("could not record a sent mail; trying again", extra={"notice_id": notice_id})
             await asyncio.sleep(pause)
-    await db.mark_sent(pool, notice_id)
+            pause = min(pause * 2, 2.0)

@@ -213,3 +213,32 @@ async def test_a_database_hiccup_while_recording_the_send_does_not_send_the_mail
         [record] = await rows(app, registered.event_id)
 
     assert calls == 2 and [m.recipients for m in smtp.mails] == [[ANN]] and record["status"] == "sent"
+
+
+async def test_a_database_restart_while_recording_the_send_does_not_send_the_mail_again(
+    notifications_env, smtp, amqp_url, monkeypatch
+):
+    """A PostgreSQL restart refuses connections for seconds (OSError, then "starting up"): the post room keeps
+    writing `sent` through it instead of failing the event, whose retry would mail the customer twice
+    (found by the fault suite, tests/faults, restarting PostgreSQL under load)."""
+    real_mark_sent = db.mark_sent
+    refusals = [ConnectionRefusedError(111, "Connect call failed"), OSError(111, "Connect call failed"),
+                asyncpg.CannotConnectNowError("the database system is starting up"),
+                ConnectionRefusedError(111, "Connect call failed"), ConnectionRefusedError(111, "Connect call failed")]
+    calls = 0
+
+    async def restarting(pool, notice_id):
+        nonlocal calls
+        calls += 1
+        if refusals:
+            raise refusals.pop(0)
+        await real_mark_sent(pool, notice_id)
+
+    monkeypatch.setattr(db, "mark_sent", restarting)
+    app = create_app()
+    async with running(app):
+        [registered] = await publish_events(amqp_url, UserRegistered(user_id=8, email=ANN, name="Ann"))
+        await eventually(lambda: handled(app, registered.event_id), timeout=20)
+        [record] = await rows(app, registered.event_id)
+
+    assert calls == 6 and [m.recipients for m in smtp.mails] == [[ANN]] and record["status"] == "sent"
