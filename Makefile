@@ -26,4 +26,8 @@ bench:  ## the benchmark of contract.md section 4: figures beside their baseline
 mail:  ## the mail the development SMTP sink received (N=20 last)
 	@deploy/stack.sh mail
 
-.PHONY: help test up down status logs bench mail
+faults:  ## the fault suite at full size (2000 orders per fault, 1 then 2 processes per service); table in tests/faults/results.md
+	@SHOP_FAULT_ORDERS=$${SHOP_FAULT_ORDERS:-2000} SHOP_FAULT_REPLICAS=$${SHOP_FAULT_REPLICAS:-1,2} \
+	  SHOP_FAULT_REPORT=$${SHOP_FAULT_REPORT:-tests/faults/results.md} deploy/local/test.sh tests/faults -p no:cacheprovider
+
+.PHONY: help test up down status logs bench mail faults
