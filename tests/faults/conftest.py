@@ -1,8 +1,9 @@
 """The fault suite's stack (its own RabbitMQ node, PostgreSQL cluster and services, one or two processes
 each) and the per-fault table printed at the end of the run.
 
-Size: SHOP_FAULT_ORDERS orders per fault (make test: a small default; make faults: a few thousand).
-Replicas: SHOP_FAULT_REPLICAS, e.g. "1,2" runs every fault on one process per service, then on two.
+Size: SHOP_FAULT_ORDERS orders per fault (make test: 60; make faults: 2000).
+Processes: SHOP_FAULT_REPLICAS per service (make test: "2", the scale-out run; make faults: "1,2", every
+fault on one process per service, then on two). SHOP_FAULT_KEEP=1 keeps the state folder (logs) afterwards.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from load import Client
 from shop_events.testing import publish_raw
 from stack import ADMIN_EMAIL, ADMIN_PASSWORD, FaultStack
 
-ORDERS = int(os.environ.get("SHOP_FAULT_ORDERS", "150"))  # per fault
-REPLICAS = [int(n) for n in os.environ.get("SHOP_FAULT_REPLICAS", "1,2").split(",")]  # processes per service
+ORDERS = int(os.environ.get("SHOP_FAULT_ORDERS", "60"))  # per fault (make test; make faults: 2000)
+REPLICAS = [int(n) for n in os.environ.get("SHOP_FAULT_REPLICAS", "2").split(",")]  # processes per service
 
 
 @dataclass
