@@ -54,7 +54,7 @@ def table(figures: list[Figure]) -> str:
 
 def write(figures: list[Figure], folder: Path, extra: dict[str, Any] | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    document = {"machine": machine() | (extra or {}), "figures": [asdict(f) for f in figures]}
+    document = {"machine": machine(), "figures": [asdict(f) for f in figures], **(extra or {})}
     (folder / "results.json").write_text(json.dumps(document, indent=2) + "\n")
     plot(figures, folder / "results.png")
 
