@@ -261,8 +261,9 @@ class LaneConsumer:
             handling_event.reset(event_token)
         metrics.HANDLER_SECONDS.labels(self._service, first.event_type).observe(time.perf_counter() - started)
         metrics.EVENTS_HANDLED.labels(self._service, first.event_type).inc(len(run))
-        for _, event in run:
-            log.debug("event handled", extra=_event_fields(event))
+        if log.isEnabledFor(logging.DEBUG):  # a line per event is too dear to build when nobody reads it
+            for _, event in run:
+                log.debug("event handled", extra=_event_fields(event))
 
 
 def _event_fields(event: Event) -> dict[str, str]:
