@@ -1,7 +1,6 @@
 """HTTP routes of the analytics service: parse, authorise, call the domain, return. Admin only."""
 
 from datetime import date, datetime, timezone
-from decimal import Decimal
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 from shop_common.app import DbPool
@@ -9,7 +8,9 @@ from shop_common.auth import Admin
 from shop_events import Money
 
 from . import db
-from .domain import DEFAULT_DAYS, MAX_DAYS, day_window, rating_average
+from shop_common.ratings import rating_average
+
+from .domain import DEFAULT_DAYS, MAX_DAYS, day_window
 
 router = APIRouter(prefix="/api/analytics", tags=["analytics"])
 
@@ -63,14 +64,10 @@ async def get_product(product_id: int, _: Admin, pool: DbPool) -> ProductFigures
         product_id=product_id,
         units_sold=row["units_sold"],
         revenue=row["revenue"],
-        rating_avg=_as_text(rating_average(row["rating_sum"], row["rating_count"])),
+        rating_avg=rating_average(row["rating_sum"], row["rating_count"]),
         rating_count=row["rating_count"],
     )
 
-
-def _as_text(value: Decimal | None) -> str | None:
-    # The same shape as the products service's rating_avg, so the two can be compared as they are.
-    return None if value is None else str(value)
 
 
 @router.get("/daily", response_model=list[DayFigures], status_code=status.HTTP_200_OK)

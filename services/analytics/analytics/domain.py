@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
-RATING_PLACES = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -33,9 +31,3 @@ def day_window(today: date, days: int) -> DayWindow:
         raise ValueError(f"days must be between 1 and {MAX_DAYS}")
     return DayWindow(first=today - timedelta(days=days - 1), last=today)
 
-
-def rating_average(rating_sum: int, rating_count: int) -> Decimal | None:
-    """Mean of the published ratings to two places, half up; None while no review is published."""
-    if rating_count == 0:
-        return None
-    return (Decimal(rating_sum) / Decimal(rating_count)).quantize(RATING_PLACES, rounding=ROUND_HALF_UP)

@@ -1,11 +1,10 @@
 """The pure rules: which days a daily report covers, and how a rating average is rounded."""
 
 from datetime import date, datetime, timezone
-from decimal import Decimal
 
 import pytest
 
-from analytics.domain import MAX_DAYS, day_window, rating_average
+from analytics.domain import MAX_DAYS, day_window
 
 
 def test_a_window_ends_today_and_holds_exactly_the_days_asked_for():
@@ -26,14 +25,3 @@ def test_a_window_outside_one_to_366_days_is_refused(days):
     with pytest.raises(ValueError):
         day_window(date(2024, 1, 1), days)
 
-
-def test_no_published_review_means_no_average():
-    assert rating_average(0, 0) is None
-
-
-@pytest.mark.parametrize(
-    ("rating_sum", "count", "expected"),
-    [(5, 1, "5.00"), (9, 2, "4.50"), (13, 3, "4.33"), (14, 3, "4.67"), (33, 8, "4.13"), (1, 8, "0.13")],
-)
-def test_the_average_is_exact_to_two_places_rounding_halves_up(rating_sum, count, expected):
-    assert rating_average(rating_sum, count) == Decimal(expected)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum
 
 DEFAULT_LOW_STOCK_THRESHOLD = 5
@@ -123,12 +122,3 @@ def moderate(comment: str) -> ReviewStatus:
     """A comment holding a link is spam; anything else is published."""
     return ReviewStatus.REJECTED if _LINK.search(comment) else ReviewStatus.PUBLISHED
 
-
-CENTI = Decimal("0.01")
-
-
-def rating_average(rating_sum: int, rating_count: int) -> str | None:
-    """The mean of the published ratings with two decimals ("4.33"), or None before the first one."""
-    if rating_count == 0:
-        return None
-    return str((Decimal(rating_sum) / Decimal(rating_count)).quantize(CENTI, rounding=ROUND_HALF_UP))

@@ -10,7 +10,9 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 from shop_events import Money
 
-from .domain import DEFAULT_LOW_STOCK_THRESHOLD, MAX_COMMENT_LENGTH, rating_average
+from shop_common.ratings import rating_average
+
+from .domain import DEFAULT_LOW_STOCK_THRESHOLD, MAX_COMMENT_LENGTH
 
 MAX_STOCK = 1_000_000_000  # fits the integer column with room for cancellations to add back
 Price = Annotated[Money, Field(gt=Decimal("0"), le=Decimal("9999999999.99"))]  # NUMERIC(12, 2), positive

@@ -3,7 +3,7 @@
 import pytest
 
 from products.domain import (
-    Refusal, Reservation, ReviewStatus, decide_reservation, low_stock_check, moderate, rating_average, wanted_quantities,
+    Refusal, Reservation, ReviewStatus, decide_reservation, low_stock_check, moderate, wanted_quantities,
 )
 
 
@@ -67,9 +67,3 @@ def test_a_comment_with_a_link_is_rejected(comment):
 def test_any_other_comment_is_published(comment):
     assert moderate(comment) is ReviewStatus.PUBLISHED
 
-
-def test_rating_average_has_two_decimals_and_is_none_before_the_first():
-    assert rating_average(0, 0) is None
-    assert rating_average(4, 1) == "4.00"
-    assert rating_average(13, 3) == "4.33"
-    assert rating_average(5, 3) == "1.67"

@@ -9,7 +9,6 @@ from shop_common.testing import eventually
 from shop_events import parking
 from shop_events.catalogue import OrderCancelled, PaymentFailed, StockReserved
 from shop_events.outbox import build_envelope
-from shop_events.publisher import OutgoingEvent
 from shop_events import add_events, batch_handler
 from shop_events.testing import EventProbe, publish_events, publish_raw
 

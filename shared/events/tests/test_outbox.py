@@ -1,7 +1,6 @@
 """The outbox and relay against the real PostgreSQL and RabbitMQ."""
 
 import asyncio
-import uuid
 
 import aio_pika
 import asyncpg
@@ -43,6 +42,8 @@ async def test_committed_events_are_published_with_the_contracts_properties(amqp
             async with pool.acquire() as conn, conn.transaction():
                 sent = await add_event(conn, UserBanned(user_id=5, reason="spam", banned_by=1), correlation="req-42")
             [body] = await probe.wait_for("UserBanned")
+            # marked sent once confirmed, so a restarted relay does not publish it again
+            await eventually(lambda: pool.fetchval("SELECT count(*) = 0 FROM outbox WHERE sent_at IS NULL"))
         finally:
             task.cancel()
             await connection.close()
