@@ -9,8 +9,6 @@ started, by the pids recorded, and drops the databases, roles, vhost and broker 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import os
 import shutil
 import signal
 import socket
@@ -22,12 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aio_pika
-from shop_common import throwaway
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
 
-from shop import SERVICES, Stack  # noqa: E402  (the end-to-end suite's client of a running shop)
+from isolated_stack import IsolatedStack  # noqa: E402  (the test suites' isolated copy of the stack)
 
 ADMIN_EMAIL = "bench-admin@example.com"
 ADMIN_PASSWORD = "bench-admin-password"
@@ -35,68 +32,31 @@ ADMIN_PASSWORD = "bench-admin-password"
 CONSUMING = ("products", "orders", "notifications", "analytics")
 
 
-def e2e_free_ports(count: int) -> int:
-    """The end-to-end fixture's free-port finder (tests/e2e/conftest.py), not a second copy."""
-    spec = importlib.util.spec_from_file_location("e2e_conftest", ROOT / "tests" / "e2e" / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module._free_ports(count)
-
-
 class BenchStack:
     def __init__(self, progress: Callable[[str], None], rate_limit: int = 100_000) -> None:
         self.progress = progress
         self.folder = Path(tempfile.mkdtemp(prefix="shop-bench-"))
-        self.prefix = f"shoptest_{throwaway.RUN_ID}_bench_"
-        self.vhost = f"shoptest_{throwaway.RUN_ID}_bench"
-        self.rate_limit = rate_limit
         self.delay_file = self.folder / "smtp_delay"
-        self.env: dict[str, str] = {}
-        self.stack: Stack | None = None
+        # The figures measure the shop, not the limiter: it stays on, far above what the benchmark sends.
+        self.stack = IsolatedStack(
+            "bench", self.folder / "run", ADMIN_EMAIL, ADMIN_PASSWORD,
+            GATEWAY_RATE_LIMIT=str(rate_limit), GATEWAY_RATE_BURST=str(rate_limit),
+        )
+        self.env = self.stack.env
+        self.prefix = self.stack.prefix
         self._relay: subprocess.Popen | None = None
 
-    def start(self) -> Stack:
-        amqp_url = throwaway.create_vhost(self.vhost)
-        base = e2e_free_ports(len(SERVICES) + 2)
-        smtp_port = base + len(SERVICES) + 2
-        env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
-        env.update(
-            SHOP_RUN_DIR=str(self.folder / "run"),
-            SHOP_PORT_BASE=str(base),
-            GATEWAY_PORT=str(base + len(SERVICES) + 1),
-            # The figures measure the shop, not the limiter: it stays on, far above what the benchmark sends.
-            GATEWAY_RATE_LIMIT=str(self.rate_limit),
-            GATEWAY_RATE_BURST=str(self.rate_limit),
-            SMTP_HOST="127.0.0.1",
-            SMTP_PORT=str(smtp_port),
-            AMQP_URL=amqp_url,
-            SHOP_DB_PREFIX=self.prefix,
-            SHOP_POSTGRES_URL=throwaway.POSTGRES_URL,
-            ADMIN_EMAIL=ADMIN_EMAIL,
-            ADMIN_PASSWORD=ADMIN_PASSWORD,
-        )
-        self.env = env
+    def start(self) -> IsolatedStack:
         self.set_smtp_delay(0)
         self._relay = subprocess.Popen(
-            [sys.executable, "-m", "bench.smtp_relay", "127.0.0.1", str(smtp_port), str(self.delay_file)],
+            [sys.executable, "-m", "bench.smtp_relay", "127.0.0.1", str(self.stack.smtp_port), str(self.delay_file)],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        _wait_port(smtp_port, 20)
-        self.progress(f"starting an isolated stack (deploy/local/up.sh, state in {self.folder / 'run'})")
+        _wait_port(self.stack.smtp_port, 20)
+        self.progress(f"starting an isolated stack (deploy/local/up.sh, state in {self.stack.run_dir})")
         started = time.monotonic()
-        up = subprocess.run(["deploy/local/up.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
-        if up.returncode != 0:
-            logs = "".join(
-                f"\n--- {log.name} (end) ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-                for log in sorted((self.folder / "run" / "logs").glob("*.log"))
-            )
-            raise RuntimeError(f"the stack did not come up:\n{up.stdout[-2000:]}\n{up.stderr[-2000:]}{logs}")
-        self.progress(f"stack up in {time.monotonic() - started:.0f}s, gateway on port {env['GATEWAY_PORT']}")
-        self.stack = Stack(
-            gateway=f"http://127.0.0.1:{env['GATEWAY_PORT']}", amqp_url=amqp_url,
-            mail_dir=self.folder / "run" / "mail", admin_email=ADMIN_EMAIL, admin_password=ADMIN_PASSWORD,
-        )
+        self.stack.up()
+        self.progress(f"stack up in {time.monotonic() - started:.0f}s, gateway on port {self.stack.gateway_port}")
         return self.stack
 
     def set_smtp_delay(self, seconds: float) -> None:
@@ -137,24 +97,13 @@ class BenchStack:
 
     def stop(self, keep: bool = False) -> None:
         """Stop and drop everything this stack made; its state folder (logs) stays only when `keep`."""
-        if self.env:
-            subprocess.run(["deploy/local/down.sh"], cwd=ROOT, env=self.env, capture_output=True, timeout=120)
+        self.stack.down()
         if self._relay is not None:
             self._relay.send_signal(signal.SIGTERM)
             try:
                 self._relay.wait(10)
             except subprocess.TimeoutExpired:
                 self._relay.kill()
-        databases = [f"{throwaway.POSTGRES_URL.rsplit('/', 1)[0]}/{self.prefix}{s}" for s in SERVICES]
-        dropdb = [sys.executable, "deploy/local/stackctl.py", "dropdb", *databases]
-        subprocess.run(dropdb, cwd=ROOT, capture_output=True, timeout=120)
-        try:
-            throwaway.delete_vhost(self.vhost)
-        except subprocess.CalledProcessError:
-            pass  # never created
-        for service in SERVICES:
-            user = f"shop_{self.prefix}{service}"
-            subprocess.run(["rabbitmqctl", "-q", "delete_user", user], capture_output=True, timeout=60)
         if not keep:
             shutil.rmtree(self.folder, ignore_errors=True)
 

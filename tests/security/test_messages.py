@@ -35,7 +35,7 @@ async def publish_as(stack, service: str, routing_key: str, event_id: str, body:
 
 
 async def parked(stack, queue: str, event_id: str):
-    connection = await aio_pika.connect(stack.admin_amqp_url)
+    connection = await aio_pika.connect(stack.amqp_url)
     try:
         return next((m for m in await list_parked(connection, queue) if m.message_id == event_id), None)
     finally:
