@@ -138,6 +138,10 @@ class LaneConsumer:
     async def _run(self) -> None:
         while True:
             batch = [await self._deliveries.get()]
+            if 0 < self._deliveries.qsize() < self._settings.batch_size and self._settings.batch_linger_ms:
+                # More is on its way (a backlog): a moment's wait fills the batch, and one commit then
+                # carries many events. A lone event (nothing else queued) is handled at once.
+                await asyncio.sleep(self._settings.batch_linger_ms / 1000)
             while len(batch) < self._settings.batch_size and not self._deliveries.empty():
                 batch.append(self._deliveries.get_nowait())
             try:

@@ -12,6 +12,8 @@ class BusSettings:
     prefetch: int = 256
     # Deliveries committed in one database transaction (group commit), then acked together.
     batch_size: int = 128
+    # When a batch would be small but more deliveries are already waiting, wait this long for more.
+    batch_linger_ms: float = 2.0
     # A failing handler is tried this many times in all before its message is parked.
     max_attempts: int = 5
     # Wait-queue delays between attempts; attempt n waits delays[min(n, len) - 1].
