@@ -21,7 +21,6 @@ from email.utils import format_datetime
 import aiosmtplib
 import asyncpg
 from shop_events import Event
-from shop_events.consumer import TRANSIENT
 from shop_events.envelope import now_utc
 
 from . import db
@@ -85,16 +84,17 @@ class PostRoom:
 async def _record_sent(pool: asyncpg.Pool, notice_id: int, patience: float = 120.0) -> None:
     """The relay has the mail: try hard to record it, since giving up here means the retry sends it again.
 
-    A PostgreSQL restart refuses connections (OSError) for seconds: wait through it, as the consumer does."""
+    A PostgreSQL restart refuses connections (OSError) for seconds, and a pooled connection it cut can fail
+    with asyncpg's InternalClientError: whatever the error, keep writing for a while before giving up."""
     deadline = asyncio.get_running_loop().time() + patience
     pause = 0.2
     while True:
         try:
             await db.mark_sent(pool, notice_id)
             return
-        except TRANSIENT:
+        except Exception as exc:  # noqa: BLE001 - any failure here would mail the customer twice
             if asyncio.get_running_loop().time() + pause > deadline:
                 raise
-            log.warning("could not record a sent mail; trying again", extra={"notice_id": notice_id})
+            log.warning("could not record a sent mail; trying again", extra={"notice_id": notice_id, "error": repr(exc)})
             await asyncio.sleep(pause)
             pause = min(pause * 2, 2.0)

@@ -218,13 +218,14 @@ async def test_a_database_hiccup_while_recording_the_send_does_not_send_the_mail
 async def test_a_database_restart_while_recording_the_send_does_not_send_the_mail_again(
     notifications_env, smtp, amqp_url, monkeypatch
 ):
-    """A PostgreSQL restart refuses connections for seconds (OSError, then "starting up"): the post room keeps
-    writing `sent` through it instead of failing the event, whose retry would mail the customer twice
-    (found by the fault suite, tests/faults, restarting PostgreSQL under load)."""
+    """A PostgreSQL restart cuts pooled connections (asyncpg's InternalClientError) and refuses new ones for
+    seconds (OSError, then "starting up"): the post room keeps writing `sent` through it instead of failing
+    the event, whose retry would mail the customer twice (found by the fault suite restarting PostgreSQL)."""
     real_mark_sent = db.mark_sent
-    refusals = [ConnectionRefusedError(111, "Connect call failed"), OSError(111, "Connect call failed"),
+    refusals = [asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
+                ConnectionRefusedError(111, "Connect call failed"), OSError(111, "Connect call failed"),
                 asyncpg.CannotConnectNowError("the database system is starting up"),
-                ConnectionRefusedError(111, "Connect call failed"), ConnectionRefusedError(111, "Connect call failed")]
+                ConnectionRefusedError(111, "Connect call failed")]
     calls = 0
 
     async def restarting(pool, notice_id):
