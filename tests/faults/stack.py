@@ -23,19 +23,9 @@ CONSUMERS = ("products", "orders", "notifications", "analytics")  # auth handles
 ADMIN_EMAIL = "faults-admin@example.com"
 ADMIN_PASSWORD = "faults-admin-password"
 
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
+from isolated_stack import free_port_base  # noqa: E402  (the test stacks' free-port finder)
 from shop import Stack  # noqa: E402  (the end-to-end suite's client of a running shop)
-
-
-def e2e_free_ports(count: int) -> int:
-    """The end-to-end fixture's free-port finder (tests/e2e/conftest.py), not a second copy."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("e2e_conftest", ROOT / "tests" / "e2e" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module._free_ports(count)
 
 
 @dataclass
@@ -49,7 +39,7 @@ class FaultStack:
     # ---- life ----
 
     def start(self) -> None:
-        base = e2e_free_ports(40)  # services base+1..5 (replicas +11..+15), gateway +31, smtp +32, servers +33..+35
+        base = free_port_base(40)  # services base+1..5 (replicas +11..+15), gateway +31, smtp +32, servers +33..+35
         servers = self.folder / "servers"
         servers.mkdir(parents=True, exist_ok=True)
         self._run(["deploy/faults/servers.sh", "start", str(servers), str(base + 33), str(base + 35)], timeout=180)
