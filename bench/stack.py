@@ -2,8 +2,9 @@
 
 Its own state folder, free ports, vhost and `shoptest_<run>_bench_` databases, as the end-to-end tests do (their
 free-port search and their client of a running shop, tests/e2e, are reused here), plus the benchmark's own SMTP
-relay (bench/smtp_relay.py) whose delay can be changed while the stack runs. `stop()` stops what `start()`
-started, by the pids recorded, and drops the databases, roles, vhost and broker users.
+relay (the development sink, deploy/local/smtp_sink.py, with a delay file) whose delay can be changed while
+the stack runs. `stop()` stops what `start()` started, by the pids recorded, and drops the databases, roles,
+vhost and broker users.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class BenchStack:
     def start(self) -> IsolatedStack:
         self.set_smtp_delay(0)
         self._relay = subprocess.Popen(
-            [sys.executable, "-m", "bench.smtp_relay", "127.0.0.1", str(self.stack.smtp_port), str(self.delay_file)],
+            [sys.executable, "deploy/local/smtp_sink.py", "127.0.0.1", str(self.stack.smtp_port),
+             str(self.folder / "mail"), str(self.delay_file)],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         _wait_port(self.stack.smtp_port, 20)

@@ -1,9 +1,11 @@
 """The development SMTP sink: takes every mail and keeps it as a .eml file, so people and tests can read it.
 
-    python smtp_sink.py HOST PORT MAIL_DIR
+    python smtp_sink.py HOST PORT MAIL_DIR [DELAY_FILE]
 
 Each file is the message as received, with X-Envelope-From and X-Envelope-To added on top; it is
-written under a temporary name and renamed, so a reader never sees half a mail.
+written under a temporary name and renamed, so a reader never sees half a mail. With DELAY_FILE (the
+benchmark's slow relay), each mail is first held for as many seconds as that file says, read per mail so
+the relay can be slowed down and sped up while it runs.
 """
 
 from __future__ import annotations
@@ -21,10 +23,21 @@ _sequence = itertools.count(1)
 
 
 class KeepAsFiles:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, delay_file: Path | None = None) -> None:
         self.folder = folder
+        self.delay_file = delay_file
+
+    def delay(self) -> float:
+        if self.delay_file is None:
+            return 0.0
+        try:
+            return float(self.delay_file.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0.0
 
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001 - aiosmtpd's hook signature
+        if (delay := self.delay()) > 0:
+            await asyncio.sleep(delay)
         head = f"X-Envelope-From: {envelope.mail_from}\r\nX-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
         name = f"{time.time():.6f}-{next(_sequence):06d}"
         tmp = self.folder / f".{name}.tmp"
@@ -33,9 +46,9 @@ class KeepAsFiles:
         return "250 Message accepted for delivery"
 
 
-def main(host: str, port: int, folder: Path) -> None:
+def main(host: str, port: int, folder: Path, delay_file: Path | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    controller = Controller(KeepAsFiles(folder), hostname=host, port=port, ready_timeout=10)
+    controller = Controller(KeepAsFiles(folder, delay_file), hostname=host, port=port, ready_timeout=10)
     controller.start()
     print(f"SMTP sink on {host}:{port}, keeping mail in {folder}", flush=True)
     stop = asyncio.Event()
@@ -53,6 +66,6 @@ def main(host: str, port: int, folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    if len(sys.argv) not in (4, 5):
         raise SystemExit(__doc__)
-    main(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]))
+    main(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]) if len(sys.argv) == 5 else None)
