@@ -12,6 +12,8 @@ import random
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from shop_common import throwaway
@@ -81,6 +83,15 @@ class IsolatedStack:
                 f"\n--- {name} (end) ---\n" + "\n".join(text.splitlines()[-25:]) for name, text in self.logs().items()
             )
             raise RuntimeError(f"the stack did not come up:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}{tails}")
+
+    @contextmanager
+    def running(self) -> Iterator[IsolatedStack]:
+        """Up for the block, then down and dropped whatever happened (a failed start raises with the logs)."""
+        try:
+            self.up()
+            yield self
+        finally:
+            self.down()
 
     def down(self) -> None:
         subprocess.run(["deploy/local/down.sh"], cwd=ROOT, env=self.env, capture_output=True, timeout=120)

@@ -16,13 +16,8 @@ from shop import Shop
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IsolatedStack]:
     stack = IsolatedStack("e2e", tmp_path_factory.mktemp("stack"), "e2e-admin@example.com", "e2e-admin-password")
-    try:
-        stack.up()
+    with stack.running():
         yield stack
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    finally:
-        stack.down()
 
 
 @pytest.fixture

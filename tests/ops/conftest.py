@@ -54,12 +54,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsStack]:
     smtp = Controller(stack.relay, hostname="127.0.0.1", port=stack.smtp_port)
     smtp.start()
     try:
-        stack.up()
-        yield stack
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        with stack.running():
+            yield stack
     finally:
-        stack.down()
         smtp.stop()
 
 

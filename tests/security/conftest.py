@@ -17,13 +17,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IsolatedStack]:
         "sec", tmp_path_factory.mktemp("secure-stack"), "security-admin@example.com", "security-admin-password",
         GATEWAY_RATE_BURST="300",  # a burst test_http.py can go over at once; the rate stays the default
     )
-    try:
-        stack.up()
+    with stack.running():
         yield stack
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    finally:
-        stack.down()
 
 
 @pytest.fixture
