@@ -59,6 +59,24 @@ class RequestIdMiddleware:
             correlation_id.reset(token)
 
 
+async def _shut_down(tasks: list[asyncio.Task[None]], bus: Bus, pool: asyncpg.Pool, grace: float = 10.0) -> None:
+    """Stop the relay, the consumers and the connections, each within a grace period: a stop must never hang
+    (whatever was not acked is redelivered, whatever was not marked sent is published again)."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=grace)
+    try:
+        await asyncio.wait_for(bus.close(), grace)
+    except Exception:  # noqa: BLE001 - a broker that is away (or too slow to answer) must not block the stop
+        log.warning("broker connection not closed cleanly")
+    try:
+        await asyncio.wait_for(pool.close(), grace)
+    except asyncio.TimeoutError:
+        log.warning("database connections still busy at stop; terminated")
+        pool.terminate()
+
+
 def get_pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
 
@@ -107,11 +125,7 @@ def create_service_app(
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await bus.close()
-            await pool.close()
+            await _shut_down(tasks, bus, pool)
 
     app = FastAPI(
         title=f"shop {service}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 import aio_pika
@@ -56,7 +57,6 @@ class Bus:
         return OutboxRelay(pool, self.publisher, self.service, self.settings)
 
     async def close(self) -> None:
-        for consumer in self.consumers:
-            await consumer.stop()
+        await asyncio.gather(*(consumer.stop() for consumer in self.consumers))
         if self.connection is not None:
             await self.connection.close()

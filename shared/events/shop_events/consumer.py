@@ -132,8 +132,10 @@ class LaneConsumer:
         self._task = asyncio.create_task(self._run(), name=f"consumer {self.queue_name}")
 
     async def stop(self) -> None:
+        """Stop taking batches; one being handled is rolled back (its deliveries come again)."""
         if self._task:
             self._task.cancel()
+            await asyncio.wait([self._task])
 
     async def _run(self) -> None:
         while True:

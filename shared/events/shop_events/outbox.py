@@ -126,6 +126,7 @@ class OutboxRelay:
                         pass
         finally:
             listener.cancel()
+            await asyncio.wait([listener])  # its pool connection is back before the pool closes
 
     async def _listen(self) -> None:
         """Keep one LISTEN connection; reconnect when it drops (the poll covers the gap)."""
