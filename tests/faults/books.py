@@ -184,6 +184,9 @@ async def check(client: Client, stack: FaultStack, before: Snapshot, expected_pa
     books.parked = stack.parked()
     for queue in sorted(set(books.parked) | set(expected_parked)):
         books.count(f"parked in {queue}", expected_parked.get(queue, 0), books.parked.get(queue, 0))
+    if books.parked != expected_parked:  # why, before the round's end purges them
+        listed = stack.shop_events("parked", "list").splitlines()
+        books.problems += [f"parked: {line}" for line in listed[:5]]
     for service in SERVICES:
         unsent = (await stack.sql(service, "SELECT count(*)::int AS n FROM outbox WHERE sent_at IS NULL"))[0]["n"]
         books.count(f"unsent outbox rows of {service}", 0, unsent)
