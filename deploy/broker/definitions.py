@@ -5,10 +5,12 @@
     python deploy/broker/definitions.py compose --check              (exit 1 when definitions.json is stale)
 
 Each service's user (`shop_<prefix><service>`) may, in the stack's vhost:
-- configure (declare) only its own queues `<service>.*` and the exchange `shop.events`;
-- write to its own queues, to `shop.events`, and to the default exchange (its retries and parking are
-  published there by queue name, and its wait queues dead-letter through it);
-- read (consume, bind from) only its own queues and `shop.events`;
+- configure (declare, delete) only its own queues and its own settle exchange, `<service>.*`; not
+  `shop.events`, which these definitions make and services only check (a passive declare);
+- write to its own queues and settle exchange (its retries, parking, replays and the wait queues'
+  dead-lettering go through `<service>.settle`, never the default exchange, which would reach every
+  queue of the vhost by name) and, for a producer, to `shop.events`;
+- read (consume, bind from) only its own queues and exchange, and `shop.events`;
 - publish on `shop.events` only the routing keys of the events it produces (a topic permission):
   orders can't publish `user.banned`, and notifications and analytics can't publish at all.
 The runner applies them with `rabbitmqctl import_definitions` (idempotent); compose and Kubernetes load the
@@ -39,8 +41,8 @@ def permissions(service: str) -> dict[str, str]:
     own = re.escape(service) + r"\..*"
     exchange = re.escape(EXCHANGE)
     return {
-        "configure": f"^({own}|{exchange})$",
-        "write": f"^({own}|{exchange}|amq\\.default)$" if produced_keys(service) else f"^({own}|amq\\.default)$",
+        "configure": f"^({own})$",
+        "write": f"^({own}|{exchange})$" if produced_keys(service) else f"^({own})$",
         "read": f"^({own}|{exchange})$",
     }
 

@@ -133,8 +133,11 @@ service_database_url() {
 }
 
 broker_is_local() {
-  local host; host="$(url_host "$AMQP_URL")"
-  { [ "$host" = 127.0.0.1 ] || [ "$host" = localhost ]; } && command -v rabbitmqctl >/dev/null
+  local host port; host="$(url_host "$AMQP_URL")"; port="$(url_port "$AMQP_URL" 5672)"
+  # rabbitmqctl finds a node by name, not by port: another port is another node, reached only when
+  # RABBITMQ_NODENAME names it (else its users would land on this machine's default node).
+  { [ "$host" = 127.0.0.1 ] || [ "$host" = localhost ]; } && command -v rabbitmqctl >/dev/null &&
+    { [ "$port" = 5672 ] || [ -n "${RABBITMQ_NODENAME:-}" ]; }
 }
 
 ensure_broker_users() {  # one user per service, passwords made once in $RUN_DIR/broker

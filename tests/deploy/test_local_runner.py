@@ -25,6 +25,19 @@ def test_every_setting_moves_for_an_isolated_second_stack(tmp_path):
     assert local("amqp_vhost", {"AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/"}).strip() == "/"
 
 
+def test_broker_users_go_only_to_the_node_rabbitmqctl_would_reach(tmp_path):
+    """rabbitmqctl names a node, not a port: a broker on another port (the fault suite's own node) gets
+    the users only when RABBITMQ_NODENAME says which node that is."""
+    def applies(url: str, **extra: str) -> bool:
+        env = {"SHOP_RUN_DIR": str(tmp_path), "AMQP_URL": url, "RABBITMQ_NODENAME": "", **extra}
+        return local("broker_is_local && echo yes || echo no", env).strip() == "yes"
+
+    assert applies("amqp://guest:guest@127.0.0.1:5672/shoptest_x") and applies("amqp://guest:guest@localhost/")
+    assert not applies("amqp://guest:guest@127.0.0.1:25672/")
+    assert applies("amqp://guest:guest@127.0.0.1:25672/", RABBITMQ_NODENAME="faults-node@localhost")
+    assert not applies("amqp://guest:guest@rabbitmq.internal:5672/")
+
+
 def test_defaults_are_the_contracts(tmp_path):
     env = {"SHOP_RUN_DIR": str(tmp_path)}
     for name in ("GATEWAY_PORT", "SMTP_PORT", "ADMIN_EMAIL", "ADMIN_PASSWORD", "SHOP_DB_PREFIX", "AMQP_URL", "SMTP_HOST"):

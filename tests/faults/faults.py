@@ -25,6 +25,7 @@ REPLICAS = [int(n) for n in os.environ.get("SHOP_FAULT_REPLICAS", "2").split(","
 class Round:
     stack: FaultStack
     client: Client
+    placing: asyncio.Task | None = None  # the clients placing the round's orders
     notes: list[str] = field(default_factory=list)
     expected_parked: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # what a fault's own checks found wrong
@@ -173,13 +174,20 @@ class AlwaysFailingHandler(Fault):
         await r.stack.switch_handler(self.service, self.event_type, None)
 
     async def repair(self, r: Round) -> None:
-        await r.stack.switch_handler(self.service, self.event_type, None, on=False)  # the fix
+        # Fixed only once every order placed under the fault has its event parked: a fix while some are
+        # still between attempts would let them through unparked (and the test prove nothing about parking).
+        assert r.placing is not None
+        await r.placing
 
-        def waiting_retries() -> bool:
+        def all_parked() -> int:
+            pending = sum(1 for o in r.client.ledger.orders.values() if o.status == "pending")
             depths = r.stack.queue_depths()
-            return not any(n for q, n in depths.items() if q.startswith(f"{self.queue}.retry."))
+            waiting = sum(n for q, n in depths.items() if q.startswith(f"{self.queue}.retry."))
+            parked = depths.get(f"{self.queue}.dlq", 0)
+            return parked if parked and parked >= pending and not waiting else 0
 
-        await until(lambda: asyncio.to_thread(waiting_retries), 120, "retry queues drained", interval=1)
+        await until(lambda: asyncio.to_thread(all_parked), 180, "every held-up order's event parked", interval=1)
+        await r.stack.switch_handler(self.service, self.event_type, None, on=False)  # the fix
         parked = r.stack.parked()
         listed = await asyncio.to_thread(r.stack.shop_events, "parked", "list", f"{self.queue}")
         lines = [line.split("\t") for line in listed.splitlines() if line.strip()]
@@ -285,7 +293,7 @@ async def run_round(stack: FaultStack, fault: Fault, orders: int, seed: int = 7)
         before = await snapshot(client, stack)
         await client.setup(products=8, stock=max(10, orders // 3), customers=20)
         settling = asyncio.create_task(client.settle_forever())
-        placing = asyncio.create_task(client.place_orders(orders))
+        placing = r.placing = asyncio.create_task(client.place_orders(orders))
         await client.placed_at_least(orders // 3, timeout=600)
         injected = time.monotonic()
         await fault.inject(r)

@@ -30,9 +30,11 @@ def test_a_service_user_reaches_only_its_own_queues():
     grants = {kind: re.compile(regex) for kind, regex in broker.permissions("orders").items()}
     for own in ("orders.background", "orders.immediate.retry.3", "orders.background.dlq"):
         assert all(grants[kind].match(own) for kind in ("configure", "write", "read"))
-    for foreign in ("products.background", "products.background.dlq", "ordersx.background", "amq.gen-x", "shop.eventsx"):
+    for foreign in ("products.background", "products.background.dlq", "products.settle", "ordersx.background",
+                    "amq.gen-x", "amq.default", "shop.eventsx"):
         assert not any(grant.match(foreign) for grant in grants.values()), foreign
     assert grants["write"].match("shop.events") and grants["read"].match("shop.events")
+    assert grants["configure"].match("orders.settle") and not grants["configure"].match("shop.events")
     topic = re.compile(broker.topic_permission("orders")["write"])
     assert topic.match("order.created") and topic.match("payment.failed") and not topic.match("user.banned")
     assert not re.compile(broker.topic_permission("analytics")["write"]).match("order.created")

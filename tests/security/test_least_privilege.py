@@ -92,6 +92,24 @@ async def test_the_orders_user_can_not_take_a_message_from_products_queue_or_del
         assert "ACCESS_REFUSED" in await refused(stack, "orders", action)
 
 
+async def test_no_service_can_push_into_another_services_queue_by_name_or_remove_shop_events(stack):
+    """Retries and parking go through each service's own settle exchange, so the default exchange (which
+    reaches any queue by name) and the configure right on shop.events (which could delete it) are not granted."""
+
+    async def push_by_name(channel):
+        await channel.default_exchange.publish(aio_pika.Message(b"{}"), "products.background")
+
+    async def push_through_their_settle_exchange(channel):
+        exchange = await channel.get_exchange("products.settle", ensure=False)
+        await exchange.publish(aio_pika.Message(b"{}"), "products.background")
+
+    async def delete_shop_events(channel):
+        await channel.exchange_delete("shop.events")
+
+    for action in (push_by_name, push_through_their_settle_exchange, delete_shop_events):
+        assert "ACCESS_REFUSED" in await refused(stack, "orders", action)
+
+
 @pytest.mark.parametrize("service", ["notifications", "analytics"])
 async def test_a_user_without_publish_rights_on_shop_events_is_refused(stack, service):
     """A forged OrderPaid from a service that produces nothing: the broker closes the channel, 403."""

@@ -142,7 +142,9 @@ async def ban_user(user_id: UserId, body: BanRequest, admin: ActiveAdmin, pool: 
         if decision is BanDecision.BAN:
             await db.mark_banned(conn, user_id, body.reason, admin.id)
             await db.revoke_all_of_user(conn, user_id)
-            await add_event(conn, UserBanned(user_id=user_id, reason=body.reason, banned_by=admin.id))
+            await add_event(conn, UserBanned(
+                user_id=user_id, reason=body.reason, banned_by=admin.id, email=user["email"], name=user["name"],
+            ))
     return BanOut(id=user_id)
 
 

@@ -52,7 +52,9 @@ async def test_a_ban_blocks_login_and_refresh_at_once_and_publishes_userbanned_o
         [body] = probe.bodies("UserBanned")
     banned_message = next(m for m in probe.messages if m.type == "UserBanned")
     assert banned_message.routing_key == "user.banned"
-    assert body["data"] == {"user_id": user_id, "reason": "fraud", "banned_by": admin_id}
+    assert body["data"] == {
+        "user_id": user_id, "reason": "fraud", "banned_by": admin_id, "email": "nina@example.com", "name": None,
+    }
     assert body["correlation_id"] == "ban-1"
 
 

@@ -31,10 +31,12 @@ async def on_user_registered(event: Event, conn: asyncpg.Connection, post: PostR
 
 async def on_user_banned(event: Event, conn: asyncpg.Connection, post: PostRoom) -> None:
     data: UserBanned = event.data
-    user = await db.find_user(conn, data.user_id)
-    if user is None:
+    known = await db.find_user(conn, data.user_id)
+    email = data.email or (known.email if known else None)
+    if email is None:
         raise RecipientUnknown(f"user {data.user_id} not known yet")
-    await post.send(event, domain.account_banned(user.user_id, user.email, user.name, data.reason))
+    name = known.name if known else data.name
+    await post.send(event, domain.account_banned(data.user_id, email, name, data.reason))
 
 
 async def on_order_created(event: Event, conn: asyncpg.Connection, post: PostRoom) -> None:
@@ -46,13 +48,13 @@ async def on_order_created(event: Event, conn: asyncpg.Connection, post: PostRoo
 
 async def on_stock_rejected(event: Event, conn: asyncpg.Connection, post: PostRoom) -> None:
     data: StockRejected = event.data
-    customer = await _customer(conn, data.order_id, data.user_id)
+    customer = await _customer(conn, data.order_id, data.user_id, data.email)
     await post.send(event, domain.order_rejected(data.user_id, customer.email, data.order_id, data.reason))
 
 
 async def on_order_paid(event: Event, conn: asyncpg.Connection, post: PostRoom) -> None:
     data: OrderPaid = event.data
-    customer = await _customer(conn, data.order_id, data.user_id)
+    customer = await _customer(conn, data.order_id, data.user_id, data.email)
     await post.send(event, domain.payment_received(data.user_id, customer.email, data.order_id, data.amount, data.payment_id))
     await post.send(event, domain.shipping_request(
         post.staff_email, data.order_id, data.user_id, customer.email, customer.name, data.amount, data.payment_id,
@@ -61,7 +63,7 @@ async def on_order_paid(event: Event, conn: asyncpg.Connection, post: PostRoom) 
 
 async def on_payment_failed(event: Event, conn: asyncpg.Connection, post: PostRoom) -> None:
     data: PaymentFailed = event.data
-    customer = await _customer(conn, data.order_id, data.user_id)
+    customer = await _customer(conn, data.order_id, data.user_id, data.email)
     await post.send(event, domain.payment_failed(data.user_id, customer.email, data.order_id, data.error))
 
 
@@ -74,7 +76,10 @@ async def on_stock_low(event: Event, conn: asyncpg.Connection, post: PostRoom) -
         ))
 
 
-async def _customer(conn: asyncpg.Connection, order_id: int, user_id: int) -> db.Contact:
+async def _customer(conn: asyncpg.Connection, order_id: int, user_id: int, email: str | None) -> db.Contact:
+    """The address the event carries, else the copy kept from OrderCreated / UserRegistered."""
+    if email is not None:
+        await db.save_order(conn, order_id, user_id, email)
     customer = await db.find_customer_of_order(conn, order_id, user_id)
     if customer is None:
         raise RecipientUnknown(f"no email known yet for order {order_id} of user {user_id}")

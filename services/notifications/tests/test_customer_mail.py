@@ -106,6 +106,30 @@ async def test_mail_for_a_user_not_known_yet_waits_for_their_address(notificatio
     ]
 
 
+async def test_an_event_that_carries_the_address_is_mailed_at_once_before_any_copy(notifications_env, smtp, amqp_url):
+    """The immediate lane overtakes a background backlog: the address in the event itself is enough."""
+    kinds = ("UserBanned", "PaymentFailed", "StockRejected", "OrderPaid")
+    before = {kind: failures(kind) for kind in kinds}
+    async with running(create_app()):
+        await publish_events(
+            amqp_url,
+            UserBanned(user_id=11, reason="spam", banned_by=1, email="cy@example.com", name="Cy"),
+            PaymentFailed(order_id=21, user_id=11, error="card declined", email="cy@example.com"),
+            StockRejected(order_id=22, user_id=11, reason="not enough stock", email="cy@example.com"),
+            OrderPaid(order_id=23, user_id=11, payment_id="pay_23", amount=Decimal("5.00"), email="cy@example.com"),
+        )
+        await eventually(lambda: len(smtp.mails) == 5)
+
+    assert sorted(m.subject for m in smtp.to("cy@example.com")) == [
+        "Payment failed for order #21", "Payment received for order #23",
+        "Your account has been suspended", "Your order #22 could not be accepted",
+    ]
+    [banned] = [m for m in smtp.to("cy@example.com") if m.subject == "Your account has been suspended"]
+    assert "Hello Cy," in banned.text
+    assert [m.subject for m in smtp.to(STAFF)] == ["Ship order #23"]
+    assert {kind: failures(kind) for kind in kinds} == before  # handled on the first attempt, no retry
+
+
 async def test_the_lists_need_a_token_and_staff_alerts_need_an_admin(notifications_env, smtp, make_token):
     async with running(create_app()) as client:
         assert (await client.get("/api/notifications")).status_code == 401

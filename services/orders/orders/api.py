@@ -238,11 +238,14 @@ async def pay_order(order_id: OrderId, body: PayOrder, user: CurrentUser, pool: 
                 await db.set_status(conn, order.id, OrderStatus.PAID, payment_id=result.payment_id)
                 await add_event(conn, OrderPaid(
                     order_id=order.id, user_id=order.user_id, payment_id=result.payment_id, amount=order.total,
+                    email=order.email,
                 ))
             else:
                 # The cancellation and its events commit with the failed payment, or not at all.
                 await db.set_status(conn, order.id, OrderStatus.CANCELLED, reason=result.error)
-                await add_event(conn, PaymentFailed(order_id=order.id, user_id=order.user_id, error=result.error))
+                await add_event(conn, PaymentFailed(
+                    order_id=order.id, user_id=order.user_id, error=result.error, email=order.email,
+                ))
                 await add_event(conn, OrderCancelled(
                     order_id=order.id, user_id=order.user_id, items=_items(order.lines), reason=result.error,
                 ))

@@ -33,7 +33,10 @@ async def test_pending_becomes_confirmed_then_paid(orders, make_token, amqp_url)
         assert body["total"] == "20.99" and body["items"] == order["items"]
         [event] = await probe.wait_for("OrderPaid")
         assert event["correlation_id"] == "pay-1"
-        assert event["data"] == {"order_id": order["id"], "user_id": 7, "payment_id": body["payment_id"], "amount": "20.99"}
+        assert event["data"] == {
+            "order_id": order["id"], "user_id": 7, "payment_id": body["payment_id"], "amount": "20.99",
+            "email": "user7@example.com",
+        }
 
         again = await orders.client.post(f"/api/orders/{order['id']}/pay", json={"payment_token": "tok_visa"}, headers=bearer(token))
         assert again.status_code == 409 and again.json() == {"detail": "order is paid, it cannot become paid"}

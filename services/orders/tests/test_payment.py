@@ -26,7 +26,7 @@ async def test_a_failed_payment_is_402_and_cancels_the_order_putting_the_stock_b
         [failed] = await probe.wait_for("PaymentFailed")
         [cancelled] = await probe.wait_for("OrderCancelled")
         await asyncio.sleep(0.3)
-    assert failed["data"] == {"order_id": order["id"], "user_id": 7, "error": error}
+    assert failed["data"] == {"order_id": order["id"], "user_id": 7, "error": error, "email": "user7@example.com"}
     assert cancelled["data"] == {
         "order_id": order["id"], "user_id": 7, "reason": error,
         "items": [{"product_id": 1, "quantity": 3, "unit_price": "33.33"}],

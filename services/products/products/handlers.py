@@ -47,7 +47,8 @@ async def reserve_stock_in_turn(conn: asyncpg.Connection, orders: list[tuple[Ord
         events += [(db.stock_low(products[pid], left), correlation) for pid, left in decision.low_stock]
         if isinstance(decision.outcome, Refusal):
             reason = decision.outcome.reason
-            events.append((StockRejected(order_id=order.order_id, user_id=order.user_id, reason=reason), correlation))
+            rejected = StockRejected(order_id=order.order_id, user_id=order.user_id, reason=reason, email=order.email)
+            events.append((rejected, correlation))
         else:
             events.append((StockReserved(order_id=order.order_id), correlation))
     taken = sorted({pid for d in outcomes if isinstance(d.outcome, Reservation) for pid in d.outcome.lines})

@@ -77,7 +77,8 @@ async def test_an_order_reserves_every_line_or_none(shop):
         [reserved] = await probe.wait_for("StockReserved")
     assert rejected["correlation_id"] == "req-1"
     assert rejected["data"] == {
-        "order_id": 1, "user_id": 8, "reason": f"not enough stock for product {mug['id']} (asked 3, have 1)"
+        "order_id": 1, "user_id": 8, "reason": f"not enough stock for product {mug['id']} (asked 3, have 1)",
+        "email": "user8@example.com",
     }
     assert probe.bodies("StockRejected")[1]["data"]["reason"] == "unknown product 999"
     assert reserved["data"] == {"order_id": 3}

@@ -31,10 +31,17 @@ class UserRegistered(EventData):
     name: str | None = None
 
 
+# The customer's address rides along on every event that mails the customer, so notifications can mail
+# at once even when the event overtakes the one that first told it the address (the immediate lane
+# overtakes a backlog on the background lane). Optional: an older producer leaves it out.
+
+
 class UserBanned(EventData):
     user_id: int
     reason: str
     banned_by: int
+    email: Email | None = None
+    name: str | None = None
 
 
 class ProductCreated(EventData):
@@ -85,6 +92,7 @@ class StockRejected(EventData):
     order_id: int
     user_id: int
     reason: str
+    email: Email | None = None
 
 
 class OrderItem(EventData):
@@ -106,12 +114,14 @@ class OrderPaid(EventData):
     user_id: int
     payment_id: str
     amount: Money
+    email: Email | None = None
 
 
 class PaymentFailed(EventData):
     order_id: int
     user_id: int
     error: str
+    email: Email | None = None
 
 
 class OrderCancelled(EventData):

@@ -11,7 +11,7 @@ from aio_pika.exceptions import ChannelClosed
 
 from .catalogue import Lane
 from .settle import ATTEMPT, ORIGINAL_ROUTING_KEY, PARKED_AT, PARKED_FROM, PARKED_REASON, REPLAYED, copy_message
-from .topology import SERVICES, parking_queue, work_queue
+from .topology import SERVICES, parking_queue, settle_exchange, work_queue
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,8 @@ async def replay(connection: AbstractConnection, queue: str, message_id: str | N
             headers = message.headers or {}
             target = str(headers.get(PARKED_FROM) or queue.removesuffix(".dlq"))
             again = copy_message(message, {ATTEMPT: 0, REPLAYED: int(headers.get(REPLAYED, 0) or 0) + 1})
-            await channel.default_exchange.publish(again, target, mandatory=True)
+            exchange = await channel.get_exchange(settle_exchange(target), ensure=False)
+            await exchange.publish(again, target, mandatory=True)
             await message.ack()
             replayed += 1
     finally:

@@ -11,7 +11,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
 from .envelope import Envelope
-from .topology import declare_exchange
+from .topology import EXCHANGE, ensure_exchange
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,9 @@ class Publisher:
         self._exchange: AbstractExchange | None = None
 
     async def open(self) -> None:
+        await ensure_exchange(self._connection)
         self._channel = await self._connection.channel(publisher_confirms=True)
-        self._exchange = await declare_exchange(self._channel)
+        self._exchange = await self._channel.get_exchange(EXCHANGE, ensure=False)
 
     async def publish(self, events: Sequence[OutgoingEvent]) -> None:
         """Publish all, pipelined: every message is sent before the first confirm is awaited.

@@ -11,7 +11,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 
 from . import metrics
 from .settings import BusSettings
-from .topology import parking_queue, retry_queue
+from .topology import parking_queue, retry_queue, settle_exchange
 
 log = logging.getLogger("shop_events.settle")
 
@@ -57,10 +57,10 @@ class Settler:
         self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
 
     async def _send(self, message: aio_pika.Message, queue: str) -> None:
+        """To `queue` through the service's settle exchange; mandatory, so a missing queue raises."""
         assert self._channel is not None, "Settler.open() first"
-        await self._channel.default_exchange.publish(
-            message, queue, mandatory=True, timeout=self._settings.publish_timeout_seconds
-        )
+        exchange = await self._channel.get_exchange(settle_exchange(queue), ensure=False)
+        await exchange.publish(message, queue, mandatory=True, timeout=self._settings.publish_timeout_seconds)
 
     async def retry_or_park(self, message: AbstractIncomingMessage, queue: str, error: BaseException) -> None:
         attempt = attempts_made(message) + 1

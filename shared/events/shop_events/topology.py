@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import asyncio
+import logging
+
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
+from aio_pika.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 
 from .catalogue import CATALOGUE, Lane
 
@@ -13,6 +17,8 @@ EXCHANGE = "shop.events"
 # Every service that may own queues; the CLI looks for parking queues among these.
 SERVICES = ("auth", "products", "orders", "notifications", "analytics")
 QUORUM = {"x-queue-type": "quorum"}
+
+log = logging.getLogger("shop_events.topology")
 
 
 def work_queue(service: str, lane: Lane) -> str:
@@ -25,6 +31,13 @@ def retry_queue(queue: str, n: int) -> str:
 
 def parking_queue(queue: str) -> str:
     return f"{queue}.dlq"
+
+
+def settle_exchange(queue: str) -> str:
+    """The service's own direct exchange for retries, parking, dead-lettering back and replays: each of
+    its queues is bound there by its own name, so no service needs the default exchange (which reaches
+    every queue of the vhost by name)."""
+    return f"{queue.split('.', 1)[0]}.settle"
 
 
 def bindings(event_types: Iterable[str]) -> dict[Lane, list[str]]:
@@ -40,29 +53,77 @@ async def declare_exchange(channel: AbstractChannel) -> AbstractExchange:
     return await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
 
 
+async def ensure_exchange(connection: AbstractConnection) -> None:
+    """shop.events as it is when it exists (a deployed broker's definitions made it, and a service's user
+    may not configure it); declared here only where it is missing, as on a fresh development vhost."""
+    channel = await connection.channel()
+    try:
+        await channel.declare_exchange(EXCHANGE, passive=True)
+        return
+    except ChannelNotFoundEntity:
+        pass  # the failed check closed this channel
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    channel = await connection.channel()
+    try:
+        await declare_exchange(channel)
+    finally:
+        await channel.close()
+
+
 async def declare_lane(
     channel: AbstractChannel, service: str, lane: Lane, routing_keys: list[str], retry_delays_ms: tuple[int, ...]
 ) -> AbstractQueue:
-    """The work queue, its wait queues (TTL, then dead-lettered back) and its parking queue."""
-    exchange = await declare_exchange(channel)
+    """The work queue, its wait queues (TTL, then dead-lettered back) and its parking queue, each bound to
+    the service's settle exchange by its own name. shop.events must exist (ensure_exchange)."""
+    exchange = await channel.get_exchange(EXCHANGE, ensure=False)
     name = work_queue(service, lane)
+    settle = await channel.declare_exchange(settle_exchange(name), aio_pika.ExchangeType.DIRECT, durable=True)
     queue = await channel.declare_queue(name, durable=True, arguments=QUORUM)
     for key in routing_keys:
         await queue.bind(exchange, key)
+    await queue.bind(settle, name)
     for n, delay in enumerate(retry_delays_ms, start=1):
-        await channel.declare_queue(
-            retry_queue(name, n),
-            durable=True,
-            arguments={
-                **QUORUM,
-                "x-message-ttl": delay,
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": name,
-                # Quorum queues can dead-letter at least once; the default would drop a message
-                # if the work queue refused it for a moment.
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-            },
-        )
-    await channel.declare_queue(parking_queue(name), durable=True, arguments=QUORUM)
+        wait = await _declare_wait_queue(channel, retry_queue(name, n), {
+            **QUORUM,
+            "x-message-ttl": delay,
+            "x-dead-letter-exchange": settle.name,
+            "x-dead-letter-routing-key": name,
+            # Quorum queues can dead-letter at least once; the default would drop a message
+            # if the work queue refused it for a moment.
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        })
+        await wait.bind(settle, wait.name)
+    parked = await channel.declare_queue(parking_queue(name), durable=True, arguments=QUORUM)
+    await parked.bind(settle, parked.name)
     return queue
+
+
+async def _declare_wait_queue(channel: AbstractChannel, name: str, arguments: dict) -> AbstractQueue:
+    """A wait queue left by an older version with other arguments (a TTL changed, the default exchange as
+    its dead-letter exchange) is replaced when it is empty; one still holding messages is kept as it is
+    (they go back to work when their TTL ends) and the mismatch is logged, not fatal."""
+    try:
+        return await channel.declare_queue(name, durable=True, arguments=arguments)
+    except ChannelPreconditionFailed:
+        await _reopened(channel)
+    existing = await channel.declare_queue(name, passive=True)
+    if existing.declaration_result.message_count:
+        log.warning("wait queue has other arguments and holds messages; kept until empty", extra={"queue": name})
+        return existing
+    await channel.queue_delete(name, if_empty=True)
+    return await channel.declare_queue(name, durable=True, arguments=arguments)
+
+
+async def _reopened(channel: AbstractChannel) -> None:
+    """After the broker closed the channel over a failed declare: a robust channel reopens itself."""
+    ready = getattr(channel, "ready", None)
+    for _ in range(100):
+        if not channel.is_closed:
+            if ready is not None:
+                await ready()
+            return
+        await asyncio.sleep(0.05)
+    await channel.reopen()
