@@ -102,19 +102,16 @@ async def declare_lane(
 
 
 async def _declare_wait_queue(channel: AbstractChannel, name: str, arguments: dict) -> AbstractQueue:
-    """A wait queue left by an older version with other arguments (a TTL changed, the default exchange as
-    its dead-letter exchange) is replaced when it is empty; one still holding messages is kept as it is
-    (they go back to work when their TTL ends) and the mismatch is logged, not fatal."""
+    """A wait queue left by an older version with other arguments (another TTL, the default exchange as its
+    dead-letter exchange) is kept as it is and the mismatch logged: it still sends its messages back to
+    work, and deleting it could lose the ones waiting (quorum queues can't delete only-if-empty). To take
+    the new arguments, delete it while the service is stopped."""
     try:
         return await channel.declare_queue(name, durable=True, arguments=arguments)
     except ChannelPreconditionFailed:
         await _reopened(channel)
-    existing = await channel.declare_queue(name, passive=True)
-    if existing.declaration_result.message_count:
-        log.warning("wait queue has other arguments and holds messages; kept until empty", extra={"queue": name})
-        return existing
-    await channel.queue_delete(name, if_empty=True)
-    return await channel.declare_queue(name, durable=True, arguments=arguments)
+    log.warning("wait queue declared earlier with other arguments; kept as it is", extra={"queue": name})
+    return await channel.declare_queue(name, passive=True)
 
 
 async def _reopened(channel: AbstractChannel) -> None:

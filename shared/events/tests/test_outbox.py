@@ -54,7 +54,7 @@ async def test_committed_events_are_published_with_the_contracts_properties(amqp
     assert message.content_type == "application/json"
     assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
     assert body["correlation_id"] == "req-42" and body["producer"] == "auth"
-    assert body["data"] == {"user_id": 5, "reason": "spam", "banned_by": 1}
+    assert body["data"] == {"user_id": 5, "reason": "spam", "banned_by": 1, "email": None, "name": None}
 
 
 async def test_a_rolled_back_transaction_publishes_nothing(amqp_url, pool):

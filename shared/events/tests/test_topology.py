@@ -47,9 +47,9 @@ async def test_retries_and_parking_travel_through_the_services_own_settle_exchan
     assert calls == 2
 
 
-async def test_a_wait_queue_left_by_an_older_version_is_replaced_when_empty(record_effect, amqp_url, bus_service):
+async def test_a_wait_queue_left_by_an_older_version_is_kept_and_still_works(record_effect, amqp_url, bus_service):
     """Before the settle exchange, wait queues dead-lettered through the default exchange; a service
-    starting on such a broker replaces the empty ones instead of failing to start."""
+    starting on such a broker keeps them (nothing waiting in them is lost) and retries through them."""
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel()
