@@ -171,15 +171,18 @@ class LaneConsumer:
             await batch[-1].nack(multiple=True, requeue=True)
             return
 
-        for message, reason in poison:
-            await self._settler.park(message, self.queue_name, reason)
         for message, event, error in failed:
             metrics.EVENTS_FAILED.labels(self._service, event.event_type).inc()
             log.warning(
                 "handler failed; will retry",
                 extra=_event_fields(event) | {"error": repr(error), "queue": self.queue_name},
             )
-            await self._settler.retry_or_park(message, self.queue_name, error)
+        # Pipelined: every republish is sent before the first confirm is awaited (a batch that failed
+        # whole would otherwise wait a round trip per message).
+        await asyncio.gather(
+            *(self._settler.park(message, self.queue_name, reason) for message, reason in poison),
+            *(self._settler.retry_or_park(message, self.queue_name, error) for message, _, error in failed),
+        )
         # Everything in the batch is now committed, retried or parked: one ack settles it all.
         await batch[-1].ack(multiple=True)
 
@@ -195,6 +198,13 @@ class LaneConsumer:
         alone: set[uuid.UUID] = set()  # events whose batch handler failed: handled one at a time
         pending = items
         while pending:
+            if len(failed) >= 2 and len(pending) > 1:
+                # More than one bad event in this batch (a handler failing for every event, say): redoing
+                # the rest after each would cost a transaction per failure per event; one transaction
+                # each is linear.
+                for item in pending:
+                    failed += await self._apply([item])
+                break
             try:
                 await self._apply_all(pending, alone)
                 break

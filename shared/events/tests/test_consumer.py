@@ -173,6 +173,34 @@ async def test_one_failing_message_in_a_batch_leaves_the_others_committed_once(r
     assert sorted(json.loads(m.body)["data"]["order_id"] for m in found) == [7, 57, 107, 157, 207, 257]
 
 
+async def test_a_batch_where_many_fail_costs_handler_calls_in_proportion_not_squared(record_effect, amqp_url, bus_service):
+    """Every other event fails once: redoing the batch after each failure would call the handler about
+    n*n/4 times (2,500 for a batch of 100); past the second failure each event gets its own transaction."""
+    calls, failed_once = 0, set()
+
+    async def every_other(event, conn):
+        nonlocal calls
+        calls += 1
+        if event.data.order_id % 2 and event.data.order_id not in failed_once:
+            failed_once.add(event.data.order_id)
+            raise RuntimeError("odd orders fail on their first attempt")
+        await record_effect(event, conn)
+
+    async with bus_service({"StockReserved": every_other}, batch_size=100, batch_linger_ms=50) as svc:
+        [consumer] = svc.bus.consumers
+        sizes, handle_batch = [], consumer.handle_batch
+
+        async def watched(batch):
+            sizes.append(len(batch))
+            await handle_batch(batch)
+
+        consumer.handle_batch = watched
+        await publish_events(amqp_url, *[StockReserved(order_id=i) for i in range(200)])
+        await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 200 FROM effects"), timeout=30)
+    assert max(sizes) >= 50, f"the events never shared a big batch ({sizes}), so this test proved nothing"
+    assert calls <= 3 * 200 + 100, calls
+
+
 async def test_a_batch_handler_takes_runs_of_one_type_and_a_failing_event_is_found_alone(amqp_url, bus_service):
     calls: list[int] = []
 
