@@ -17,18 +17,23 @@ async def queue_depth(amqp_url, name):
         await connection.close()
 
 
-async def test_retries_and_parking_travel_through_the_services_own_settle_exchange(record_effect, amqp_url, bus_service):
-    """The work, wait and parking queues are bound to `<service>.settle` by their names: a message sent
-    there reaches exactly that queue, and a wait queue dead-letters back through it."""
-    calls = 0
+def failing_once(record_effect):
+    """A handler that fails its first call and records the effect after; counts its calls."""
 
-    async def fails_once(event, conn):
-        nonlocal calls
-        calls += 1
-        if calls == 1:
+    async def handler(event, conn):
+        handler.calls += 1
+        if handler.calls == 1:
             raise RuntimeError("not yet")
         await record_effect(event, conn)
 
+    handler.calls = 0
+    return handler
+
+
+async def test_retries_and_parking_travel_through_the_services_own_settle_exchange(record_effect, amqp_url, bus_service):
+    """The work, wait and parking queues are bound to `<service>.settle` by their names: a message sent
+    there reaches exactly that queue, and a wait queue dead-letters back through it."""
+    fails_once = failing_once(record_effect)
     async with bus_service({"StockReserved": fails_once}) as svc:
         connection = await aio_pika.connect(amqp_url)
         try:
@@ -44,7 +49,7 @@ async def test_retries_and_parking_travel_through_the_services_own_settle_exchan
             await connection.close()
         await publish_events(amqp_url, StockReserved(order_id=5))
         await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 1 FROM effects"), timeout=10)
-    assert calls == 2
+    assert fails_once.calls == 2
 
 
 async def test_a_wait_queue_left_by_an_older_version_is_kept_and_still_works(record_effect, amqp_url, bus_service):
@@ -62,17 +67,9 @@ async def test_a_wait_queue_left_by_an_older_version_is_kept_and_still_works(rec
     finally:
         await connection.close()
 
-    calls = 0
-
-    async def fails_once(event, conn):
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError("not yet")
-        await record_effect(event, conn)
-
+    fails_once = failing_once(record_effect)
     async with bus_service({"StockReserved": fails_once}) as svc:
         await publish_events(amqp_url, StockReserved(order_id=6))
         await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 1 FROM effects"), timeout=10)
-    assert calls == 2
+    assert fails_once.calls == 2
     assert await queue_depth(amqp_url, "testsvc.background.retry.1") == 0
