@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 class BusSettings:
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     # Unacked deliveries per lane consumer; bounds memory and how much a crash re-delivers.
-    prefetch: int = 256
+    prefetch: int = 1024
     # Deliveries committed in one database transaction (group commit), then acked together.
-    batch_size: int = 128
+    batch_size: int = 512
     # When a batch would be small but more deliveries are already waiting, wait this long for more.
     batch_linger_ms: float = 2.0
     # A failing handler is tried this many times in all before its message is parked.
