@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import asyncio
 import logging
+from collections.abc import Iterable
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
@@ -61,10 +60,9 @@ async def ensure_exchange(connection: AbstractConnection) -> None:
         await channel.declare_exchange(EXCHANGE, passive=True)
         return
     except ChannelNotFoundEntity:
-        pass  # the failed check closed this channel
+        pass
     finally:
-        if not channel.is_closed:
-            await channel.close()
+        await channel.close()  # also when the failed check closed it: a robust channel would reopen
     channel = await connection.channel()
     try:
         await declare_exchange(channel)
