@@ -79,7 +79,8 @@ async def on_stock_low(event: Event, conn: asyncpg.Connection, post: PostRoom) -
 async def _customer(conn: asyncpg.Connection, order_id: int, user_id: int, email: str | None) -> db.Contact:
     """The address the event carries, else the copy kept from OrderCreated / UserRegistered."""
     if email is not None:
-        await db.save_order(conn, order_id, user_id, email)
+        known = await db.find_user(conn, user_id)
+        return db.Contact(user_id, email, known.name if known else None)
     customer = await db.find_customer_of_order(conn, order_id, user_id)
     if customer is None:
         raise RecipientUnknown(f"no email known yet for order {order_id} of user {user_id}")

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
 
 from . import metrics
 from .settings import BusSettings
@@ -51,16 +51,16 @@ class Settler:
         self._connection = connection
         self._service = service
         self._settings = settings
-        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
 
     async def open(self) -> None:
-        self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._exchange = await channel.get_exchange(settle_exchange(self._service), ensure=False)
 
     async def _send(self, message: aio_pika.Message, queue: str) -> None:
         """To `queue` through the service's settle exchange; mandatory, so a missing queue raises."""
-        assert self._channel is not None, "Settler.open() first"
-        exchange = await self._channel.get_exchange(settle_exchange(queue), ensure=False)
-        await exchange.publish(message, queue, mandatory=True, timeout=self._settings.publish_timeout_seconds)
+        assert self._exchange is not None, "Settler.open() first"
+        await self._exchange.publish(message, queue, mandatory=True, timeout=self._settings.publish_timeout_seconds)
 
     async def retry_or_park(self, message: AbstractIncomingMessage, queue: str, error: BaseException) -> None:
         attempt = attempts_made(message) + 1

@@ -32,11 +32,11 @@ def parking_queue(queue: str) -> str:
     return f"{queue}.dlq"
 
 
-def settle_exchange(queue: str) -> str:
+def settle_exchange(queue_or_service: str) -> str:
     """The service's own direct exchange for retries, parking, dead-lettering back and replays: each of
     its queues is bound there by its own name, so no service needs the default exchange (which reaches
     every queue of the vhost by name)."""
-    return f"{queue.split('.', 1)[0]}.settle"
+    return f"{queue_or_service.split('.', 1)[0]}.settle"
 
 
 def bindings(event_types: Iterable[str]) -> dict[Lane, list[str]]:
