@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from typing import Annotated
+from typing import Annotated, Literal, Union
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, TypeAdapter, create_model
 
-from .envelope import EventData, Money
+from .envelope import Envelope, EventData, Money
 
 
 # Producers validate addresses fully at their HTTP boundary; on the bus a light shape check is enough
@@ -167,3 +167,18 @@ _BY_MODEL = {spec.model: spec for spec in CATALOGUE.values()}
 
 def spec_of(data: EventData) -> EventSpec:
     return _BY_MODEL[type(data)]
+
+
+def _typed_envelope(spec: EventSpec) -> type[Envelope]:
+    """The envelope of one event type, its data validated by the type's model."""
+    return create_model(
+        f"{spec.name}Envelope", __base__=Envelope, event_type=(Literal[spec.name], ...), data=(spec.model, ...)
+    )
+
+
+# Any message of the catalogue, envelope and data validated in one pass over the bytes (pydantic picks the
+# data model by event_type). The consumer's usual path; a message it refuses is decoded again step by step,
+# which names what is wrong.
+ANY_ENVELOPE: TypeAdapter = TypeAdapter(
+    Annotated[Union[tuple(_typed_envelope(spec) for spec in CATALOGUE.values())], Field(discriminator="event_type")]
+)

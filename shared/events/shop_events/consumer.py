@@ -13,7 +13,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
 
 from . import metrics
-from .catalogue import CATALOGUE
+from .catalogue import ANY_ENVELOPE, CATALOGUE
 from .envelope import Envelope, Event, correlation_id, handling_event
 from .settings import BusSettings
 from .settle import Settler
@@ -60,16 +60,30 @@ class Poison(Exception):
 
 def decode(message: AbstractIncomingMessage, handlers: Mapping[str, Handler]) -> Event:
     try:
+        envelope = ANY_ENVELOPE.validate_json(message.body)
+    except ValidationError:
+        return _decode_step_by_step(message, handlers)  # raises Poison with what is wrong
+    _check_routing(envelope.event_type, envelope.event_id, message, handlers)
+    return Event(
+        event_id=envelope.event_id,
+        event_type=envelope.event_type,
+        event_version=envelope.event_version,
+        occurred_at=envelope.occurred_at,
+        producer=envelope.producer,
+        correlation_id=envelope.correlation_id,
+        data=envelope.data,
+    )
+
+
+def _decode_step_by_step(message: AbstractIncomingMessage, handlers: Mapping[str, Handler]) -> Event:
+    try:
         envelope = Envelope.model_validate_json(message.body)
     except ValidationError as exc:
         raise Poison(f"undecodable envelope: {_short(exc)}") from exc
     spec = CATALOGUE.get(envelope.event_type)
     if spec is None:
         raise Poison(f"unknown event type {envelope.event_type!r}")
-    if envelope.event_type not in handlers:
-        raise Poison(f"no handler for {envelope.event_type} on this queue")
-    if message.message_id != str(envelope.event_id):
-        raise Poison("message_id is missing or differs from the envelope's event_id")
+    _check_routing(envelope.event_type, envelope.event_id, message, handlers)
     try:
         data = spec.model.model_validate(envelope.data)
     except ValidationError as exc:
@@ -83,6 +97,15 @@ def decode(message: AbstractIncomingMessage, handlers: Mapping[str, Handler]) ->
         correlation_id=envelope.correlation_id,
         data=data,
     )
+
+
+def _check_routing(
+    event_type: str, event_id: uuid.UUID, message: AbstractIncomingMessage, handlers: Mapping[str, Handler]
+) -> None:
+    if event_type not in handlers:
+        raise Poison(f"no handler for {event_type} on this queue")
+    if message.message_id != str(event_id):
+        raise Poison("message_id is missing or differs from the envelope's event_id")
 
 
 def _short(exc: ValidationError) -> str:

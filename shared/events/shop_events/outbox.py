@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime
 
 import asyncpg
+from pydantic_core import to_json
 
 from . import metrics
 from .catalogue import spec_of
@@ -32,43 +33,44 @@ def build_envelope(data: EventData, correlation: str | None = None) -> Envelope:
     )
 
 
-async def add_event(conn: asyncpg.Connection, data: EventData, *, correlation: str | None = None) -> Envelope:
+def new_event(data: EventData, correlation: str | None = None) -> OutgoingEvent:
+    """An event as the outbox stores it, its body serialized once (what build_envelope gives, without
+    validating again data that is already a validated model: batch handlers write one per order)."""
+    spec = spec_of(data)
+    event_id, occurred_at = uuid.uuid4(), now_utc()
+    correlation = correlation or correlation_id.get() or new_correlation_id()
+    body = to_json({
+        "event_id": event_id, "event_type": spec.name, "event_version": 1, "occurred_at": occurred_at,
+        "producer": spec.producer, "correlation_id": correlation, "data": data,
+    })
+    return OutgoingEvent(str(event_id), spec.name, spec.routing_key, correlation, spec.producer, occurred_at, body)
+
+
+async def add_event(conn: asyncpg.Connection, data: EventData, *, correlation: str | None = None) -> OutgoingEvent:
     """Write an event into the outbox as part of the caller's open transaction.
 
     The correlation id defaults to the one of the request or event being handled now.
     """
-    if not conn.is_in_transaction():
-        raise RuntimeError("add_event must run inside the transaction of the state change it reports")
-    envelope = build_envelope(data, correlation)
-    await conn.execute(
-        "INSERT INTO outbox (event_id, event_type, routing_key, correlation_id, body, created_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
-        envelope.event_id,
-        envelope.event_type,
-        spec_of(data).routing_key,
-        envelope.correlation_id,
-        envelope.body().decode(),
-        envelope.occurred_at,
-    )
-    return envelope
+    [event] = await add_events(conn, [(data, correlation)])
+    return event
 
 
-async def add_events(conn: asyncpg.Connection, events: list[tuple[EventData, str | None]]) -> list[Envelope]:
+async def add_events(conn: asyncpg.Connection, events: list[tuple[EventData, str | None]]) -> list[OutgoingEvent]:
     """Write many events in one statement, each with its own correlation id (for batch handlers)."""
     if not conn.is_in_transaction():
-        raise RuntimeError("add_events must run inside the transaction of the state change it reports")
-    envelopes = [build_envelope(data, correlation) for data, correlation in events]
+        raise RuntimeError("events must be written inside the transaction of the state change they report")
+    rows = [new_event(data, correlation) for data, correlation in events]
     await conn.execute(
         "INSERT INTO outbox (event_id, event_type, routing_key, correlation_id, body, created_at)"
         " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])",
-        [e.event_id for e in envelopes],
-        [e.event_type for e in envelopes],
-        [spec_of(data).routing_key for data, _ in events],
-        [e.correlation_id for e in envelopes],
-        [e.body().decode() for e in envelopes],
-        [e.occurred_at for e in envelopes],
+        [e.event_id for e in rows],
+        [e.event_type for e in rows],
+        [e.routing_key for e in rows],
+        [e.correlation_id for e in rows],
+        [e.body.decode() for e in rows],
+        [e.occurred_at for e in rows],
     )
-    return envelopes
+    return rows
 
 
 class OutboxRelay:
