@@ -9,7 +9,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 
 import asyncpg
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractRobustQueue
+from aiormq.abc import DeliveredMessage
 from pydantic import ValidationError
 
 from . import metrics
@@ -17,6 +18,7 @@ from .catalogue import ANY_ENVELOPE, CATALOGUE
 from .envelope import Envelope, Event, correlation_id, handling_event
 from .settings import BusSettings
 from .settle import Settler
+from .subscription import Subscription, incoming, message_id
 
 log = logging.getLogger("shop_events.consumer")
 
@@ -58,7 +60,7 @@ class Poison(Exception):
     """The message can never be handled as it is: parked at once, with this reason."""
 
 
-def decode(message: AbstractIncomingMessage, handlers: Mapping[str, Handler]) -> Event:
+def decode(message: DeliveredMessage, handlers: Mapping[str, Handler]) -> Event:
     try:
         envelope = ANY_ENVELOPE.validate_json(message.body)
     except ValidationError:
@@ -75,7 +77,7 @@ def decode(message: AbstractIncomingMessage, handlers: Mapping[str, Handler]) ->
     )
 
 
-def _decode_step_by_step(message: AbstractIncomingMessage, handlers: Mapping[str, Handler]) -> Event:
+def _decode_step_by_step(message: DeliveredMessage, handlers: Mapping[str, Handler]) -> Event:
     try:
         envelope = Envelope.model_validate_json(message.body)
     except ValidationError as exc:
@@ -100,11 +102,11 @@ def _decode_step_by_step(message: AbstractIncomingMessage, handlers: Mapping[str
 
 
 def _check_routing(
-    event_type: str, event_id: uuid.UUID, message: AbstractIncomingMessage, handlers: Mapping[str, Handler]
+    event_type: str, event_id: uuid.UUID, message: DeliveredMessage, handlers: Mapping[str, Handler]
 ) -> None:
     if event_type not in handlers:
         raise Poison(f"no handler for {event_type} on this queue")
-    if message.message_id != str(event_id):
+    if message_id(message) != str(event_id):
         raise Poison("message_id is missing or differs from the envelope's event_id")
 
 
@@ -119,7 +121,7 @@ class HandlerFailed(Exception):
         self.indices = indices  # the positions in the batch of the events the failing call was given
 
 
-Failure = tuple[AbstractIncomingMessage, Event, BaseException]
+Failure = tuple[DeliveredMessage, Event, BaseException]
 
 
 class LaneConsumer:
@@ -131,7 +133,7 @@ class LaneConsumer:
         self,
         *,
         service: str,
-        queue: AbstractQueue,
+        queue: AbstractRobustQueue,
         pool: asyncpg.Pool,
         handlers: Mapping[str, Handler],
         settler: Settler,
@@ -143,7 +145,8 @@ class LaneConsumer:
         self._handlers = handlers
         self._settler = settler
         self._settings = settings
-        self._deliveries: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._deliveries: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
+        self._subscription = Subscription(queue, self._deliveries.put_nowait)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -151,11 +154,12 @@ class LaneConsumer:
         return self._queue.name
 
     async def start(self) -> None:
-        await self._queue.consume(self._deliveries.put)
+        await self._subscription.start()
         self._task = asyncio.create_task(self._run(), name=f"consumer {self.queue_name}")
 
     async def stop(self) -> None:
         """Stop taking batches; one being handled is rolled back (its deliveries come again)."""
+        self._subscription.stop()
         if self._task:
             self._task.cancel()
             await asyncio.wait([self._task])
@@ -177,9 +181,9 @@ class LaneConsumer:
                 # The channel went away under us (broker restart): its deliveries come again on the new one.
                 log.exception("batch not settled; the broker will redeliver it", extra={"queue": self.queue_name})
 
-    async def handle_batch(self, batch: list[AbstractIncomingMessage]) -> None:
-        decoded: list[tuple[AbstractIncomingMessage, Event]] = []
-        poison: list[tuple[AbstractIncomingMessage, str]] = []
+    async def handle_batch(self, batch: list[DeliveredMessage]) -> None:
+        decoded: list[tuple[DeliveredMessage, Event]] = []
+        poison: list[tuple[DeliveredMessage, str]] = []
         for message in batch:
             try:
                 decoded.append((message, decode(message, self._handlers)))
@@ -191,7 +195,7 @@ class LaneConsumer:
         except TRANSIENT as exc:
             log.warning("database unavailable; batch requeued", extra={"queue": self.queue_name, "error": repr(exc)})
             await asyncio.sleep(1.0)
-            await batch[-1].nack(multiple=True, requeue=True)
+            await _settle_all(batch, requeue=True)
             return
 
         for message, event, error in failed:
@@ -203,13 +207,13 @@ class LaneConsumer:
         # Pipelined: every republish is sent before the first confirm is awaited (a batch that failed
         # whole would otherwise wait a round trip per message).
         await asyncio.gather(
-            *(self._settler.park(message, self.queue_name, reason) for message, reason in poison),
-            *(self._settler.retry_or_park(message, self.queue_name, error) for message, _, error in failed),
+            *(self._settler.park(incoming(message), self.queue_name, reason) for message, reason in poison),
+            *(self._settler.retry_or_park(incoming(message), self.queue_name, error) for message, _, error in failed),
         )
         # Everything in the batch is now committed, retried or parked: one ack settles it all.
-        await batch[-1].ack(multiple=True)
+        await _settle_all(batch)
 
-    async def _apply(self, items: list[tuple[AbstractIncomingMessage, Event]]) -> list[Failure]:
+    async def _apply(self, items: list[tuple[DeliveredMessage, Event]]) -> list[Failure]:
         """Handle a batch in one transaction; a failing message is taken out and the rest redone.
 
         No savepoints: a subtransaction per message would cost round trips and, past 64 in one
@@ -240,7 +244,7 @@ class LaneConsumer:
                 pending = [item for i, item in enumerate(pending) if i != exc.indices[0]]
         return failed
 
-    async def _apply_all(self, items: list[tuple[AbstractIncomingMessage, Event]], alone: set[uuid.UUID]) -> None:
+    async def _apply_all(self, items: list[tuple[DeliveredMessage, Event]], alone: set[uuid.UUID]) -> None:
         """Inbox rows and handler effects of these events, all or nothing; raises HandlerFailed."""
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = {
@@ -303,6 +307,21 @@ class LaneConsumer:
         if log.isEnabledFor(logging.DEBUG):  # a line per event is too dear to build when nobody reads it
             for _, event in run:
                 log.debug("event handled", extra=_event_fields(event))
+
+
+async def _settle_all(batch: list[DeliveredMessage], requeue: bool = False) -> None:
+    """Ack (or, with requeue, nack) the whole batch: one multiple-ack per channel it came on. A batch can
+    straddle a reopened channel; what came on the closed one is not acked, and the broker delivers it again."""
+    last_on: dict[int, DeliveredMessage] = {}
+    for delivery in batch:
+        last_on[id(delivery.channel)] = delivery
+    for delivery in last_on.values():
+        if delivery.channel.is_closed:
+            continue
+        if requeue:
+            await delivery.channel.basic_nack(delivery.delivery_tag, multiple=True, requeue=True)
+        else:
+            await delivery.channel.basic_ack(delivery.delivery_tag, multiple=True)
 
 
 def _event_fields(event: Event) -> dict[str, str]:
