@@ -17,6 +17,7 @@ import asyncpg
 import httpx
 import typer
 from shop_common import throwaway
+from shop_common.runtime import tune_gc
 
 from . import bus
 from .report import Figure, table, write
@@ -210,6 +211,8 @@ def main(
     only: str = typer.Option("", help="'bus' or 'http' to measure one part only"),
 ) -> None:
     figures: list[Figure] = []
+    # The bus figures run in this process as the services run theirs; the raw baselines run under it too.
+    tune_gc()
     if only in ("", "bus"):
         figures += asyncio.run(bus_figures(events, rounds))
     if only in ("", "http"):

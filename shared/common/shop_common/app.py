@@ -27,6 +27,7 @@ from .config import ServiceSettings
 from .db import create_pool, migrate
 from .logs import setup_logging
 from .operations import RequestLogMiddleware, operations_router, refresh_gauges, service_queues
+from .runtime import tune_gc
 
 log = logging.getLogger("shop_common.app")
 
@@ -107,6 +108,7 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         setup_logging(service, settings.log_level)
+        tune_gc()
         app.state.settings = settings
         app.state.checks_bans = checks_bans
         app.state.jwt_public_key = settings.jwt_public_key_path.read_text()
