@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 
 import asyncpg
@@ -145,8 +146,10 @@ class LaneConsumer:
         self._handlers = handlers
         self._settler = settler
         self._settings = settings
-        self._deliveries: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
-        self._subscription = Subscription(queue, self._deliveries.put_nowait)
+        # A plain deque and a wake-up: an asyncio.Queue's get and put cost more than the rest of taking a batch.
+        self._deliveries: deque[DeliveredMessage] = deque()
+        self._arrived = asyncio.Event()
+        self._subscription = Subscription(queue, self._on_delivery)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -164,15 +167,21 @@ class LaneConsumer:
             self._task.cancel()
             await asyncio.wait([self._task])
 
+    def _on_delivery(self, delivery: DeliveredMessage) -> None:
+        self._deliveries.append(delivery)
+        self._arrived.set()
+
     async def _run(self) -> None:
+        deliveries, size = self._deliveries, self._settings.batch_size
         while True:
-            batch = [await self._deliveries.get()]
-            if 0 < self._deliveries.qsize() < self._settings.batch_size and self._settings.batch_linger_ms:
+            while not deliveries:
+                self._arrived.clear()
+                await self._arrived.wait()
+            if 1 < len(deliveries) < size and self._settings.batch_linger_ms:
                 # More is on its way (a backlog): a moment's wait fills the batch, and one commit then
                 # carries many events. A lone event (nothing else queued) is handled at once.
                 await asyncio.sleep(self._settings.batch_linger_ms / 1000)
-            while len(batch) < self._settings.batch_size and not self._deliveries.empty():
-                batch.append(self._deliveries.get_nowait())
+            batch = [deliveries.popleft() for _ in range(min(size, len(deliveries)))]
             try:
                 await self.handle_batch(batch)
             except asyncio.CancelledError:
@@ -251,12 +260,12 @@ class LaneConsumer:
                 row["event_id"]
                 for row in await conn.fetch(
                     "INSERT INTO processed_events (event_id, event_type, correlation_id, queue)"
-                    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])"
+                    " SELECT e.*, $4 FROM unnest($1::uuid[], $2::text[], $3::text[]) AS e"
                     " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
                     [e.event_id for _, e in items],
                     [e.event_type for _, e in items],
                     [e.correlation_id for _, e in items],
-                    [self.queue_name] * len(items),
+                    self.queue_name,
                 )
             }
             todo: list[tuple[int, Event]] = []

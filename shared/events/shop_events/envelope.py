@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
 
 # The X-Request-ID of the HTTP call (or the correlation id of the event) being handled now;
 # events written while it is set carry it on, so one request can be followed across services.
@@ -70,17 +70,10 @@ class Envelope(BaseModel):
     event_id: uuid.UUID
     event_type: str
     event_version: int = 1
-    occurred_at: datetime
+    occurred_at: AwareDatetime  # a time without its zone is refused: it would be read differently by each reader
     producer: str
     correlation_id: str
     data: dict[str, Any]
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("occurred_at must carry a time zone")
-        return value.astimezone(timezone.utc)
 
     def body(self) -> bytes:
         return self.model_dump_json().encode()
@@ -101,7 +94,7 @@ class Event:
     event_id: uuid.UUID
     event_type: str
     event_version: int
-    occurred_at: datetime
+    occurred_at: AwareDatetime  # a time without its zone is refused: it would be read differently by each reader
     producer: str
     correlation_id: str
     data: EventData
