@@ -60,12 +60,18 @@ class LowStockState:
     alert: bool  # publish StockLow now
 
 
+_ABOVE = LowStockState(alerted=False, alert=False)
+_CROSSED = LowStockState(alerted=True, alert=True)
+_STILL_LOW = LowStockState(alerted=True, alert=False)
+
+
 def low_stock_check(stock: int, threshold: int, alerted: bool) -> LowStockState:
     """Alert when stock is at or below the threshold and no alert went out for this stay down there;
-    clear the flag once stock is above the threshold again, so the next crossing alerts again."""
+    clear the flag once stock is above the threshold again, so the next crossing alerts again.
+    (One of three shared answers: it is asked for every line of every order.)"""
     if stock <= threshold:
-        return LowStockState(alerted=True, alert=not alerted)
-    return LowStockState(alerted=False, alert=False)
+        return _STILL_LOW if alerted else _CROSSED
+    return _ABOVE
 
 
 # ---- a run of orders, decided one after the other ----

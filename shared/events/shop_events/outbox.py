@@ -33,11 +33,11 @@ def build_envelope(data: EventData, correlation: str | None = None) -> Envelope:
     )
 
 
-def new_event(data: EventData, correlation: str | None = None) -> OutgoingEvent:
+def new_event(data: EventData, correlation: str | None = None, occurred_at: datetime | None = None) -> OutgoingEvent:
     """An event as the outbox stores it, its body serialized once (what build_envelope gives, without
     validating again data that is already a validated model: batch handlers write one per order)."""
     spec = spec_of(data)
-    event_id, occurred_at = uuid.uuid4(), now_utc()
+    event_id, occurred_at = uuid.uuid4(), occurred_at or now_utc()
     correlation = correlation or correlation_id.get() or new_correlation_id()
     body = to_json({
         "event_id": event_id, "event_type": spec.name, "event_version": 1, "occurred_at": occurred_at,
@@ -59,7 +59,8 @@ async def add_events(conn: asyncpg.Connection, events: list[tuple[EventData, str
     """Write many events in one statement, each with its own correlation id (for batch handlers)."""
     if not conn.is_in_transaction():
         raise RuntimeError("events must be written inside the transaction of the state change they report")
-    rows = [new_event(data, correlation) for data, correlation in events]
+    occurred_at = now_utc()  # the events of one statement report one state change
+    rows = [new_event(data, correlation, occurred_at) for data, correlation in events]
     await conn.execute(
         "INSERT INTO outbox (event_id, event_type, routing_key, correlation_id, body, created_at)"
         " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])",
