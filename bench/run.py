@@ -201,8 +201,8 @@ ORDER = [
 
 @app.command()
 def main(
-    events: int = typer.Option(10_000, help="events per bus round"),
-    rounds: int = typer.Option(3, help="alternating rounds per bus figure (the median is reported)"),
+    events: int = typer.Option(20_000, help="events per bus round"),
+    rounds: int = typer.Option(5, help="alternating rounds per bus figure (the median is reported)"),
     rate: float = typer.Option(50, help="requests/s of the fixed-rate HTTP phases (GET and POST alternating)"),
     seconds: float = typer.Option(20, help="length of each fixed-rate HTTP phase"),
     confirm_rate: float = typer.Option(10, help="orders/s of the order -> confirmed phase"),

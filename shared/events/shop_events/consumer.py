@@ -167,7 +167,8 @@ class LaneConsumer:
             self._task.cancel()
             await asyncio.wait([self._task])
 
-    def _on_delivery(self, delivery: DeliveredMessage) -> None:
+    async def _on_delivery(self, delivery: DeliveredMessage) -> None:
+        # async, though it never waits: aiormq runs it as it is instead of wrapping it in a coroutine
         self._deliveries.append(delivery)
         self._arrived.set()
 

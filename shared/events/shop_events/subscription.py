@@ -15,7 +15,7 @@ import asyncio
 import itertools
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aio_pika
 import aiormq
@@ -28,7 +28,7 @@ RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)  # between tries to consume again after a c
 
 
 class Subscription:
-    def __init__(self, queue: AbstractRobustQueue, on_delivery: Callable[[DeliveredMessage], None]) -> None:
+    def __init__(self, queue: AbstractRobustQueue, on_delivery: Callable[[DeliveredMessage], Awaitable[None]]) -> None:
         self._queue = queue
         self._channel: AbstractRobustChannel = queue.channel  # type: ignore[assignment]
         self._on_delivery = on_delivery
