@@ -261,12 +261,12 @@ class LaneConsumer:
                 row["event_id"]
                 for row in await conn.fetch(
                     "INSERT INTO processed_events (event_id, event_type, correlation_id, queue)"
-                    " SELECT e.*, $4 FROM unnest($1::uuid[], $2::text[], $3::text[]) AS e"
+                    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])"
                     " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
                     [e.event_id for _, e in items],
                     [e.event_type for _, e in items],
                     [e.correlation_id for _, e in items],
-                    self.queue_name,
+                    [self.queue_name] * len(items),
                 )
             }
             todo: list[tuple[int, Event]] = []
