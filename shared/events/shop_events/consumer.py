@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from . import metrics
 from .catalogue import ANY_ENVELOPE, CATALOGUE
-from .envelope import Envelope, Event, correlation_id, handling_event
+from .envelope import Envelope, Event, EventData, correlation_id, handling_event
 from .settings import BusSettings
 from .settle import Settler
 from .subscription import Subscription, incoming, message_id
@@ -67,15 +67,7 @@ def decode(message: DeliveredMessage, handlers: Mapping[str, Handler]) -> Event:
     except ValidationError:
         return _decode_step_by_step(message, handlers)  # raises Poison with what is wrong
     _check_routing(envelope.event_type, envelope.event_id, message, handlers)
-    return Event(
-        event_id=envelope.event_id,
-        event_type=envelope.event_type,
-        event_version=envelope.event_version,
-        occurred_at=envelope.occurred_at,
-        producer=envelope.producer,
-        correlation_id=envelope.correlation_id,
-        data=envelope.data,
-    )
+    return _event(envelope, envelope.data)
 
 
 def _decode_step_by_step(message: DeliveredMessage, handlers: Mapping[str, Handler]) -> Event:
@@ -91,6 +83,10 @@ def _decode_step_by_step(message: DeliveredMessage, handlers: Mapping[str, Handl
         data = spec.model.model_validate(envelope.data)
     except ValidationError as exc:
         raise Poison(f"invalid {envelope.event_type} data: {_short(exc)}") from exc
+    return _event(envelope, data)
+
+
+def _event(envelope: Envelope, data: EventData) -> Event:
     return Event(
         event_id=envelope.event_id,
         event_type=envelope.event_type,

@@ -2,13 +2,16 @@
 
 import json
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from pydantic import ValidationError
 from shop_events import CATALOGUE, Envelope, Lane
 from shop_events.asyncapi import asyncapi_document
 from shop_events.catalogue import OrderCreated, PaymentFailed, UserBanned
-from shop_events.outbox import build_envelope
+from shop_events.consumer import _decode_step_by_step, decode
+from shop_events.envelope import to_money
+from shop_events.outbox import build_envelope, new_event
 from shop_events.topology import bindings, parking_queue, retry_queue, work_queue
 
 # contract.md section 3, row by row: event -> (routing key, producer, lane)
@@ -58,6 +61,11 @@ def test_money_refuses_floats_and_extra_places(bad):
         order(total=bad)
 
 
+@pytest.mark.parametrize("written, exact", [("7", "7.00"), ("7.5", "7.50"), ("7.50", "7.50"), (" 7.50 ", "7.50"), (-3, "-3.00")])
+def test_money_reads_the_same_on_the_fast_and_the_careful_path(written, exact):
+    assert str(to_money(written)) == exact
+
+
 def test_event_data_refuses_missing_fields_and_empty_orders():
     with pytest.raises(ValidationError):
         OrderCreated.model_validate({"order_id": 1})
@@ -100,3 +108,22 @@ def test_asyncapi_document_lists_every_event_with_its_schema():
         assert set(data_schema["required"]) <= set(spec.model.model_fields)
     assert "user_id" in doc["components"]["messages"]["UserBanned"]["payload"]["allOf"][1]["properties"]["data"]["properties"]
     assert UserBanned  # the model the schema came from
+
+
+@pytest.mark.parametrize("data", [
+    order(),
+    order(total="10.5", items=[{"product_id": 1, "quantity": 3, "unit_price": "3.50"}]),
+    PaymentFailed(order_id=1, user_id=2, error="card declined"),
+    UserBanned(user_id=5, reason="spam", banned_by=1),
+])
+def test_the_consumers_one_pass_decode_reads_what_step_by_step_reads(data):
+    """The outbox's body, decoded in one pass (the consumer's usual path) and step by step (its path for a
+    refused message), gives the same event, with the data the producer wrote."""
+    sent = new_event(data, "req-9")
+    message = SimpleNamespace(body=sent.body, header=SimpleNamespace(properties=SimpleNamespace(message_id=sent.event_id)))
+    handlers = {sent.event_type: None}
+    event = decode(message, handlers)
+    assert event == _decode_step_by_step(message, handlers)
+    assert event.data == data and str(event.event_id) == sent.event_id and event.correlation_id == "req-9"
+    assert json.loads(sent.body) == json.loads(build_envelope(data, "req-9").body()) | {
+        "event_id": sent.event_id, "occurred_at": json.loads(sent.body)["occurred_at"]}
