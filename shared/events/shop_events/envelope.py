@@ -94,7 +94,7 @@ class Event:
     event_id: uuid.UUID
     event_type: str
     event_version: int
-    occurred_at: AwareDatetime  # a time without its zone is refused: it would be read differently by each reader
+    occurred_at: datetime
     producer: str
     correlation_id: str
     data: EventData
