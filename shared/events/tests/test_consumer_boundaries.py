@@ -3,6 +3,7 @@ refusing connections, a broker policy, permission or queue change, a connection 
 the books after it: every event's effect exactly once, nothing parked, nothing left on the queue."""
 
 import asyncio
+from urllib.parse import urlsplit
 
 import aio_pika
 import asyncpg
@@ -12,6 +13,7 @@ from shop_common.fault_injection import (
     AT_COMMIT,
     BEFORE_INSERT,
     DatabaseFault,
+    TcpProxy,
     broker_policy,
     close_connections,
     connections_refused,
@@ -141,6 +143,25 @@ async def test_a_settle_returned_as_unroutable_loses_nothing(record_effect, amqp
         finally:
             await connection.close()
         await books(svc, amqp_url, sent)
+
+
+async def test_a_settle_that_times_out_on_a_silent_network_loses_nothing(record_effect, amqp_url, bus_service):
+    """The network to the broker goes silent just as the first failures are to be republished."""
+    upstream = urlsplit(amqp_url)
+    async with TcpProxy(upstream.hostname, upstream.port or 5672) as proxy:
+        failing = FailingFirst(record_effect)
+
+        async def silence_on_first_failure(event, conn):
+            if not failing.tried:
+                proxy.pause()
+                asyncio.get_running_loop().call_later(2.5, proxy.resume)
+            await failing(event, conn)
+
+        options = {**SETTINGS, "amqp_url": proxy.url(amqp_url), "publish_timeout_seconds": 0.5}
+        async with bus_service({"StockReserved": silence_on_first_failure}, **options) as svc:
+            sent = await place(amqp_url, 20)
+            await books(svc, amqp_url, sent)
+            assert len(failing.tried) == 20
 
 
 async def test_a_settle_whose_channel_is_closed_by_the_broker_loses_nothing(record_effect, amqp_url, bus_service):
