@@ -53,7 +53,7 @@ def asyncapi_parser() -> Callable[[str], dict]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The contract tests that need the whole stack are slow: `-m "not slow"` leaves them out, as the end-to-end tests."""
+    """Every contract test reads what the whole stack serves: `-m "not slow"` leaves them out, as the end-to-end tests."""
     for item in items:
-        if HERE in Path(str(item.path)).parents and "stack" in getattr(item, "fixturenames", ()):
+        if HERE in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.slow)
