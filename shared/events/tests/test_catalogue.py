@@ -102,11 +102,16 @@ def test_asyncapi_document_lists_every_event_with_its_schema():
     doc = asyncapi_document()
     assert doc["asyncapi"].startswith("3.")
     assert set(doc["components"]["messages"]) == set(CATALOGUE)
+    schemas = doc["components"]["schemas"]
     for spec in CATALOGUE.values():
         assert doc["channels"][spec.routing_key]["bindings"]["amqp"]["exchange"]["name"] == "shop.events"
-        data_schema = doc["components"]["messages"][spec.name]["payload"]["allOf"][1]["properties"]["data"]
+        payload = doc["components"]["messages"][spec.name]["payload"]
+        envelope = schemas[payload["$ref"].removeprefix("#/components/schemas/")]
+        assert envelope["properties"]["event_type"]["const"] == spec.name and "data" in envelope["required"]
+        data_schema = schemas[envelope["properties"]["data"]["$ref"].removeprefix("#/components/schemas/")]
         assert set(data_schema["required"]) <= set(spec.model.model_fields)
-    assert "user_id" in doc["components"]["messages"]["UserBanned"]["payload"]["allOf"][1]["properties"]["data"]["properties"]
+    assert "user_id" in schemas["UserBanned"]["properties"]
+    assert "$defs" not in str(doc)  # nested models are components too, so every $ref resolves in the document
     assert UserBanned  # the model the schema came from
 
 
