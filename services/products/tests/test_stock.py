@@ -153,5 +153,5 @@ async def test_a_redelivered_order_created_reserves_once(shop):
         await publish_events(shop.amqp_url, order(1, (product["id"], 4)))  # the same order under a new event id
         await publish_events(shop.amqp_url, order(2, (sentinel["id"], 1)))  # the marker, handled after all of the above
         published = await probe.until_marker("StockReserved", order_id=2)
-    assert [(b["event_type"], b["data"]["order_id"]) for b in published] == [("StockReserved", 1)]
+    assert [(b["event_type"], b["data"].get("order_id")) for b in published] == [("StockReserved", 1)]
     assert await shop.stock(product["id"]) == 6
