@@ -99,6 +99,13 @@ async def burst(gateway: str, count: int, path: str) -> list[int]:
     return list(await asyncio.gather(*(answer(r, w) for r, w in connections)))
 
 
+def json_or_text(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace")
+
+
 async def test_a_burst_over_the_rate_limit_is_429(stack, http):
     """This stack's gateway takes GATEWAY_RATE_BURST=300 over 500/s per client address (conftest.py):
     600 requests at the same moment go over it. (nginx's own 404 comes before the limit, so the path is a
@@ -108,8 +115,8 @@ async def test_a_burst_over_the_rate_limit_is_429(stack, http):
     assert set(codes) <= {404, 429}, codes
     assert codes.count(429) > 0 and codes.count(404) >= 300
     # every refusal is the gateway's JSON, not nginx's HTML page
-    refusals = [json.loads(body) for code, body in answers if code == 429]
-    assert all(r == {"detail": "too many requests, slow down"} for r in refusals), refusals
+    refusals = [json_or_text(body) for code, body in answers if code == 429]
+    assert all(r == {"detail": "too many requests, slow down"} for r in refusals), refusals[:3]
 
     async def served_again() -> bool:  # and the client is let back in once it slows down
         return (await http.get("/api/products")).status_code == 200
