@@ -145,7 +145,7 @@ async def test_two_relays_side_by_side_publish_each_row_once(amqp_url, pool):
 async def listening(pool) -> bool:
     """A session of this database waits on the relay's NOTIFY channel."""
     return await pool.fetchval(
-        "SELECT count(*) = 1 FROM pg_stat_activity WHERE datname = current_database() AND query = $1",
+        "SELECT count(*) >= 1 FROM pg_stat_activity WHERE datname = current_database() AND query = $1",
         f'LISTEN "{NOTIFY_CHANNEL}"',
     )
 
