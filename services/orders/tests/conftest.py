@@ -15,7 +15,7 @@ import pytest
 from shop_common.testing import bearer, eventually, running
 from shop_events.catalogue import ProductCreated, StockRejected, StockReserved
 from shop_events.publisher import OutgoingEvent
-from shop_events.testing import EventProbe, publish_events
+from shop_events.testing import EventProbe, handled, publish_events
 
 from orders.main import create_app
 from orders.payments import PaymentProvider
@@ -44,8 +44,7 @@ class Orders:
         return await self.pool.fetchval("SELECT status FROM orders WHERE id = $1", order_id)
 
     async def handled(self, event: OutgoingEvent) -> bool:
-        return await self.pool.fetchval("SELECT count(*) = 1 FROM processed_events WHERE event_id = $1::uuid",
-                                        event.event_id)
+        return await handled(self.pool, event.event_id)
 
     async def deliver(self, *events: Any) -> list[OutgoingEvent]:
         """Publish events (models or already-sent OutgoingEvents) and wait until the last one was handled."""
