@@ -242,7 +242,7 @@ http_status() {  # host port path: the status code of a GET, with nothing but ba
 
 ensure_chromium() {  # Debian's chromium, for the operations page's browser test (Playwright drives it; no download)
   command -v chromium >/dev/null && return 0
-  apt_install chromium || say "chromium is not installed and can't be here: the browser test will be skipped"
+  apt_install chromium || say "chromium is not installed and can't be here: the browser test will be skipped (or, run as root, fail)"
 }
 
 ensure_node_tools() {  # the official AsyncAPI parser for tests/contract, exactly as its package-lock.json pins it
