@@ -16,6 +16,9 @@ EXCHANGE = "shop.events"
 # Every service that may own queues; the CLI looks for parking queues among these.
 SERVICES = ("auth", "products", "orders", "notifications", "analytics")
 QUORUM = {"x-queue-type": "quorum"}
+# Parking queues are streams: read without being changed (see parking.py). No retention limit: a parked
+# message stays until it is replayed or discarded, and a stream can only drop its oldest segments.
+STREAM = {"x-queue-type": "stream"}
 
 log = logging.getLogger("shop_events.topology")
 
@@ -30,6 +33,11 @@ def retry_queue(queue: str, n: int) -> str:
 
 def parking_queue(queue: str) -> str:
     return f"{queue}.dlq"
+
+
+def replay_log(parking: str) -> str:
+    """The stream that records which entries of a parking stream were replayed or discarded."""
+    return f"{parking}.replayed"
 
 
 def settle_exchange(queue_or_service: str) -> str:
@@ -94,9 +102,24 @@ async def declare_lane(
             "x-overflow": "reject-publish",
         })
         await wait.bind(settle, wait.name)
-    parked = await channel.declare_queue(parking_queue(name), durable=True, arguments=QUORUM)
+    parked = await _declare_parking(channel, parking_queue(name))
     await parked.bind(settle, parked.name)
+    replayed = await channel.declare_queue(replay_log(parked.name), durable=True, arguments=STREAM)
+    await replayed.bind(settle, replayed.name)
     return queue
+
+
+async def _declare_parking(channel: AbstractChannel, name: str) -> AbstractQueue:
+    """A parking queue left by an older version is a quorum queue (a queue's type can't change): it is kept
+    as it is, still parked into, listed and replayed the old way, until `shop-events parked upgrade` moves
+    its messages into a stream of the same name."""
+    try:
+        return await channel.declare_queue(name, durable=True, arguments=STREAM)
+    except ChannelPreconditionFailed:
+        await _reopened(channel)
+    log.warning("parking queue is a quorum queue from an older version; run `shop-events parked upgrade`",
+                extra={"queue": name})
+    return await channel.declare_queue(name, passive=True)
 
 
 async def _declare_wait_queue(channel: AbstractChannel, name: str, arguments: dict) -> AbstractQueue:
