@@ -37,7 +37,7 @@ from .topology import SERVICES, STREAM, parking_queue, replay_log, settle_exchan
 
 OFFSET = "x-stream-offset"  # RabbitMQ's header on every message read from a stream
 PREFETCH = 1000  # a stream consumer must set one; acks only give credit back
-EMPTY_GRACE = 0.5  # seconds an empty-looking stream is given to show its last chunk
+EMPTY_GRACE = 0.25  # seconds an empty-looking stream is given to show its last chunk (ms when it has one)
 TAIL_GRACE = 0.05  # seconds for the rest of the last chunk, already sent in one batch
 READ_TIMEOUT = 30.0  # a delivery the broker owes us that does not come is an error, not the end
 REPLAY_BATCH = 500  # publishes awaited together (each confirmed) before the replay log records them
@@ -116,8 +116,8 @@ async def _is_stream(connection: AbstractConnection, name: str) -> bool:
 class _Reader:
     """One stream consumer from an offset, on its own channel: the messages in stream order."""
 
-    def __init__(self, channel: AbstractChannel) -> None:
-        self._channel = channel
+    def __init__(self, prefetch: int) -> None:
+        self._prefetch = prefetch
         self._arrived: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._unacked = 0
 
@@ -130,18 +130,18 @@ class _Reader:
         except asyncio.TimeoutError:
             return None
         self._unacked += 1
-        if self._unacked >= PREFETCH // 2:  # credit back; on a stream an ack removes nothing
+        if self._unacked >= max(1, self._prefetch // 2):  # credit back; on a stream an ack removes nothing
             await message.ack(multiple=True)
             self._unacked = 0
         return message
 
 
 @asynccontextmanager
-async def _reading(connection: AbstractConnection, name: str, offset: int | str) -> AsyncIterator[_Reader]:
+async def _reading(connection: AbstractConnection, name: str, offset: int | str, prefetch: int = PREFETCH) -> AsyncIterator[_Reader]:
     channel = await connection.channel()
     try:
-        await channel.set_qos(prefetch_count=PREFETCH)
-        reader = _Reader(channel)
+        await channel.set_qos(prefetch_count=prefetch)
+        reader = _Reader(prefetch)
         queue = await channel.get_queue(name, ensure=False)
         await queue.consume(reader._on_message, no_ack=False, arguments={OFFSET: offset})
         yield reader
@@ -165,11 +165,12 @@ async def _last_offset(connection: AbstractConnection, name: str) -> int | None:
         return last
 
 
-async def _entries(connection: AbstractConnection, name: str, start: int, end: int) -> AsyncIterator[AbstractIncomingMessage]:
+async def _entries(connection: AbstractConnection, name: str, start: int, end: int,
+                   prefetch: int = PREFETCH) -> AsyncIterator[AbstractIncomingMessage]:
     """The stream's messages with offsets start..end, in order (close it with aclosing when leaving early)."""
     if start > end:
         return
-    async with _reading(connection, name, start) as reader:
+    async with _reading(connection, name, start, prefetch) as reader:
         while (message := await reader.next(READ_TIMEOUT)) is not None:
             yield message
             if _offset(message) >= end:
@@ -198,7 +199,7 @@ async def _settled(connection: AbstractConnection, parking: str) -> _Settled:
         record = json.loads(entry.body)
         if "through" in record:
             state.through = max(state.through, int(record["through"]))
-        else:
+        elif "offset" in record:
             state.offsets.add(int(record["offset"]))
     return state
 
@@ -232,11 +233,14 @@ async def _open_stream(connection: AbstractConnection, queue: str) -> _Stream | 
     return _Stream(settled, end)
 
 
-async def _live(connection: AbstractConnection, queue: str, stream: _Stream) -> AsyncIterator[AbstractIncomingMessage]:
-    """The parked messages not yet replayed or discarded, oldest first."""
+async def _live(connection: AbstractConnection, queue: str, stream: _Stream,
+                limit: int | None = None) -> AsyncIterator[AbstractIncomingMessage]:
+    """The parked messages not yet replayed or discarded, oldest first; for a page of `limit`, the broker
+    sends not many more than that ahead."""
     if stream.end is None:
         return
-    async with aclosing(_entries(connection, queue, stream.settled.through + 1, stream.end)) as entries:
+    prefetch = PREFETCH if limit is None else max(10, min(PREFETCH, limit + len(stream.settled.offsets)))
+    async with aclosing(_entries(connection, queue, stream.settled.through + 1, stream.end, prefetch)) as entries:
         async for message in entries:
             if not stream.settled.settled(_offset(message)):
                 yield message
@@ -252,7 +256,7 @@ async def list_parked(connection: AbstractConnection, queue: str, limit: int | N
     found: list[ParkedMessage] = []
     if limit is not None and limit <= 0:
         return found
-    async with aclosing(_live(connection, queue, stream)) as messages:
+    async with aclosing(_live(connection, queue, stream, limit)) as messages:
         async for message in messages:
             found.append(_parked(message, queue))
             if limit is not None and len(found) >= limit:
@@ -329,8 +333,8 @@ async def _settle_parked(connection: AbstractConnection, queue: str, message_id:
 async def _send_back(message: AbstractIncomingMessage, queue: str, exchange) -> None:  # noqa: ANN001
     headers = message.headers or {}
     target = str(headers.get(PARKED_FROM) or queue.removesuffix(".dlq"))
-    again = copy_message(message, {ATTEMPT: 0, REPLAYED: int(headers.get(REPLAYED, 0) or 0) + 1})
-    again.headers.pop(OFFSET, None)  # the stream's, not the message's
+    again = _as_parked(message)
+    again.headers.update({ATTEMPT: 0, REPLAYED: int(headers.get(REPLAYED, 0) or 0) + 1})
     await (await exchange(settle_exchange(target))).publish(again, target, mandatory=True)
 
 
@@ -368,6 +372,69 @@ async def _legacy_take(connection: AbstractConnection, queue: str, message_id: s
     finally:
         await channel.close()
     return done
+
+
+async def upgrade(connection: AbstractConnection, queue: str) -> int:
+    """Make a quorum parking queue from an older version a stream of the same name, keeping every message and
+    its order: each is moved, confirmed, into a holding stream `<queue>.upgrading`; the emptied quorum queue is
+    deleted; the stream is declared and the messages copied in (confirmed); the holding stream is deleted.
+    Safe to run again after a crash (nothing is copied twice). Returns how many messages were copied in.
+    Run it with the services stopped: meanwhile a park finds no queue, is refused and retried."""
+    holding = f"{queue}.upgrading"
+    async with _confirming(connection, queue) as (channel, settle):
+        holder = await channel.declare_queue(holding, durable=True, arguments=STREAM)
+        await holder.bind(settle, holding)
+        if await _declared_count(connection, queue) is not None and not await _is_stream(connection, queue):
+            old = await channel.declare_queue(queue, passive=True)
+            await old.unbind(settle, queue)  # parks land nowhere now, so none is lost after the drain
+            while (message := await old.get(no_ack=False, fail=False)) is not None:
+                await settle.publish(_as_parked(message), holding, mandatory=True)
+                await message.ack()
+            await old.delete(if_unused=False, if_empty=False)
+    # A new channel: the old one still holds the deleted quorum queue's state under the same name.
+    async with _confirming(connection, queue) as (channel, settle):
+        parked = await channel.declare_queue(queue, durable=True, arguments=STREAM)
+        await parked.bind(settle, queue)
+        present = {_identity(m) for m in await _all_entries(connection, queue)}
+        copied = 0
+        for message in await _all_entries(connection, holding):
+            if _identity(message) not in present:
+                await settle.publish(_as_parked(message), queue, mandatory=True)
+                copied += 1
+        await channel.queue_delete(holding)
+    return copied
+
+
+@asynccontextmanager
+async def _confirming(connection: AbstractConnection, queue: str) -> AsyncIterator[tuple[AbstractChannel, AbstractExchange]]:
+    """A channel with confirms, and the settle exchange of the queue's service on it."""
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    try:
+        yield channel, await channel.get_exchange(settle_exchange(queue), ensure=False)
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+
+
+def _as_parked(message: AbstractIncomingMessage) -> aio_pika.Message:
+    """The parked message again, without what the queue it was read from added."""
+    again = copy_message(message, {})
+    for header in (OFFSET, "x-delivery-count"):
+        again.headers.pop(header, None)
+    return again
+
+
+def _identity(message: AbstractIncomingMessage) -> tuple:
+    headers = message.headers or {}
+    return message.message_id, str(headers.get(PARKED_AT, "")), str(headers.get(PARKED_FROM, "")), message.body
+
+
+async def _all_entries(connection: AbstractConnection, name: str) -> list[AbstractIncomingMessage]:
+    end = await _last_offset(connection, name)
+    if end is None:
+        return []
+    async with aclosing(_entries(connection, name, 0, end)) as entries:
+        return [m async for m in entries]
 
 
 async def connect(amqp_url: str) -> AbstractConnection:

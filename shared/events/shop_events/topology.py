@@ -106,6 +106,11 @@ async def declare_lane(
     await parked.bind(settle, parked.name)
     replayed = await channel.declare_queue(replay_log(parked.name), durable=True, arguments=STREAM)
     await replayed.bind(settle, replayed.name)
+    if not replayed.declaration_result.message_count:
+        # Never empty, so that a reader finds its end at once instead of waiting to see nothing come
+        # (the count lags a few seconds: a second opening record is harmless).
+        await settle.publish(aio_pika.Message(b'{"opened": true}', content_type="application/json",
+                                              delivery_mode=aio_pika.DeliveryMode.PERSISTENT), replayed.name)
     return queue
 
 
