@@ -108,10 +108,8 @@ async function replay(service, messageId, button) {
 
 async function refresh() {
   try {
-    // One after the other: listing parked messages holds them unacked for a moment, and a queue's depth
-    // counts only the messages that are not held.
-    const queues = await askEach((s) => `/api/${s}/queues`);
-    const parked = await askEach((s) => `/api/${s}/parked`);
+    // Side by side: parked messages are read from their streams, never taken, so listing them changes no count.
+    const [queues, parked] = await Promise.all([askEach((s) => `/api/${s}/queues`), askEach((s) => `/api/${s}/parked`)]);
     showQueues(queues.results);
     showParked(parked.results);
     $("#warnings").textContent = [...new Set([...queues.problems, ...parked.problems])].join("; ");

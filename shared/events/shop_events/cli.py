@@ -4,14 +4,18 @@ Listing, counting and showing only read the parking streams: they change nothing
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from typing import TypeVar
 
 import typer
 
 from . import parking
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Operate the shop's event bus.", no_args_is_help=True)
 parked = typer.Typer(help="Messages parked in <service>.<lane>.dlq after their last attempt.", no_args_is_help=True)
@@ -26,13 +30,14 @@ async def _queues(connection, queue: str | None) -> list[str]:  # noqa: ANN001
     return await parking.parking_queues(connection)
 
 
-def _on_each(amqp_url: str, queue: str | None, each: Callable[..., Awaitable[int]], *args: object) -> int:
-    """each(connection, parking queue, *args) on every queue named (or every one that exists); the sum."""
+def _on_each(amqp_url: str, queue: str | None, each: Callable[..., Awaitable[T]], *args: object) -> list[T]:
+    """each(connection, parking queue, *args) on every queue named (or every one that exists), side by side;
+    the answers in the order of the queues."""
 
-    async def go() -> int:
+    async def go() -> list[T]:
         connection = await parking.connect(amqp_url)
         try:
-            return sum([await each(connection, name, *args) for name in await _queues(connection, queue)])
+            return list(await asyncio.gather(*(each(connection, name, *args) for name in await _queues(connection, queue))))
         finally:
             await connection.close()
 
@@ -42,37 +47,29 @@ def _on_each(amqp_url: str, queue: str | None, each: Callable[..., Awaitable[int
 @parked.command("list")
 def list_(queue: str = typer.Argument(None, help="e.g. orders.background (default: every queue)"), amqp_url: str = AmqpUrl) -> None:
     """One line per parked message, oldest first: queue, message id, event type, attempts, parked at, reason."""
-
-    async def each(connection, name: str) -> int:  # noqa: ANN001
-        for m in await parking.list_parked(connection, name):
+    for messages in _on_each(amqp_url, queue, parking.list_parked):
+        for m in messages:
             typer.echo(f"{m.queue}\t{m.message_id}\t{m.event_type}\t{m.attempts}\t{m.parked_at}\t{m.reason}")
-        return 0
-
-    _on_each(amqp_url, queue, each)
 
 
 @parked.command("count")
 def count(queue: str = typer.Argument(None, help="e.g. orders.background (default: every queue)"), amqp_url: str = AmqpUrl) -> None:
     """One line per parking queue: its name and how many messages wait there (none are read)."""
 
-    async def each(connection, name: str) -> int:  # noqa: ANN001
-        typer.echo(f"{name}\t{await parking.count_parked(connection, name)}")
-        return 0
+    async def each(connection, name: str) -> str:  # noqa: ANN001
+        return f"{name}\t{await parking.count_parked(connection, name)}"
 
-    _on_each(amqp_url, queue, each)
+    for line in _on_each(amqp_url, queue, each):
+        typer.echo(line)
 
 
 @parked.command("show")
 def show(message_id: str, queue: str = typer.Option(None, help="limit the search to one queue"), amqp_url: str = AmqpUrl) -> None:
     """The whole parked message, headers and body, as JSON."""
-
-    async def each(connection, name: str) -> int:  # noqa: ANN001
-        found = [m for m in await parking.list_parked(connection, name) if m.message_id == message_id]
-        for m in found:
-            typer.echo(json.dumps(asdict(m), indent=2))
-        return len(found)
-
-    if not _on_each(amqp_url, queue, each):
+    found = [m for messages in _on_each(amqp_url, queue, parking.list_parked) for m in messages if m.message_id == message_id]
+    for m in found:
+        typer.echo(json.dumps(asdict(m), indent=2))
+    if not found:
         typer.echo(f"no parked message {message_id}", err=True)
         raise typer.Exit(1)
 
@@ -80,7 +77,7 @@ def show(message_id: str, queue: str = typer.Option(None, help="limit the search
 def _settle_command(verb: str, action: Callable[..., Awaitable[int]], message_id: str | None, all_: bool, queue: str | None, amqp_url: str) -> None:
     if not message_id and not all_:
         raise typer.BadParameter("name a message id, or pass --all")
-    done = _on_each(amqp_url, queue, action, message_id)
+    done = sum(_on_each(amqp_url, queue, action, message_id))
     typer.echo(f"{verb} {done} message(s)")
     if message_id and done == 0:
         raise typer.Exit(1)
@@ -112,7 +109,7 @@ def discard(
 def upgrade(queue: str = typer.Argument(None, help="e.g. orders.background (default: every queue)"), amqp_url: str = AmqpUrl) -> None:
     """Make parking queues left as quorum queues by an older version streams, keeping their messages.
     Stop the services first."""
-    moved = _on_each(amqp_url, queue, parking.upgrade)
+    moved = sum(_on_each(amqp_url, queue, parking.upgrade))
     typer.echo(f"upgraded; {moved} parked message(s) moved into streams")
 
 
