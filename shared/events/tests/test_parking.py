@@ -5,10 +5,16 @@ Real RabbitMQ and PostgreSQL, a throwaway vhost and database per test."""
 
 import asyncio
 import json
+import secrets
+import sys
 import time
+from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aio_pika
 import pytest
+from aiormq.exceptions import ChannelAccessRefused
+from shop_common import throwaway
 from shop_common.testing import eventually
 from shop_events import parking
 from shop_events.catalogue import Lane, StockReserved
@@ -18,6 +24,9 @@ from shop_events.settle import ATTEMPT, PARKED_AT, PARKED_FROM, PARKED_REASON, R
 from shop_events.testing import publish_events
 from shop_events.topology import QUORUM, declare_lane, ensure_exchange, settle_exchange
 from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "deploy" / "broker"))
+import definitions as broker  # noqa: E402
 
 WORK = "testsvc.background"
 DLQ = "testsvc.background.dlq"
@@ -276,15 +285,39 @@ async def test_a_quorum_parking_queue_from_an_older_version_keeps_its_messages_a
         await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 5 FROM effects"))
 
 
+async def test_a_service_user_with_only_its_own_rights_lists_counts_and_replays_its_own_parked_messages(amqp_url):
+    """The operations page works as the service's broker user, with the rights deploy/broker grants it."""
+    await declare_bare_lane(amqp_url)
+    await declare_bare_lane(amqp_url, "othersvc")
+    ids = await park_directly(amqp_url, 3)
+    vhost, user, password = unquote(urlsplit(amqp_url).path[1:]), f"shoptest_{throwaway.RUN_ID}_testsvc_user", secrets.token_hex(8)
+    rights = broker.permissions("testsvc")
+    throwaway.rabbitmqctl("add_user", user, password)
+    try:
+        throwaway.rabbitmqctl("set_permissions", "-p", vhost, user, rights["configure"], rights["write"], rights["read"])
+        parts = urlsplit(amqp_url)
+        connection = await connected(urlunsplit((parts.scheme, f"{user}:{password}@{parts.hostname}:{parts.port}", parts.path, "", "")))
+        try:
+            assert await parking.count_parked(connection, DLQ) == 3
+            assert await parking.replay(connection, DLQ, ids[1]) == 1
+            assert [m.message_id for m in await parking.list_parked(connection, DLQ)] == [ids[0], ids[2]]
+            with pytest.raises(ChannelAccessRefused):
+                await parking.list_parked(connection, "othersvc.background.dlq")
+        finally:
+            await connection.close()
+    finally:
+        throwaway.rabbitmqctl("delete_user", user)
+
+
 # ---- helpers for the tests without a running service ----
 
-async def declare_bare_lane(amqp_url) -> None:
+async def declare_bare_lane(amqp_url, service: str = "testsvc") -> None:
     """The lane's queues as a service declares them, with no consumer on them."""
     connection = await connected(amqp_url)
     try:
         await ensure_exchange(connection)
         channel = await connection.channel()
-        await declare_lane(channel, "testsvc", Lane.BACKGROUND, ["stock.reserved"], (100,))
+        await declare_lane(channel, service, Lane.BACKGROUND, ["stock.reserved"], (100,))
     finally:
         await connection.close()
 
