@@ -277,7 +277,9 @@ async def test_a_quorum_parking_queue_from_an_older_version_keeps_its_messages_a
         assert await parking.count_parked(connection, DLQ) == 5
         reasons = [m.reason for m in await parking.list_parked(connection, DLQ)]
         assert await parking.upgrade(connection, DLQ) == 5
-        assert await parking.upgrade(connection, DLQ) == 0  # again: nothing copied twice
+        assert await parking.upgrade(connection, DLQ) == 0  # again: nothing to do
+        await crashed_before_the_holding_stream_was_deleted(connection)
+        assert await parking.upgrade(connection, DLQ) == 0  # run again after that crash: nothing copied twice
         listed = await parking.list_parked(connection, DLQ)
         assert [m.message_id for m in listed] == ids and [m.reason for m in listed] == reasons
         assert await parking.count_parked(connection, DLQ) == 5
@@ -317,6 +319,17 @@ async def test_a_service_user_with_only_its_own_rights_lists_counts_and_replays_
             await connection.close()
     finally:
         throwaway.rabbitmqctl("delete_user", user)
+
+
+async def crashed_before_the_holding_stream_was_deleted(connection) -> None:
+    """What a crash of `upgrade` leaves after copying the messages in: the holding stream, still full."""
+    channel = await connection.channel(publisher_confirms=True)
+    settle = await channel.get_exchange(settle_exchange(WORK), ensure=False)
+    holding = await channel.declare_queue(f"{DLQ}.upgrading", durable=True, arguments={"x-queue-type": "stream"})
+    await holding.bind(settle, holding.name)
+    for message in await parking._all_entries(connection, DLQ):
+        await settle.publish(parking._as_parked(message), holding.name)
+    await channel.close()
 
 
 # ---- helpers for the tests without a running service ----
