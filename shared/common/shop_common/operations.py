@@ -223,11 +223,17 @@ def operations_router(service: str, lanes: Iterable[Lane], retries: int) -> APIR
         summary="Send one parked message back to its work queue, attempts reset (admin)",
         responses={404: {"description": "no parked message with that id"}},
     )
-    async def replay_parked(request: Request, message_id: str, _: Admin) -> Replayed:
+    async def replay_parked(
+        request: Request,
+        message_id: str,
+        _: Admin,
+        queue: str | None = Query(None, max_length=200, description="the parking queue the listing named"),
+        offset: int | None = Query(None, ge=0, description="the offset the listing gave: only that entry is read"),
+    ) -> Replayed:
         connection = bus_connection(request)
-        for name in parking_queues:
+        for name in parking_queues if queue is None else [q for q in parking_queues if q == queue]:
             try:
-                count = await parking.replay(connection, name, message_id)
+                count = await parking.replay(connection, name, message_id, offset if queue is not None else None)
             except ChannelClosed:
                 continue
             if count:

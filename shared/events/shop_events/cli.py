@@ -74,10 +74,13 @@ def show(message_id: str, queue: str = typer.Option(None, help="limit the search
         raise typer.Exit(1)
 
 
-def _settle_command(verb: str, action: Callable[..., Awaitable[int]], message_id: str | None, all_: bool, queue: str | None, amqp_url: str) -> None:
+def _settle_command(verb: str, action: Callable[..., Awaitable[int]], message_id: str | None, all_: bool, queue: str | None,
+                    offset: int | None, amqp_url: str) -> None:
     if not message_id and not all_:
         raise typer.BadParameter("name a message id, or pass --all")
-    done = sum(_on_each(amqp_url, queue, action, message_id))
+    if offset is not None and not (message_id and queue):
+        raise typer.BadParameter("--offset goes with a message id and its --queue")
+    done = sum(_on_each(amqp_url, queue, action, message_id, offset))
     typer.echo(f"{verb} {done} message(s)")
     if message_id and done == 0:
         raise typer.Exit(1)
@@ -88,10 +91,11 @@ def replay(
     message_id: str = typer.Argument(None, help="one message id; omit it with --all"),
     all_: bool = typer.Option(False, "--all", help="replay every parked message"),
     queue: str = typer.Option(None, help="limit to one queue, e.g. orders.background"),
+    offset: int = typer.Option(None, min=0, help="its offset in that queue (from `show`): read only that entry"),
     amqp_url: str = AmqpUrl,
 ) -> None:
     """Send parked messages back to their work queue with their attempts reset."""
-    _settle_command("replayed", parking.replay, message_id, all_, queue, amqp_url)
+    _settle_command("replayed", parking.replay, message_id, all_, queue, offset, amqp_url)
 
 
 @parked.command("discard")
@@ -99,10 +103,11 @@ def discard(
     message_id: str = typer.Argument(None, help="one message id; omit it with --all"),
     all_: bool = typer.Option(False, "--all", help="discard every parked message"),
     queue: str = typer.Option(None, help="limit to one queue, e.g. orders.background"),
+    offset: int = typer.Option(None, min=0, help="its offset in that queue (from `show`): read only that entry"),
     amqp_url: str = AmqpUrl,
 ) -> None:
     """Drop parked messages for good (they are no longer listed); a stream can't be purged."""
-    _settle_command("discarded", parking.discard, message_id, all_, queue, amqp_url)
+    _settle_command("discarded", parking.discard, message_id, all_, queue, offset, amqp_url)
 
 
 @parked.command("upgrade")

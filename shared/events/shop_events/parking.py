@@ -125,10 +125,13 @@ class _Reader:
         self._arrived.put_nowait(message)
 
     async def next(self, timeout: float) -> AbstractIncomingMessage | None:
-        try:
-            message = await asyncio.wait_for(self._arrived.get(), timeout)
-        except asyncio.TimeoutError:
-            return None
+        if not self._arrived.empty():  # no timer for a message already here: most of them, reading through
+            message = self._arrived.get_nowait()
+        else:
+            try:
+                message = await asyncio.wait_for(self._arrived.get(), timeout)
+            except asyncio.TimeoutError:
+                return None
         self._unacked += 1
         if self._unacked >= max(1, self._prefetch // 2):  # credit back; on a stream an ack removes nothing
             await message.ack(multiple=True)
@@ -233,14 +236,15 @@ async def _open_stream(connection: AbstractConnection, queue: str) -> _Stream | 
     return _Stream(settled, end)
 
 
-async def _live(connection: AbstractConnection, queue: str, stream: _Stream,
-                limit: int | None = None) -> AsyncIterator[AbstractIncomingMessage]:
-    """The parked messages not yet replayed or discarded, oldest first; for a page of `limit`, the broker
-    sends not many more than that ahead."""
+async def _live(connection: AbstractConnection, queue: str, stream: _Stream, limit: int | None = None,
+                at: int | None = None) -> AsyncIterator[AbstractIncomingMessage]:
+    """The parked messages not yet replayed or discarded, oldest first (or only the one at offset `at`); for a
+    page of `limit`, the broker sends not many more than that ahead."""
     if stream.end is None:
         return
+    start, end = (stream.settled.through + 1, stream.end) if at is None else (at, min(at, stream.end))
     prefetch = PREFETCH if limit is None else max(10, min(PREFETCH, limit + len(stream.settled.offsets)))
-    async with aclosing(_entries(connection, queue, stream.settled.through + 1, stream.end, prefetch)) as entries:
+    async with aclosing(_entries(connection, queue, start, end, 1 if at is not None else prefetch)) as entries:
         async for message in entries:
             if not stream.settled.settled(_offset(message)):
                 yield message
@@ -272,20 +276,24 @@ async def count_parked(connection: AbstractConnection, queue: str) -> int:
     return stream.live()
 
 
-async def replay(connection: AbstractConnection, queue: str, message_id: str | None = None) -> int:
-    """Send parked messages (all, or those with this message id) back to their work queue, attempts reset."""
-    return await _settle_parked(connection, queue, message_id, send=True)
+async def replay(connection: AbstractConnection, queue: str, message_id: str | None = None, offset: int | None = None) -> int:
+    """Send parked messages (all, or those with this message id) back to their work queue, attempts reset.
+    With the `offset` a listing gave, only that entry is read (if it has this id), not the whole stream."""
+    return await _settle_parked(connection, queue, message_id, offset, send=True)
 
 
-async def discard(connection: AbstractConnection, queue: str, message_id: str | None = None) -> int:
+async def discard(connection: AbstractConnection, queue: str, message_id: str | None = None, offset: int | None = None) -> int:
     """Drop parked messages (all, or those with this message id) for good: they are no longer listed."""
-    return await _settle_parked(connection, queue, message_id, send=False)
+    return await _settle_parked(connection, queue, message_id, offset, send=False)
 
 
-async def _settle_parked(connection: AbstractConnection, queue: str, message_id: str | None, send: bool) -> int:
+async def _settle_parked(connection: AbstractConnection, queue: str, message_id: str | None, offset: int | None,
+                         send: bool) -> int:
     stream = await _open_stream(connection, queue)
     if stream is None:
         return await _legacy_take(connection, queue, message_id, send)
+    if offset is not None and (message_id is None or stream.settled.settled(offset)):
+        return 0  # an offset names one message: with its id, and only while it is still parked
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     exchanges: dict[str, AbstractExchange] = {}
 
@@ -311,7 +319,7 @@ async def _settle_parked(connection: AbstractConnection, queue: str, message_id:
         batch = []
 
     try:
-        async with aclosing(_live(connection, queue, stream)) as messages:
+        async with aclosing(_live(connection, queue, stream, at=offset)) as messages:
             async for message in messages:
                 seen = _offset(message)
                 if message_id is not None and message.message_id != message_id:

@@ -8,6 +8,7 @@ import json
 import secrets
 import sys
 import time
+import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -185,7 +186,13 @@ async def test_replaying_one_then_all_sends_them_to_work_attempts_reset_and_list
             assert await parking.count_parked(connection, DLQ) == 5
             await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 1 FROM effects"))
             assert await parking.replay(connection, DLQ, ids[2]) == 0  # replayed already
-            assert await parking.replay(connection, DLQ) == 5
+            listed = await parking.list_parked(connection, DLQ)
+            assert await parking.replay(connection, DLQ, ids[0], offset=listed[1].offset) == 0  # not that one's place
+            replayed = await asyncio.to_thread(cli, amqp_url, "replay", ids[0], "--queue", WORK, "--offset", str(listed[0].offset))
+            assert replayed == "replayed 1 message(s)\n"  # only that entry read, as the ops page does
+            assert await parking.replay(connection, DLQ, ids[0], offset=listed[0].offset) == 0  # replayed already
+            await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 2 FROM effects"))
+            assert await parking.replay(connection, DLQ) == 4
             assert await parking.list_parked(connection, DLQ) == [] and await parking.count_parked(connection, DLQ) == 0
             assert await parking.replay(connection, DLQ) == 0
             await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 6 FROM effects"))
@@ -239,8 +246,13 @@ async def test_with_100000_parked_the_first_page_and_the_count_read_only_what_th
             started = time.perf_counter()
             page = await parking.list_parked(connection, DLQ, limit=100)
             page_seconds, page_bytes = time.perf_counter() - started, proxy.received - before
-            await parking.replay(connection, DLQ, ids[0])
+            started = time.perf_counter()
+            assert await parking.replay(connection, DLQ, ids[0]) == 1  # by id: the whole stream is read
+            replay_seconds = time.perf_counter() - started
             before = proxy.received
+            started = time.perf_counter()
+            assert await parking.replay(connection, DLQ, ids[1], offset=page[1].offset) == 1  # as the ops page does
+            at_offset_seconds, at_offset_bytes = time.perf_counter() - started, proxy.received - before
             started = time.perf_counter()
             next_page = await parking.list_parked(connection, DLQ, limit=100)
             next_page_seconds = time.perf_counter() - started
@@ -250,13 +262,14 @@ async def test_with_100000_parked_the_first_page_and_the_count_read_only_what_th
     finally:
         await proxy.close()
     print(f"\n{total} parked in {parked_in:.1f}s; count {count_seconds * 1000:.0f} ms ({count_bytes} bytes from the broker);"
-          f" first page of 100 {page_seconds * 1000:.0f} ms ({page_bytes} bytes); after one replay {next_page_seconds * 1000:.0f} ms")
-    assert counted == total and recounted == total - 1
+          f" first page of 100 {page_seconds * 1000:.0f} ms ({page_bytes} bytes); one replayed by id {replay_seconds:.1f}s,"
+          f" by id and offset {at_offset_seconds * 1000:.0f} ms ({at_offset_bytes} bytes); the first page after {next_page_seconds * 1000:.0f} ms")
+    assert counted == total and recounted == total - 2
     assert [m.message_id for m in page] == ids[:100]
-    assert [m.message_id for m in next_page] == ids[1:101]
+    assert [m.message_id for m in next_page] == ids[2:102]
     # Reading all 100,000 would bring ~30 MB; the page and the count bring a few hundred messages at most.
     whole_stream = total * 300
-    assert page_bytes < whole_stream / 100 and count_bytes < whole_stream / 100
+    assert page_bytes < whole_stream / 100 and count_bytes < whole_stream / 100 and at_offset_bytes < whole_stream / 100
 
 
 async def test_a_quorum_parking_queue_from_an_older_version_keeps_its_messages_and_is_upgraded_in_place(record_effect, amqp_url, bus_service):
@@ -348,21 +361,20 @@ async def declare_bare_lane(amqp_url, service: str = "testsvc") -> None:
 async def park_directly(amqp_url, n: int) -> list[str]:
     """n messages published into the parking stream as the Settler parks them (through the settle exchange,
     with its headers, confirmed); for numbers the bus would take minutes to park. Their ids, in order."""
+    template = json.loads(build_envelope(StockReserved(order_id=0)).body())
+    headers = {PARKED_REASON: "failed 5 times; last error: RuntimeError: boom", PARKED_AT: "2026-01-01T00:00:00+00:00",
+               PARKED_FROM: WORK, ATTEMPT: 5, "x-original-routing-key": "stock.reserved"}
+    ids = [str(uuid.uuid4()) for _ in range(n)]
     connection = await connected(amqp_url)
-    ids = []
     try:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         settle = await channel.get_exchange(settle_exchange(WORK), ensure=False)
-        for start in range(0, n, 2000):
+        for start in range(0, n, 5000):
             batch = []
-            for i in range(start, min(n, start + 2000)):
-                envelope = build_envelope(StockReserved(order_id=i))
-                headers = {PARKED_REASON: "failed 5 times; last error: RuntimeError: boom", PARKED_AT: "2026-01-01T00:00:00+00:00",
-                           PARKED_FROM: WORK, ATTEMPT: 5, "x-original-routing-key": "stock.reserved"}
-                message = aio_pika.Message(envelope.body(), headers=headers, message_id=str(envelope.event_id),
-                                           type="StockReserved", content_type="application/json",
-                                           delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
-                ids.append(str(envelope.event_id))
+            for i in range(start, min(n, start + 5000)):
+                body = json.dumps({**template, "event_id": ids[i], "data": {"order_id": i}}).encode()
+                message = aio_pika.Message(body, headers=headers, message_id=ids[i], type="StockReserved",
+                                           content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
                 batch.append(settle.publish(message, DLQ, mandatory=True))
             await asyncio.gather(*batch)
     finally:
