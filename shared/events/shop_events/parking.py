@@ -12,7 +12,8 @@ Where a stream ends: AMQP 0-9-1 has no "end of stream" signal, and a passive dec
 stream is a statistic refreshed every few seconds (RabbitMQ 3.10). So a consumer attached at `last` (the
 last chunk) names the last offset: its first delivery comes at once when the stream has anything, and the
 rest of that chunk arrives in the same batch. Readers then stop at that offset, without waiting for silence.
-A stream that looks empty (count 0: empty, or written to in the last seconds) is given EMPTY_GRACE.
+A stream that looks empty (count 0: empty, or written to in the last seconds) is given EMPTY_GRACE; the
+replay log never is, as it opens with a `{"opened": true}` record (topology.declare_lane writes it).
 
 A replay republishes each message to its work queue, attempts reset, with a confirm, before the replay log
 records it; a crash in between can replay a message twice (the inbox skips it), never lose one.
