@@ -73,12 +73,12 @@ def _parked(message: AbstractIncomingMessage, queue: str) -> ParkedMessage:
 
 
 def _dead_lettered_reason(headers: dict) -> str:
-    """Parked by the broker, not the Settler: the work queue dead-lettered it (its delivery limit reached)."""
-    deaths = headers.get("x-death") or []
-    if not deaths:
+    """Parked by the broker, not the Settler: the work queue dead-lettered it (its delivery limit reached).
+    At-least-once dead-lettering sets only the x-first-death-* headers, not x-death."""
+    if "x-first-death-reason" not in headers:
         return ""
-    death = deaths[0]
-    return f"dead-lettered by the broker from {death.get('queue')}: {death.get('reason')} (handed out without a settle too often)"
+    return (f"dead-lettered by the broker from {headers.get('x-first-death-queue')}:"
+            f" {headers['x-first-death-reason']} (handed out too often without a settle)")
 
 
 def _offset(message: AbstractIncomingMessage) -> int:
