@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import TypeVar
@@ -14,6 +13,7 @@ from typing import TypeVar
 import typer
 
 from . import parking
+from .settings import amqp_url_from_env
 
 T = TypeVar("T")
 
@@ -21,7 +21,7 @@ app = typer.Typer(help="Operate the shop's event bus.", no_args_is_help=True)
 parked = typer.Typer(help="Messages parked in <service>.<lane>.dlq after their last attempt.", no_args_is_help=True)
 app.add_typer(parked, name="parked")
 
-AmqpUrl = typer.Option(os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), help="Broker URL (AMQP_URL).")
+AmqpUrl = typer.Option(amqp_url_from_env(), help="Broker URL (AMQP_URL).")
 
 
 async def _queues(connection, queue: str | None) -> list[str]:  # noqa: ANN001
