@@ -118,3 +118,24 @@ class IsolatedStack:
     def database_url(self, database: str, role: str) -> str:
         host = throwaway.POSTGRES_URL.split("@", 1)[1].rsplit("/", 1)[0]
         return f"postgresql://{role}@{host}/{database}"
+
+
+def stack_fixtures(name: str, admin_email: str, admin_password: str):  # noqa: ANN201 - two pytest fixtures
+    """A suite's own isolated stack for the session, and a client of it (tests/e2e/shop.py) per test, as the
+    fixtures `stack` and `shop` of that suite's conftest: `stack, shop = stack_fixtures(...)`."""
+    import httpx
+    import pytest
+    from shop import Shop
+
+    @pytest.fixture(scope="session")
+    def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IsolatedStack]:
+        isolated = IsolatedStack(name, tmp_path_factory.mktemp(f"{name}-stack"), admin_email, admin_password)
+        with isolated.running():
+            yield isolated
+
+    @pytest.fixture
+    async def shop(stack: IsolatedStack):  # noqa: ANN202
+        async with httpx.AsyncClient(base_url=stack.gateway, timeout=30) as http:
+            yield Shop(http, stack)
+
+    return stack, shop

@@ -6,28 +6,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from isolated_stack import IsolatedStack
-from shop import Shop
+from isolated_stack import IsolatedStack, stack_fixtures
 
 HERE = Path(__file__).parent
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IsolatedStack]:
-    stack = IsolatedStack("contract", tmp_path_factory.mktemp("contract-stack"), "contract-admin@example.com", "contract-admin-password")
-    with stack.running():
-        yield stack
-
-
-@pytest.fixture
-async def shop(stack: IsolatedStack) -> AsyncIterator[Shop]:
-    async with httpx.AsyncClient(base_url=stack.gateway, timeout=30) as http:
-        yield Shop(http, stack)
+stack, shop = stack_fixtures("contract", "contract-admin@example.com", "contract-admin-password")
 
 
 @pytest.fixture(scope="session")

@@ -4,26 +4,12 @@ development sink's mail folder."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from isolated_stack import IsolatedStack
-from shop import Shop
+from isolated_stack import stack_fixtures
 
-
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IsolatedStack]:
-    stack = IsolatedStack("e2e", tmp_path_factory.mktemp("stack"), "e2e-admin@example.com", "e2e-admin-password")
-    with stack.running():
-        yield stack
-
-
-@pytest.fixture
-async def shop(stack: IsolatedStack) -> AsyncIterator[Shop]:
-    async with httpx.AsyncClient(base_url=stack.gateway, timeout=30) as http:
-        yield Shop(http, stack)
+stack, shop = stack_fixtures("e2e", "e2e-admin@example.com", "e2e-admin-password")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

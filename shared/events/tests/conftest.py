@@ -35,6 +35,16 @@ async def _record_effect(event, conn: asyncpg.Connection) -> None:
 
 
 @pytest.fixture
+async def pool(database_url):
+    """A pool on the test's database with the bus's tables."""
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=8)
+    async with pool.acquire() as conn:
+        await install_schema(conn)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
 def bus_service(amqp_url: str, database_url: str):
     """start(handlers, service=..., **bus settings) runs a bus-only service for the test."""
 

@@ -3,24 +3,14 @@
 import asyncio
 
 import aio_pika
-import asyncpg
 import pytest
 from aiormq.exceptions import ChannelInvalidStateError
 from shop_common.testing import eventually
-from shop_events import BusSettings, add_event, install_schema
+from shop_events import BusSettings, add_event
 from shop_events.catalogue import StockReserved, UserBanned
 from shop_events.outbox import NOTIFY_CHANNEL, OutboxRelay
 from shop_events.publisher import Publisher
 from shop_events.testing import EventProbe
-
-
-@pytest.fixture
-async def pool(database_url):
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=8)
-    async with pool.acquire() as conn:
-        await install_schema(conn)
-    yield pool
-    await pool.close()
 
 
 async def write_events(pool, count, correlation="corr-1"):

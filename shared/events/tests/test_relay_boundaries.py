@@ -18,7 +18,7 @@ from shop_common.fault_injection import (
     connections_refused,
 )
 from shop_common.testing import eventually
-from shop_events import BusSettings, add_events, install_schema
+from shop_events import BusSettings, add_events
 from shop_events.catalogue import StockReserved
 from shop_events.outbox import OutboxRelay
 from shop_events.publisher import Publisher
@@ -26,15 +26,6 @@ from shop_events.topology import EXCHANGE, QUORUM, declare_exchange
 
 EVENTS = 300
 SUBSCRIBER = "subscriber.stock"
-
-
-@pytest.fixture
-async def pool(database_url):
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
-    async with pool.acquire() as conn:
-        await install_schema(conn)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture
