@@ -84,7 +84,7 @@ async def raw_publish(amqp_url: str, events: list[OutgoingEvent]) -> float:
     return len(events) / elapsed
 
 
-async def relay_publish(amqp_url: str, pool: asyncpg.Pool, events: list[OutgoingEvent]) -> float:
+async def relay_publish(settings: BusSettings, pool: asyncpg.Pool, events: list[OutgoingEvent]) -> float:
     """Ours: the same bodies committed in the outbox, then drained by the relay. Returns events/s."""
     async with pool.acquire() as conn:
         await conn.execute("TRUNCATE outbox")
@@ -93,10 +93,10 @@ async def relay_publish(amqp_url: str, pool: asyncpg.Pool, events: list[Outgoing
             columns=["event_id", "event_type", "routing_key", "correlation_id", "body"],
             records=[(e.event_id, e.event_type, e.routing_key, e.correlation_id, e.body.decode()) for e in events],
         )
-    connection = await aio_pika.connect_robust(amqp_url)
-    publisher = Publisher(connection)
+    connection = await aio_pika.connect_robust(settings.amqp_url)
+    publisher = Publisher(connection, settings.publish_timeout_seconds)
     await publisher.open()
-    relay = OutboxRelay(pool, publisher, "bench", BusSettings(amqp_url=amqp_url))
+    relay = OutboxRelay(pool, publisher, "bench", settings)
     started = time.perf_counter()
     while await relay.relay_once():
         pass
@@ -105,7 +105,11 @@ async def relay_publish(amqp_url: str, pool: asyncpg.Pool, events: list[Outgoing
     return len(events) / elapsed
 
 
-async def relay_figure(amqp_url: str, database_url: str, n: int, rounds: int, progress: Callable[[str], None]) -> dict:
+async def relay_figure(
+    settings: BusSettings, database_url: str, n: int, rounds: int, progress: Callable[[str], None]
+) -> dict:
+    """The relay as a service runs it (`settings` from that service's config) against raw publishing."""
+    amqp_url = settings.amqp_url
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
     await migrate(pool, Path("/nonexistent"))
     connection = await aio_pika.connect(amqp_url)
@@ -116,7 +120,7 @@ async def relay_figure(amqp_url: str, database_url: str, n: int, rounds: int, pr
     for r in range(rounds):
         raw.append(await raw_publish(amqp_url, events))
         await queue.purge()
-        ours.append(await relay_publish(amqp_url, pool, events))
+        ours.append(await relay_publish(settings, pool, events))
         await queue.purge()
         progress(f"relay round {r + 1}/{rounds}: raw {raw[-1]:.0f}/s, relay {ours[-1]:.0f}/s")
     await connection.close()
@@ -161,12 +165,12 @@ async def raw_consume(amqp_url: str, queue_name: str, n: int, prefetch: int) -> 
 
 
 async def bus_consume(
-    amqp_url: str, pool: asyncpg.Pool, service: str, handlers: Mapping[str, Handler], events: list[OutgoingEvent]
+    settings: BusSettings, pool: asyncpg.Pool, service: str, handlers: Mapping[str, Handler], events: list[OutgoingEvent]
 ) -> float:
     """Ours: the service's lane consumer with its real handlers, effects and inbox committed, acked after.
     The clock stops when the last event's inbox row is committed and every one is there. Returns events/s."""
     last = uuid.UUID(events[-1].event_id)
-    bus = Bus(service, BusSettings(amqp_url=amqp_url))
+    bus = Bus(service, settings)
     await bus.connect()
     started = time.perf_counter()
     await bus.start_consumers(pool, handlers)
@@ -189,7 +193,7 @@ Prepare = Callable[[asyncpg.Pool], Awaitable[None]]
 
 
 async def consumer_figure(
-    amqp_url: str,
+    settings: BusSettings,
     database_url: str,
     *,
     service: str,
@@ -206,16 +210,17 @@ async def consumer_figure(
     work_queue = f"{service}.background"
     raw, ours, per_transaction = [], [], []
     # declare the service's topology once (consumers start, nothing queued yet), then stop
-    bus = Bus(service, BusSettings(amqp_url=amqp_url))
+    amqp_url = settings.amqp_url
+    bus = Bus(service, settings)
     await bus.connect()
     await bus.start_consumers(pool, handlers)
     await bus.close()
     for r in range(rounds):
         await fill(amqp_url, "bench.raw", events)
-        raw.append(await raw_consume(amqp_url, "bench.raw", n, BusSettings().prefetch))
+        raw.append(await raw_consume(amqp_url, "bench.raw", n, settings.prefetch))
         await prepare(pool)
         await fill(amqp_url, work_queue, events)
-        ours.append(await bus_consume(amqp_url, pool, service, handlers, events))
+        ours.append(await bus_consume(settings, pool, service, handlers, events))
         per_transaction.append(n / await transactions(pool))
         progress(
             f"{service} consumer round {r + 1}/{rounds}: raw {raw[-1]:.0f}/s, ours {ours[-1]:.0f}/s"

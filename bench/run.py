@@ -60,8 +60,10 @@ def at_least(name: str, measured: dict, goal: float, note: str = "", **details: 
 
 
 async def bus_figures(events: int, rounds: int) -> list[Figure]:
+    import analytics.config
     import analytics.handlers
     import analytics.main
+    import products.config
     import products.handlers
     import products.main
 
@@ -76,17 +78,19 @@ async def bus_figures(events: int, rounds: int) -> list[Figure]:
 
     try:
         progress(f"outbox relay vs raw publish (window {bus.RAW_WINDOW}), {events} events x {rounds} rounds")
-        relay = await bus.relay_figure(amqp_url, await database(), events, rounds, progress)
+        # The bus as the services run it: each figure's settings come from that service's own config.
+        relay_settings = products.config.Settings(amqp_url=amqp_url).bus_settings()
+        relay = await bus.relay_figure(relay_settings, await database(), events, rounds, progress)
         figures.append(at_least("relay_vs_raw_publish", relay, 0.9, "StockReserved bodies, persistent, confirmed"))
 
         progress(f"consumers vs raw consume from a quorum queue, {events} OrderCreated x {rounds} rounds each")
         consumers = {}
-        for service, module, handlers, prepare in [
-            ("analytics", analytics.main, analytics.handlers.HANDLERS, reset_analytics),
-            ("products", products.main, products.handlers.HANDLERS, reset_products),
+        for service, config, module, handlers, prepare in [
+            ("analytics", analytics.config, analytics.main, analytics.handlers.HANDLERS, reset_analytics),
+            ("products", products.config, products.main, products.handlers.HANDLERS, reset_products),
         ]:
             consumers[service] = await bus.consumer_figure(
-                amqp_url, await database(), service=service,
+                config.Settings(amqp_url=amqp_url).bus_settings(), await database(), service=service,
                 handlers={"OrderCreated": handlers["OrderCreated"]},
                 migrations=Path(module.__file__).with_name("migrations"), prepare=prepare,
                 n=events, rounds=rounds, progress=progress,

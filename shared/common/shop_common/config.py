@@ -8,6 +8,8 @@ from typing import ClassVar
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from shop_events import BusSettings
 
+_BUS = BusSettings()  # the bus's defaults, written once in shop_events.settings
+
 
 class ServiceSettings(BaseSettings):
     """A service subclasses this, names itself and adds its `<SERVICE>_DATABASE_URL` field."""
@@ -17,17 +19,18 @@ class ServiceSettings(BaseSettings):
     service: ClassVar[str]
     database_url: str
 
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    amqp_url: str = _BUS.amqp_url
     jwt_public_key_path: Path = Path(".run/keys/jwt_public.pem")
     # Which parts this process runs, so that on Kubernetes each scales on its own.
     roles: str = "api,consumers,relay"
     log_level: str = "INFO"
     db_pool_size: int = 10
 
-    event_max_attempts: int = 5
-    event_retry_delays_ms: str = "1000,5000,30000,120000"
-    event_prefetch: int = 256
-    event_batch_size: int = 128
+    event_max_attempts: int = _BUS.max_attempts
+    event_retry_delays_ms: str = ",".join(map(str, _BUS.retry_delays_ms))
+    event_prefetch: int = _BUS.prefetch
+    event_batch_size: int = _BUS.batch_size
+    event_inbox_retention_hours: float = _BUS.inbox_retention_hours
 
     def runs(self, role: str) -> bool:
         return role in {r.strip() for r in self.roles.split(",")}
@@ -39,4 +42,5 @@ class ServiceSettings(BaseSettings):
             retry_delays_ms=tuple(int(ms) for ms in self.event_retry_delays_ms.split(",")),
             prefetch=self.event_prefetch,
             batch_size=self.event_batch_size,
+            inbox_retention_hours=self.event_inbox_retention_hours,
         )

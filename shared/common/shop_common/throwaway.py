@@ -13,9 +13,10 @@ from itertools import count
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
+from shop_events.settings import amqp_url_from_env
 
 RUN_ID = uuid.uuid4().hex[:8]
-AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+AMQP_URL = amqp_url_from_env()
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 _numbers = count(1)
 

@@ -10,6 +10,7 @@ import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 
 from .consumer import Handler, LaneConsumer
+from .inbox import prune_forever
 from .outbox import OutboxRelay
 from .publisher import Publisher
 from .settings import BusSettings
@@ -24,6 +25,7 @@ class Bus:
         self.connection: AbstractRobustConnection | None = None
         self.publisher: Publisher | None = None
         self.consumers: list[LaneConsumer] = []
+        self._pruning: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         self.connection = await aio_pika.connect_robust(
@@ -50,6 +52,7 @@ class Bus:
             )
             await consumer.start()
             self.consumers.append(consumer)
+        self._pruning = asyncio.create_task(prune_forever(pool, self.settings.inbox_retention_hours), name="inbox pruning")
         return self.consumers
 
     def relay(self, pool: asyncpg.Pool) -> OutboxRelay:
@@ -57,6 +60,9 @@ class Bus:
         return OutboxRelay(pool, self.publisher, self.service, self.settings)
 
     async def close(self) -> None:
+        if self._pruning is not None:
+            self._pruning.cancel()
+            await asyncio.wait([self._pruning])
         await asyncio.gather(*(consumer.stop() for consumer in self.consumers))
         if self.connection is not None:
             await self.connection.close()

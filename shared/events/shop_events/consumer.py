@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 
 import asyncpg
 from aio_pika.abc import AbstractRobustQueue
@@ -43,9 +46,9 @@ def batch_handler(handle: Callable[[list[Event], asyncpg.Connection], Awaitable[
 
 Handler = EventHandler | BatchHandler
 
-# Errors that say the database is away, not that the message is bad: the batch goes back to the queue
-# and waits for the database, instead of using up its attempts. Any other error a handler raises
-# (an SMTP relay that is down, say) is the message's failure and goes through the wait queues.
+# How a failure is settled (the rule, in full, is in the module's README, shared/events/README.md):
+# - The database is away: the batch is held and tried again after a pause, for as long as it takes;
+#   nothing counts against a message. Taking a connection failing in any way is this case too.
 DATABASE_AWAY = (
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
@@ -53,8 +56,25 @@ DATABASE_AWAY = (
     asyncpg.AdminShutdownError,
     asyncpg.TooManyConnectionsError,
 )
-# Outside the handlers (taking a connection, the inbox insert, the commit) a socket error means the same.
-TRANSIENT = DATABASE_AWAY + (OSError, asyncio.TimeoutError)
+# Outside a handler a socket error or a timeout means the same (inside one, it is the handler's: SMTP, say).
+AWAY_OUTSIDE_HANDLERS = DATABASE_AWAY + (OSError, asyncio.TimeoutError)
+# - Contention: the same transaction may well commit if run again. Tried again as it is, a few times.
+CONTENTION = (
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.LockNotAvailableError,
+    asyncpg.QueryCanceledError,  # statement_timeout, lock_timeout
+)
+# - Anything else outside a handler (a deferred constraint failing at COMMIT, say) can't be pinned on one
+#   event: the events are tried one by one, and an event whose own transaction fails counts an attempt.
+# - A handler's own error counts an attempt for its event (wait queue, then parking queue).
+
+
+SETTLE_RETRY_SECONDS = (0.5, 1.0, 2.0)  # pauses before a failed republish is tried again, then requeued
+
+
+class DatabaseAway(Exception):
+    """Taking a connection failed: whatever the error, no event is to blame."""
 
 
 class Poison(Exception):
@@ -184,10 +204,15 @@ class LaneConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                # The channel went away under us (broker restart): its deliveries come again on the new one.
-                log.exception("batch not settled; the broker will redeliver it", extra={"queue": self.queue_name})
+                # handle_batch settles every delivery itself; what can still fail is the ack, when the channel
+                # closes under us (the broker then delivers the batch again on the new one), or a bug. Either
+                # way no later multiple-ack may cover this batch: what is still outstanding goes back.
+                log.exception("batch not settled; given back to the broker", extra={"queue": self.queue_name})
+                await _give_back(batch)
 
     async def handle_batch(self, batch: list[DeliveredMessage]) -> None:
+        """Settle every delivery of the batch: committed and acked, sent to a wait queue, parked, or (when
+        even that fails) requeued. Nothing is acked before its own fate is decided."""
         decoded: list[tuple[DeliveredMessage, Event]] = []
         poison: list[tuple[DeliveredMessage, str]] = []
         for message in batch:
@@ -196,14 +221,7 @@ class LaneConsumer:
             except Poison as exc:
                 poison.append((message, str(exc)))
 
-        try:
-            failed = await self._apply(decoded)
-        except TRANSIENT as exc:
-            log.warning("database unavailable; batch requeued", extra={"queue": self.queue_name, "error": repr(exc)})
-            await asyncio.sleep(1.0)
-            await _settle_all(batch, requeue=True)
-            return
-
+        failed = await self._commit(decoded)
         for message, event, error in failed:
             metrics.EVENTS_FAILED.labels(self._service, event.event_type).inc()
             log.warning(
@@ -212,12 +230,61 @@ class LaneConsumer:
             )
         # Pipelined: every republish is sent before the first confirm is awaited (a batch that failed
         # whole would otherwise wait a round trip per message).
-        await asyncio.gather(
-            *(self._settler.park(incoming(message), self.queue_name, reason) for message, reason in poison),
-            *(self._settler.retry_or_park(incoming(message), self.queue_name, error) for message, _, error in failed),
-        )
-        # Everything in the batch is now committed, retried or parked: one ack settles it all.
-        await _settle_all(batch)
+        settles: list[tuple[DeliveredMessage, Callable[[], Awaitable[None]]]] = [
+            (m, functools.partial(self._settler.park, incoming(m), self.queue_name, reason)) for m, reason in poison
+        ]
+        settles += [
+            (m, functools.partial(self._settler.retry_or_park, incoming(m), self.queue_name, e)) for m, _, e in failed
+        ]
+        unsettled = await self._settle(settles)
+        await _ack_all(batch, unsettled)
+
+    async def _settle(self, settles: list[tuple[DeliveredMessage, Callable[[], Awaitable[None]]]]) -> list[DeliveredMessage]:
+        """Republish to wait or parking queues. One whose republish failed (nacked, returned as unroutable,
+        timed out, its channel lost) is tried again a few times, then given back to the broker (requeued)."""
+        for pause in (*SETTLE_RETRY_SECONDS, None):
+            if not settles:
+                return []
+            results = await asyncio.gather(*(send() for _, send in settles), return_exceptions=True)
+            errors = {repr(r) for r in results if isinstance(r, BaseException)}
+            settles = [item for item, result in zip(settles, results) if isinstance(result, BaseException)]
+            if settles and pause is not None:
+                log.warning("could not settle; trying again", extra={"queue": self.queue_name, "error": "; ".join(errors)})
+                await asyncio.sleep(pause)
+        log.error("could not settle; requeued", extra={"queue": self.queue_name, "count": len(settles)})
+        metrics.EVENTS_REQUEUED.labels(self._service, self.queue_name).inc(len(settles))
+        return [message for message, _ in settles]
+
+    async def _commit(self, items: list[tuple[DeliveredMessage, Event]]) -> list[Failure]:
+        """Commit the batch's effects and inbox rows; returns the events whose handlers failed. Raises
+        nothing but cancellation: every other error is one of the cases of the rule at the top."""
+        for tries in itertools.count(1):
+            try:
+                return await self._apply(items)
+            except DatabaseAway as exc:
+                await self._pause("database unavailable; batch held", exc.__cause__ or exc, tries)
+            except AWAY_OUTSIDE_HANDLERS as exc:
+                await self._pause("database unavailable; batch held", exc, tries)
+            except Exception as exc:
+                if isinstance(exc, CONTENTION) and tries <= self._settings.contention_retries:
+                    await self._pause("contention; batch tried again", exc, tries)
+                    continue
+                if len(items) == 1:
+                    message, event = items[0]
+                    return [(message, event, exc)]
+                log.warning(
+                    "batch could not commit; its events are tried one by one",
+                    extra={"queue": self.queue_name, "error": repr(exc), "events": len(items)},
+                )
+                failed: list[Failure] = []
+                for item in items:
+                    failed += await self._commit([item])
+                return failed
+        raise AssertionError("unreachable")
+
+    async def _pause(self, what: str, error: BaseException, tries: int) -> None:
+        log.warning(what, extra={"queue": self.queue_name, "error": repr(error), "tries": tries})
+        await asyncio.sleep(min(0.1 * 2**tries, 5.0))
 
     async def _apply(self, items: list[tuple[DeliveredMessage, Event]]) -> list[Failure]:
         """Handle a batch in one transaction; a failing message is taken out and the rest redone.
@@ -236,7 +303,7 @@ class LaneConsumer:
                 # the rest after each would cost a transaction per failure per event; one transaction
                 # each is linear.
                 for item in pending:
-                    failed += await self._apply([item])
+                    failed += await self._commit([item])
                 break
             try:
                 await self._apply_all(pending, alone)
@@ -250,9 +317,20 @@ class LaneConsumer:
                 pending = [item for i, item in enumerate(pending) if i != exc.indices[0]]
         return failed
 
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        try:
+            conn = await self._pool.acquire()
+        except Exception as exc:
+            raise DatabaseAway(repr(exc)) from exc
+        try:
+            yield conn
+        finally:
+            await self._pool.release(conn)
+
     async def _apply_all(self, items: list[tuple[DeliveredMessage, Event]], alone: set[uuid.UUID]) -> None:
         """Inbox rows and handler effects of these events, all or nothing; raises HandlerFailed."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             fresh = {
                 row["event_id"]
                 for row in await conn.fetch(
@@ -301,8 +379,8 @@ class LaneConsumer:
                 await handler.handle([event for _, event in run], conn)
             else:
                 await handler(first, conn)
-        except DATABASE_AWAY:
-            raise
+        except DATABASE_AWAY + CONTENTION:
+            raise  # not the event's fault: settled by the rule at the top
         except Exception as exc:
             raise HandlerFailed(exc, [index for index, _ in run]) from exc
         finally:
@@ -315,19 +393,30 @@ class LaneConsumer:
                 log.debug("event handled", extra=_event_fields(event))
 
 
-async def _settle_all(batch: list[DeliveredMessage], requeue: bool = False) -> None:
-    """Ack (or, with requeue, nack) the whole batch: one multiple-ack per channel it came on. A batch can
-    straddle a reopened channel; what came on the closed one is not acked, and the broker delivers it again."""
+async def _ack_all(batch: list[DeliveredMessage], unsettled: list[DeliveredMessage]) -> None:
+    """Nack (requeue) the unsettled ones one by one, then ack the rest: one multiple-ack per channel. The
+    multiple-ack can't cover an undecided delivery, as every earlier batch is settled already and the
+    nacked ones are no longer outstanding. A batch can straddle a reopened channel; what came on the
+    closed one is neither acked nor nacked, and the broker delivers it again."""
+    for delivery in unsettled:
+        if not delivery.channel.is_closed:
+            await delivery.channel.basic_nack(delivery.delivery_tag, multiple=False, requeue=True)
     last_on: dict[int, DeliveredMessage] = {}
     for delivery in batch:
         last_on[id(delivery.channel)] = delivery
     for delivery in last_on.values():
-        if delivery.channel.is_closed:
-            continue
-        if requeue:
-            await delivery.channel.basic_nack(delivery.delivery_tag, multiple=True, requeue=True)
-        else:
+        if not delivery.channel.is_closed:
             await delivery.channel.basic_ack(delivery.delivery_tag, multiple=True)
+
+
+async def _give_back(batch: list[DeliveredMessage]) -> None:
+    for delivery in batch:
+        try:
+            if not delivery.channel.is_closed:
+                await delivery.channel.basic_nack(delivery.delivery_tag, multiple=False, requeue=True)
+        except Exception:  # an acked tag is refused: the channel closes and the broker redelivers the rest
+            log.warning("could not give a delivery back", exc_info=True)
+            return
 
 
 def _event_fields(event: Event) -> dict[str, str]:

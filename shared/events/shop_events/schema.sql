@@ -31,3 +31,5 @@ CREATE TABLE IF NOT EXISTS processed_events (
     handled_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS processed_events_correlation ON processed_events (correlation_id);
+-- Pruning (shop_events.inbox) finds the oldest rows by this.
+CREATE INDEX IF NOT EXISTS processed_events_handled_at ON processed_events (handled_at);
