@@ -81,13 +81,15 @@ class FailingSettle(Fault):
         self.name = f"{service} {event_type} fails once, its retry returned unroutable"
 
     async def inject(self, r: Round) -> None:
+        # Since the switch: a lane stuck settling takes no new batch, so the failures that meet the unbound
+        # queue may all come in the moment before it is unbound.
+        self._since = (await r.stack.sql(self.service, "SELECT clock_timestamp() AS t"))[0]["t"]
         await r.stack.switch_handler(self.service, self.event_type, 1)
         await r.stack.unbind(self.wait, f"{self.service}.settle")
         # The broker's answer to a retry sent there now, as the settle would send it.
         self._probe = await r.stack.publish_probe(f"{self.service}.settle", self.wait)
         if "returned" not in self._probe:
             r.problems.append(f"a retry to the unbound {self.wait} was not returned: {self._probe}")
-        self._since = (await r.stack.sql(self.service, "SELECT clock_timestamp() AS t"))[0]["t"]
 
     async def repair(self, r: Round) -> None:
         failed = (await r.stack.sql(
@@ -96,9 +98,9 @@ class FailingSettle(Fault):
         await r.stack.bind(self.wait, f"{self.service}.settle")
         await r.stack.switch_handler(self.service, self.event_type, None, on=False)
         if not failed:
-            r.problems.append(f"no {self.event_type} failed while {self.wait} was unbound: the fault never bit")
+            r.problems.append(f"no {self.event_type} failed while the fault was on: it never bit")
         r.notes.append(
-            f"{failed} {self.event_type} failed while {self.wait} was unbound (a probe sent there: {self._probe})"
+            f"{failed} {self.event_type} failed while the fault was on; a probe sent to {self.wait}: {self._probe}"
         )
         r.notes.append(await replay_parked(r, self.service, "FaultInjected"))
 
