@@ -130,6 +130,10 @@ class FaultStack:
                     break
                 time.sleep(0.05)
 
+    def server(self, action: str, which: str) -> None:
+        """deploy/faults/servers.sh restart|stop-one|start-one rabbitmq|postgres, on this stack's own servers."""
+        self._run(["deploy/faults/servers.sh", action, which, str(self.folder / "servers")], timeout=180)
+
     def server_log(self, which: str) -> Path:
         return self.folder / "servers" / "logs" / f"{which}.log"
 
