@@ -20,7 +20,7 @@ from shop_events import Bus, BusSettings, Handler
 from shop_events.catalogue import OrderCreated, StockReserved
 from shop_events.outbox import OutboxRelay, build_envelope
 from shop_events.publisher import OutgoingEvent, Publisher
-from shop_events.topology import QUORUM, declare_exchange
+from shop_events.topology import QUORUM, declare_exchange, work_queue_arguments
 
 RAW_WINDOW = 256  # confirms in flight for the raw baseline, as issue 10 sets it
 
@@ -129,10 +129,11 @@ async def relay_figure(
 
 
 async def fill(amqp_url: str, queue_name: str, events: list[OutgoingEvent]) -> None:
-    """Put the events straight into one queue (default exchange), confirmed, before the clock starts."""
+    """Put the events straight into one queue (default exchange), confirmed, before the clock starts. Both
+    queues, the baseline's and ours, have a work queue's arguments."""
     connection = await aio_pika.connect(amqp_url)
     channel = await connection.channel(publisher_confirms=True)
-    await channel.declare_queue(queue_name, durable=True, arguments=QUORUM)
+    await channel.declare_queue(queue_name, durable=True, arguments=work_queue_arguments(queue_name))
     for start in range(0, len(events), 1000):
         await asyncio.gather(
             *(channel.default_exchange.publish(e.message(), queue_name) for e in events[start:start + 1000])
@@ -145,7 +146,7 @@ async def raw_consume(amqp_url: str, queue_name: str, n: int, prefetch: int) -> 
     connection = await aio_pika.connect(amqp_url)
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=prefetch)
-    queue = await channel.declare_queue(queue_name, durable=True, arguments=QUORUM)
+    queue = await channel.declare_queue(queue_name, durable=True, arguments=work_queue_arguments(queue_name))
     done = asyncio.Event()
     seen = 0
 

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from shop_events.catalogue import CATALOGUE
-from shop_events.topology import EXCHANGE, SERVICES
+from shop_events.topology import EXCHANGE, SERVICES, upgrade_policies
 
 HERE = Path(__file__).resolve().parent
 COMPOSE_FILE = HERE / "definitions.json"
@@ -70,6 +70,7 @@ def definitions(vhost: str, passwords: dict[str, str], prefix: str = "") -> dict
         "vhosts": [{"name": vhost}],
         "permissions": grants,
         "topic_permissions": topics,
+        "policies": [{"vhost": vhost, **policy} for policy in upgrade_policies(SERVICES)],
         # Declared once here, so that it exists before any service; services declare it again, the same.
         "exchanges": [{"name": EXCHANGE, "vhost": vhost, "type": "topic", "durable": True, "auto_delete": False,
                        "internal": False, "arguments": {}}],

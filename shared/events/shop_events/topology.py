@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterable
 
 import aio_pika
@@ -78,37 +79,71 @@ async def declare_lane(
     exchange = await channel.get_exchange(EXCHANGE, ensure=False)
     name = work_queue(service, lane)
     settle = await channel.declare_exchange(settle_exchange(name), aio_pika.ExchangeType.DIRECT, durable=True)
-    queue = await channel.declare_queue(name, durable=True, arguments=QUORUM)
+    queue = await _declare_kept(channel, name, work_queue_arguments(name))
     for key in routing_keys:
         await queue.bind(exchange, key)
     await queue.bind(settle, name)
     for n, delay in enumerate(retry_delays_ms, start=1):
-        wait = await _declare_wait_queue(channel, retry_queue(name, n), {
-            **QUORUM,
-            "x-message-ttl": delay,
-            "x-dead-letter-exchange": settle.name,
-            "x-dead-letter-routing-key": name,
-            # Quorum queues can dead-letter at least once; the default would drop a message
-            # if the work queue refused it for a moment.
-            "x-dead-letter-strategy": "at-least-once",
-            "x-overflow": "reject-publish",
-        })
+        wait = await _declare_kept(channel, retry_queue(name, n), wait_queue_arguments(name, delay))
         await wait.bind(settle, wait.name)
     parked = await channel.declare_queue(parking_queue(name), durable=True, arguments=QUORUM)
     await parked.bind(settle, parked.name)
     return queue
 
 
-async def _declare_wait_queue(channel: AbstractChannel, name: str, arguments: dict) -> AbstractQueue:
-    """A wait queue left by an older version with other arguments (another TTL, the default exchange as its
-    dead-letter exchange) is kept as it is and the mismatch logged: it still sends its messages back to
-    work, and deleting it could lose the ones waiting (quorum queues can't delete only-if-empty). To take
-    the new arguments, delete it while the service is stopped."""
+# Quorum queues dead-letter at most once unless told otherwise: a message would be dropped if its target
+# refused it for a moment. At least once needs reject-publish overflow on the queue that dead-letters.
+AT_LEAST_ONCE = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+# RabbitMQ 4's default for quorum queues, set here so 3.x behaves the same: a message delivered this many
+# times without a settle (a consumer that crashes on it, a settle that keeps failing) is dead-lettered
+# to the parking queue rather than handed out forever (or, on 4 without a dead-letter exchange, dropped).
+DELIVERY_LIMIT = 20
+
+
+def work_queue_arguments(queue: str) -> dict[str, object]:
+    return {
+        **QUORUM, **AT_LEAST_ONCE, "x-delivery-limit": DELIVERY_LIMIT,
+        "x-dead-letter-exchange": settle_exchange(queue), "x-dead-letter-routing-key": parking_queue(queue),
+    }
+
+
+def wait_queue_arguments(queue: str, delay_ms: int) -> dict[str, object]:
+    """A wait queue holds a message `delay_ms`, then dead-letters it back to its work queue."""
+    return {
+        **QUORUM, **AT_LEAST_ONCE, "x-message-ttl": delay_ms,
+        "x-dead-letter-exchange": settle_exchange(queue), "x-dead-letter-routing-key": queue,
+    }
+
+
+def upgrade_policies(services: Iterable[str]) -> list[dict[str, object]]:
+    """The queue arguments above as broker policies (deploy/broker/definitions.py loads them), so that queues
+    made by an older version, whose arguments can't change, get them in place without losing what they hold:
+    each work queue dead-letters to its parking queue, every wait queue dead-letters at least once. Queue
+    arguments win over a policy, so queues declared with them behave the same either way."""
+    def policy_keys(arguments: dict[str, object]) -> dict[str, object]:
+        return {k.removeprefix("x-"): v for k, v in arguments.items() if k != "x-queue-type"}
+
+    found: list[dict[str, object]] = []
+    for service in services:
+        for lane in Lane:
+            queue = work_queue(service, lane)
+            found.append({"name": f"shop-{queue}", "pattern": f"^{re.escape(queue)}$", "apply-to": "queues",
+                          "priority": 0, "definition": policy_keys(work_queue_arguments(queue))})
+        found.append({"name": f"shop-{service}-wait-queues", "pattern": rf"^{re.escape(service)}\..*\.retry\.\d+$",
+                      "apply-to": "queues", "priority": 0, "definition": policy_keys(AT_LEAST_ONCE)})
+    return found
+
+
+async def _declare_kept(channel: AbstractChannel, name: str, arguments: dict) -> AbstractQueue:
+    """A queue left by an older version with other arguments (no dead-lettering, another TTL, the default
+    exchange as dead-letter exchange) is kept as it is and the mismatch logged: its arguments can't change,
+    and deleting it would lose what it holds. The broker's policies (deploy/broker/definitions.py) give it
+    the new dead-lettering in place; see the README's "Upgrading queues in place"."""
     try:
         return await channel.declare_queue(name, durable=True, arguments=arguments)
     except ChannelPreconditionFailed:
         await _reopened(channel)
-    log.warning("wait queue declared earlier with other arguments; kept as it is", extra={"queue": name})
+    log.warning("queue declared earlier with other arguments; kept as it is", extra={"queue": name})
     return await channel.declare_queue(name, passive=True)
 
 

@@ -1,10 +1,15 @@
 """The queues and exchanges a service declares, as the broker then holds them."""
 
+import json
+import subprocess
+
 import aio_pika
+from shop_common import throwaway
+from shop_common.fault_injection import vhost_of
 from shop_common.testing import eventually
 from shop_events.catalogue import StockReserved
 from shop_events.testing import publish_events
-from shop_events.topology import EXCHANGE, QUORUM
+from shop_events.topology import DELIVERY_LIMIT, EXCHANGE, QUORUM, upgrade_policies
 
 
 async def queue_depth(amqp_url, name):
@@ -73,3 +78,67 @@ async def test_a_wait_queue_left_by_an_older_version_is_kept_and_still_works(rec
         await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 1 FROM effects"), timeout=10)
     assert fails_once.calls == 2
     assert await queue_depth(amqp_url, "testsvc.background.retry.1") == 0
+
+
+async def test_a_work_queue_left_by_an_older_version_keeps_its_messages_and_takes_the_policy_in_place(record_effect, amqp_url, bus_service):
+    """An older version declared work queues without dead-lettering. A service starting on such a broker
+    keeps the queue and what it holds; the broker policies of the definitions then give it the parking
+    queue as dead-letter target, in place."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        old = await channel.declare_queue("testsvc.background", durable=True, arguments=QUORUM)
+        await old.bind(EXCHANGE, "stock.reserved")
+    finally:
+        await connection.close()
+    sent = await publish_events(amqp_url, *(StockReserved(order_id=i) for i in range(5)))  # held by the old queue
+
+    async with bus_service({"StockReserved": record_effect}) as svc:
+        await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 5 FROM effects"), timeout=10)
+        assert sorted(str(r["event_id"]) for r in await svc.effects()) == sorted(e.event_id for e in sent)
+
+    for policy in upgrade_policies(["testsvc"]):
+        throwaway.rabbitmqctl("set_policy", "-p", vhost_of(amqp_url), "--apply-to", str(policy["apply-to"]),
+                              str(policy["name"]), str(policy["pattern"]), json.dumps(policy["definition"]))
+    assert await eventually(lambda: queue_policy(amqp_url, "testsvc.background"), timeout=10) == "shop-testsvc.background"
+    await publish_events(amqp_url, StockReserved(order_id=99))
+    assert await redelivered_until_parked(amqp_url, "testsvc.background") == DELIVERY_LIMIT + 1
+
+
+async def test_a_message_past_the_delivery_limit_is_parked_not_dropped(record_effect, amqp_url, bus_service):
+    """A message handed out again and again without a settle (a consumer that dies on it) ends in the
+    parking queue once the broker's delivery limit is reached."""
+    async with bus_service({"StockReserved": record_effect}):
+        pass  # the topology, declared as the service does
+    await publish_events(amqp_url, StockReserved(order_id=1))
+    assert await redelivered_until_parked(amqp_url, "testsvc.background") == DELIVERY_LIMIT + 1
+
+
+def queue_policy(amqp_url, queue):
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost_of(amqp_url), "--formatter", "json",
+         "name", "policy"], check=True, capture_output=True, text=True, timeout=60,
+    ).stdout
+    found = {q["name"]: q["policy"] for q in json.loads(listed)}
+    return found.get(queue) or None
+
+
+async def redelivered_until_parked(amqp_url, queue):
+    """Take the queue's one message and give it back, as a crashing consumer would, until the broker
+    dead-letters it; returns how many times it was handed out. Fails if it disappears unparked."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        work = await channel.declare_queue(queue, passive=True)
+        deliveries = 0
+        for _ in range(DELIVERY_LIMIT + 5):
+            message = await work.get(no_ack=False, fail=False, timeout=5)
+            if message is None:
+                break
+            deliveries += 1
+            await message.nack(requeue=True)
+        await eventually(lambda: queue_depth(amqp_url, f"{queue}.dlq"), timeout=10)
+        return deliveries
+    finally:
+        await connection.close()
