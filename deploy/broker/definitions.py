@@ -10,7 +10,8 @@ Each service's user (`shop_<prefix><service>`) may, in the stack's vhost:
 - write to its own queues and settle exchange (its retries, parking, replays and the wait queues'
   dead-lettering go through `<service>.settle`, never the default exchange, which would reach every
   queue of the vhost by name) and, for a producer, to `shop.events`;
-- read (consume, bind from) only its own queues and exchange, and `shop.events`;
+- read (consume, bind from) only its own queues and exchange, and `shop.events`: reading its parking streams
+  (`<service>.<lane>.dlq` and their replay logs `.dlq.replayed`) for the operations page is consuming them;
 - publish on `shop.events` only the routing keys of the events it produces (a topic permission):
   orders can't publish `user.banned`, and notifications and analytics can't publish at all.
 The runner applies them with `rabbitmqctl import_definitions` (idempotent); compose and Kubernetes load the

@@ -242,5 +242,17 @@ http_status() {  # host port path: the status code of a GET, with nothing but ba
 
 ensure_chromium() {  # Debian's chromium, for the operations page's browser test (Playwright drives it; no download)
   command -v chromium >/dev/null && return 0
-  apt_install chromium || say "chromium is not installed and can't be here: the browser test will be skipped"
+  apt_install chromium || say "chromium is not installed and can't be here: the browser test will be skipped (or, run as root, fail)"
+}
+
+ensure_node_tools() {  # the official AsyncAPI parser for tests/contract, exactly as its package-lock.json pins it
+  local dir="$ROOT/tests/contract" want
+  want="$(sha256sum < "$dir/package-lock.json" | cut -c1-16)"
+  [ "$(cat "$dir/node_modules/.installed" 2>/dev/null)" = "$want" ] && return 0
+  command -v npm >/dev/null || apt_install nodejs npm \
+    || die "Node.js and npm are needed for the contract tests and can't be installed here: install nodejs and npm"
+  say "installing the pinned Node.js packages into tests/contract/node_modules"
+  # --ignore-scripts: the parser needs no install step, and one dependency's only script is telemetry.
+  npm ci --prefix "$dir" --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null || die "npm ci failed"
+  echo "$want" > "$dir/node_modules/.installed"
 }

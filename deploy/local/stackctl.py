@@ -185,6 +185,7 @@ async def _queue_state(connection, name: str) -> tuple[int, int] | None:  # noqa
 
 async def _queues(amqp_url: str, services: list[str]) -> None:
     import aio_pika
+    from shop_events import parking
 
     connection = await aio_pika.connect(amqp_url, client_properties={"connection_name": "make status"})
     parked_lines, retrying, parked_total = [], 0, 0
@@ -200,10 +201,14 @@ async def _queues(amqp_url: str, services: list[str]) -> None:
                 while (waiting := await _queue_state(connection, f"{work}.retry.{n}")) is not None:
                     retrying += waiting[0]
                     n += 1
-                parked = await _queue_state(connection, f"{work}.dlq")
-                if parked and parked[0]:
-                    parked_total += parked[0]
-                    parked_lines.append(f"  {work + '.dlq':<34} {parked[0]:>6} parked")
+                if await _queue_state(connection, f"{work}.dlq") is None:
+                    continue
+                # Counted from the parking stream and its replay log, reading no parked message (its
+                # depth would count the replayed ones too).
+                parked = await parking.count_parked(connection, f"{work}.dlq")
+                if parked:
+                    parked_total += parked
+                    parked_lines.append(f"  {work + '.dlq':<34} {parked:>6} parked")
     finally:
         await connection.close()
     print(f"  waiting to retry: {retrying}")

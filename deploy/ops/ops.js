@@ -87,7 +87,7 @@ function showParked(answers) {
       button.textContent = "Replay";
       button.className = "replay";
       button.disabled = !message.message_id;
-      button.addEventListener("click", () => replay(service, message.message_id, button));
+      button.addEventListener("click", () => replay(service, message, button));
       row.insertCell().append(button);
     }
   }
@@ -95,11 +95,13 @@ function showParked(answers) {
   $("#parked").hidden = count === 0;
 }
 
-async function replay(service, messageId, button) {
+async function replay(service, message, button) {
   button.disabled = true;
   button.textContent = "Replaying…";
+  // Its queue and offset, from the listing: the service reads that one entry, not the whole parking stream.
+  const where = message.offset == null ? "" : `?queue=${encodeURIComponent(message.queue)}&offset=${message.offset}`;
   try {
-    await call("POST", `/api/${service}/parked/${encodeURIComponent(messageId)}/replay`);
+    await call("POST", `/api/${service}/parked/${encodeURIComponent(message.message_id)}/replay${where}`);
   } catch (error) {
     return fail(error);
   }
@@ -108,10 +110,8 @@ async function replay(service, messageId, button) {
 
 async function refresh() {
   try {
-    // One after the other: listing parked messages holds them unacked for a moment, and a queue's depth
-    // counts only the messages that are not held.
-    const queues = await askEach((s) => `/api/${s}/queues`);
-    const parked = await askEach((s) => `/api/${s}/parked`);
+    // Side by side: parked messages are read from their streams, never taken, so listing them changes no count.
+    const [queues, parked] = await Promise.all([askEach((s) => `/api/${s}/queues`), askEach((s) => `/api/${s}/parked`)]);
     showQueues(queues.results);
     showParked(parked.results);
     $("#warnings").textContent = [...new Set([...queues.problems, ...parked.problems])].join("; ");

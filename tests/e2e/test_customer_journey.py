@@ -60,7 +60,8 @@ async def test_a_retried_order_with_the_same_idempotency_key_is_the_same_order(s
     key = {"Idempotency-Key": uuid.uuid4().hex}
     first = await shop.place(customer, (product["id"], 1), headers=key)
     again = await shop.place(customer, (product["id"], 1), headers=key)
-    assert first.status_code == 201 and again.status_code in (200, 201)
+    assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
+    assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true"  # through the gateway too
     assert again.json()["id"] == first.json()["id"]
     await shop.status_becomes(customer, first.json()["id"], "confirmed")
     assert await shop.stock_of(product["id"]) == 9

@@ -216,15 +216,19 @@ class FaultStack:
             return "accepted"
 
     def queue_depths(self) -> dict[str, int]:
+        """Messages per queue; for a parking queue (a stream, whose depth counts replayed entries too and
+        lags a few seconds), the messages still parked, as `shop-events parked count` tells them."""
         out = self.rabbitmqctl("list_queues", "name", "messages", "--no-table-headers")
-        return {name: int(count) for name, count in (line.split() for line in out.splitlines() if line.strip())}
+        depths = {name: int(count) for name, count in (line.split() for line in out.splitlines() if line.strip())}
+        counted = self.shop_events("parked", "count")
+        return {**depths, **{q: int(n) for q, n in (line.split("\t") for line in counted.splitlines() if line.strip())}}
 
     def parked(self) -> dict[str, int]:
         return {q: n for q, n in self.queue_depths().items() if q.endswith(".dlq") and n}
 
     def purge_parked(self) -> None:
-        for queue in self.parked():
-            self.rabbitmqctl("purge_queue", queue)
+        for queue in self.parked():  # a stream can't be purged: discarded ones are listed no more
+            self.shop_events("parked", "discard", "--all", "--queue", queue)
 
     def shop_events(self, *args: str) -> str:
         done = subprocess.run(

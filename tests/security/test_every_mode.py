@@ -81,3 +81,42 @@ def test_the_broker_loads_the_definitions_in_compose_and_kubernetes():
     (container,) = find("StatefulSet", "rabbitmq")["spec"]["template"]["spec"]["containers"]
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/etc/rabbitmq/definitions.json", "/etc/rabbitmq/conf.d/20-shop.conf"} <= mounts
+
+
+def granted(definitions: dict, user_of: dict[str, str]) -> dict[str, dict]:
+    """Per service: the vhost permission regexes and the topic permission its user was given."""
+    by_user = {p["user"]: p for p in definitions["permissions"]}
+    topics = {t["user"]: t for t in definitions["topic_permissions"]}
+    return {
+        service: {
+            "configure": by_user[user]["configure"], "write": by_user[user]["write"], "read": by_user[user]["read"],
+            "topic": (topics[user]["exchange"], topics[user]["write"], topics[user]["read"]),
+        }
+        for service, user in user_of.items()
+    }
+
+
+def rabbitmqctl_json(*args: str) -> list[dict]:
+    done = subprocess.run(["rabbitmqctl", "-q", *args, "--formatter", "json"], capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(done.stdout)
+
+
+def test_compose_and_kubernetes_grant_each_user_exactly_what_local_mode_granted(stack):
+    """Local mode as the broker holds it now (the security stack's vhost), against the definitions compose and
+    the cluster load at their broker's start: the same regexes per service, and no other user but the admin."""
+    local_grants = granted(
+        {"permissions": rabbitmqctl_json("list_permissions", "-p", stack.vhost),
+         "topic_permissions": rabbitmqctl_json("list_topic_permissions", "-p", stack.vhost)},
+        {s: f"shop_{stack.prefix}{s}" for s in SERVICES},
+    )
+    compose_definitions = json.loads((ROOT / "deploy/broker/definitions.json").read_text())
+    k8s_definitions = json.loads(find("Secret", "rabbitmq-definitions")["stringData"]["definitions.json"])
+    for mode, definitions in (("compose", compose_definitions), ("kubernetes", k8s_definitions)):
+        assert granted(definitions, {s: f"shop_{s}" for s in SERVICES}) == local_grants, mode
+        users = {p["user"] for p in definitions["permissions"]} | {t["user"] for t in definitions["topic_permissions"]}
+        assert users == {"shop"} | {f"shop_{s}" for s in SERVICES}, (mode, users)  # "shop": the management page's admin
+        assert {p["vhost"] for p in definitions["permissions"]} == {"/"}, mode
+    # and they are the regexes test_a_service_user_reaches_only_its_own_queues proves narrow
+    for service in SERVICES:
+        topic = broker.topic_permission(service)
+        assert local_grants[service] == {**broker.permissions(service), "topic": (topic["exchange"], topic["write"], topic["read"])}

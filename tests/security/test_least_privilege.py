@@ -8,7 +8,8 @@ import asyncpg
 import pytest
 from aiormq.exceptions import ChannelAccessRefused
 
-from shop import SERVICES
+from shop import SERVICES, eventually
+from shop_events.testing import EventProbe
 
 PRODUCED = {"auth": "user.registered", "products": "product.created", "orders": "order.created"}
 
@@ -135,10 +136,17 @@ async def test_a_service_may_publish_only_the_events_it_produces(stack, service,
 @pytest.mark.parametrize("service", sorted(PRODUCED))
 async def test_a_producer_still_publishes_its_own_events(stack, service):
     """The other side of the permissions above: they must not stop the shop (the consumers park this junk)."""
-    connection = await aio_pika.connect(stack.broker_url(service))
-    try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange("shop.events", ensure=False)
-        await exchange.publish(aio_pika.Message(b"{}", message_id=f"probe-{service}"), PRODUCED[service])
-    finally:
-        await connection.close()
+    async with EventProbe(stack.amqp_url, PRODUCED[service]) as probe:
+        connection = await aio_pika.connect(stack.broker_url(service))
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await channel.get_exchange("shop.events", ensure=False)
+            await exchange.publish(aio_pika.Message(b"{}", message_id=f"probe-{service}"), PRODUCED[service])
+        finally:
+            await connection.close()
+
+        async def delivered_to_the_probe():
+            return [m for m in probe.messages if m.message_id == f"probe-{service}"]
+
+        [delivered] = await eventually(delivered_to_the_probe)
+    assert delivered.routing_key == PRODUCED[service] and delivered.body == b"{}"

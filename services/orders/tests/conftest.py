@@ -15,7 +15,7 @@ import pytest
 from shop_common.testing import bearer, eventually, running
 from shop_events.catalogue import ProductCreated, StockRejected, StockReserved
 from shop_events.publisher import OutgoingEvent
-from shop_events.testing import publish_events
+from shop_events.testing import EventProbe, handled, publish_events
 
 from orders.main import create_app
 from orders.payments import PaymentProvider
@@ -44,14 +44,20 @@ class Orders:
         return await self.pool.fetchval("SELECT status FROM orders WHERE id = $1", order_id)
 
     async def handled(self, event: OutgoingEvent) -> bool:
-        return await self.pool.fetchval("SELECT count(*) = 1 FROM processed_events WHERE event_id = $1::uuid",
-                                        event.event_id)
+        return await handled(self.pool, event.event_id)
 
     async def deliver(self, *events: Any) -> list[OutgoingEvent]:
         """Publish events (models or already-sent OutgoingEvents) and wait until the last one was handled."""
         sent = await publish_events(self.amqp_url, *events)
         await eventually(lambda: self.handled(sent[-1]))
         return sent
+
+    async def published_before_marker(self, probe: EventProbe, token: str, product_id: int = 1) -> list[dict[str, Any]]:
+        """Places one more order, the marker, and returns what the probe got before its OrderCreated. The relay
+        publishes the outbox in order, so whatever the service wrote earlier has arrived by then."""
+        marker = await self.place(token, [{"product_id": product_id, "quantity": 1}])
+        assert marker.status_code == 201, marker.text
+        return await probe.until_marker("OrderCreated", order_id=marker.json()["id"])
 
     async def confirmed_order(self, token: str, items: list[dict[str, Any]]) -> dict[str, Any]:
         """An order placed and then confirmed by StockReserved, as products would."""

@@ -1,6 +1,6 @@
 """What the people who run the shop look at: one JSON log line and metrics per request, this service's queues
-(depth and consumers, by a passive declare: no management plugin needed), its parked messages and their
-replay, and the correlation ids of the events it published about one thing (an order, a product)."""
+(depth and consumers, by a passive declare: no management plugin needed), its parked messages (read from
+their streams, never taken) and their replay, and the correlation ids of the events it published about one thing (an order, a product)."""
 
 from __future__ import annotations
 
@@ -104,7 +104,9 @@ def service_queues(service: str, lanes: Iterable[Lane], retries: int) -> list[tu
 
 
 async def queue_states(connection: AbstractConnection, queues: list[tuple[str, Lane, QueueKind]]) -> list[QueueState]:
-    """Depth and consumers of each queue by a passive declare; a queue not declared yet is reported missing."""
+    """Depth and consumers of each queue by a passive declare; a queue not declared yet is reported missing.
+    A parking queue is a stream, whose depth would count replayed messages too: its messages are the ones
+    still parked, counted without reading them (parking.count_parked), the parking queues side by side."""
     states = []
     for name, lane, kind in queues:
         channel = await connection.channel()
@@ -118,6 +120,10 @@ async def queue_states(connection: AbstractConnection, queues: list[tuple[str, L
         finally:
             if not channel.is_closed:
                 await channel.close()
+    parked = [state for state in states if state.kind == "parked" and state.exists]
+    counts = await asyncio.gather(*(parking.count_parked(connection, state.name) for state in parked))
+    for state, count in zip(parked, counts):
+        state.messages = count
     return states
 
 
@@ -151,6 +157,7 @@ class Parked(BaseModel):
     attempts: int
     routing_key: str
     body: str
+    offset: int | None = None  # its place in the parking stream
 
 
 class ServiceParked(BaseModel):
@@ -200,7 +207,7 @@ def operations_router(service: str, lanes: Iterable[Lane], retries: int) -> APIR
     async def list_parked(request: Request, _: Admin, limit: int = Query(100, ge=1, le=1000)) -> ServiceParked:
         connection = bus_connection(request)
         found: list[Parked] = []
-        for name in parking_queues:
+        for name in parking_queues:  # read, never taken: listing changes nothing however often it runs
             try:
                 messages = await parking.list_parked(connection, name, limit - len(found))
             except ChannelClosed:  # not declared yet: nothing was ever parked there
@@ -216,11 +223,17 @@ def operations_router(service: str, lanes: Iterable[Lane], retries: int) -> APIR
         summary="Send one parked message back to its work queue, attempts reset (admin)",
         responses={404: {"description": "no parked message with that id"}},
     )
-    async def replay_parked(request: Request, message_id: str, _: Admin) -> Replayed:
+    async def replay_parked(
+        request: Request,
+        message_id: str,
+        _: Admin,
+        queue: str | None = Query(None, max_length=200, description="the parking queue the listing named"),
+        offset: int | None = Query(None, ge=0, description="the offset the listing gave: only that entry is read"),
+    ) -> Replayed:
         connection = bus_connection(request)
-        for name in parking_queues:
+        for name in parking_queues if queue is None else [q for q in parking_queues if q == queue]:
             try:
-                count = await parking.replay(connection, name, message_id)
+                count = await parking.replay(connection, name, message_id, offset if queue is not None else None)
             except ChannelClosed:
                 continue
             if count:

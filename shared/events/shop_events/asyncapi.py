@@ -1,33 +1,36 @@
-"""The event catalogue as an AsyncAPI 3 document, generated, never written by hand."""
+"""The event catalogue as an AsyncAPI 3 document, generated, never written by hand.
+
+Each message's payload is the whole envelope as it travels, its `data` that event's data model: the schemas are
+made from the same typed envelopes the consumers validate with (catalogue.TYPED_ENVELOPES). Pydantic would put
+nested models (OrderItem) under a `$defs` of each schema, which nothing in an AsyncAPI document can point to, so
+every model is made once, into components/schemas, and referred to there."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .catalogue import CATALOGUE
-from .envelope import Envelope
+from pydantic.json_schema import models_json_schema
+
+from .catalogue import CATALOGUE, TYPED_ENVELOPES
 from .topology import EXCHANGE
+
+SCHEMAS = "#/components/schemas/"
 
 
 def asyncapi_document() -> dict[str, Any]:
-    envelope = Envelope.model_json_schema()
-    envelope["properties"].pop("data")
+    envelopes = list(TYPED_ENVELOPES.values())
+    payloads, everything = models_json_schema([(e, "validation") for e in envelopes], ref_template=SCHEMAS + "{model}")
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    for spec in CATALOGUE.values():
+    for spec, envelope in zip(CATALOGUE.values(), envelopes):
         messages[spec.name] = {
             "name": spec.name,
             "summary": spec.summary,
             "contentType": "application/json",
             "x-lane": spec.lane.value,
             "x-producer": spec.producer,
-            "payload": {
-                "allOf": [
-                    {"$ref": "#/components/schemas/Envelope"},
-                    {"type": "object", "properties": {"data": spec.model.model_json_schema()}},
-                ]
-            },
+            "payload": payloads[(envelope, "validation")],
         }
         channels[spec.routing_key] = {
             "address": spec.routing_key,
@@ -40,10 +43,10 @@ def asyncapi_document() -> dict[str, Any]:
             "x-producer": spec.producer,
         }
     return {
-        "asyncapi": "3.0.0",
+        "asyncapi": "3.1.0",
         "info": {"title": "Shop events", "version": "1.0.0", "description": f"Every event on the {EXCHANGE} topic exchange."},
         "defaultContentType": "application/json",
         "channels": channels,
         "operations": operations,
-        "components": {"messages": messages, "schemas": {"Envelope": envelope}},
+        "components": {"messages": messages, "schemas": everything["$defs"]},
     }

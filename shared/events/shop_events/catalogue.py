@@ -176,9 +176,12 @@ def _typed_envelope(spec: EventSpec) -> type[Envelope]:
     )
 
 
+# Each event type's whole message as it travels; the AsyncAPI document's payload schemas are made from these.
+TYPED_ENVELOPES: dict[str, type[Envelope]] = {name: _typed_envelope(spec) for name, spec in CATALOGUE.items()}
+
 # Any message of the catalogue, envelope and data validated in one pass over the bytes (pydantic picks the
 # data model by event_type). The consumer's usual path; a message it refuses is decoded again step by step,
 # which names what is wrong.
 ANY_ENVELOPE: TypeAdapter = TypeAdapter(
-    Annotated[Union[tuple(_typed_envelope(spec) for spec in CATALOGUE.values())], Field(discriminator="event_type")]
+    Annotated[Union[tuple(TYPED_ENVELOPES.values())], Field(discriminator="event_type")]
 )

@@ -1,66 +1,89 @@
-"""shop-events: list, show and replay parked messages on any service's queues."""
+"""shop-events: list, count, show, replay and discard parked messages on any service's queues.
+
+Listing, counting and showing only read the parking streams: they change nothing, however often they run."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from typing import TypeVar
 
 import typer
 
 from . import parking
+from .settings import amqp_url_from_env
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Operate the shop's event bus.", no_args_is_help=True)
 parked = typer.Typer(help="Messages parked in <service>.<lane>.dlq after their last attempt.", no_args_is_help=True)
 app.add_typer(parked, name="parked")
 
-AmqpUrl = typer.Option(os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"), help="Broker URL (AMQP_URL).")
+AmqpUrl = typer.Option(amqp_url_from_env(), help="Broker URL (AMQP_URL).")
 
 
-async def _queues(amqp_url: str, queue: str | None) -> list[str]:
+async def _queues(connection, queue: str | None) -> list[str]:  # noqa: ANN001
     if queue:
         return [queue if queue.endswith(".dlq") else f"{queue}.dlq"]
-    connection = await parking.connect(amqp_url)
-    try:
-        return await parking.parking_queues(connection)
-    finally:
-        await connection.close()
+    return await parking.parking_queues(connection)
+
+
+def _on_each(amqp_url: str, queue: str | None, each: Callable[..., Awaitable[T]], *args: object) -> list[T]:
+    """each(connection, parking queue, *args) on every queue named (or every one that exists), side by side;
+    the answers in the order of the queues."""
+
+    async def go() -> list[T]:
+        connection = await parking.connect(amqp_url)
+        try:
+            return list(await asyncio.gather(*(each(connection, name, *args) for name in await _queues(connection, queue))))
+        finally:
+            await connection.close()
+
+    return parking.run(go())
 
 
 @parked.command("list")
 def list_(queue: str = typer.Argument(None, help="e.g. orders.background (default: every queue)"), amqp_url: str = AmqpUrl) -> None:
-    """One line per parked message: queue, message id, event type, attempts, reason."""
+    """One line per parked message, oldest first: queue, message id, event type, attempts, parked at, reason."""
+    for messages in _on_each(amqp_url, queue, parking.list_parked):
+        for m in messages:
+            typer.echo(f"{m.queue}\t{m.message_id}\t{m.event_type}\t{m.attempts}\t{m.parked_at}\t{m.reason}")
 
-    async def go() -> None:
-        connection = await parking.connect(amqp_url)
-        try:
-            for name in await _queues(amqp_url, queue):
-                for m in await parking.list_parked(connection, name):
-                    typer.echo(f"{m.queue}\t{m.message_id}\t{m.event_type}\t{m.attempts}\t{m.parked_at}\t{m.reason}")
-        finally:
-            await connection.close()
 
-    parking.run(go())
+@parked.command("count")
+def count(queue: str = typer.Argument(None, help="e.g. orders.background (default: every queue)"), amqp_url: str = AmqpUrl) -> None:
+    """One line per parking queue: its name and how many messages wait there (none are read)."""
+
+    async def each(connection, name: str) -> str:  # noqa: ANN001
+        return f"{name}\t{await parking.count_parked(connection, name)}"
+
+    for line in _on_each(amqp_url, queue, each):
+        typer.echo(line)
 
 
 @parked.command("show")
 def show(message_id: str, queue: str = typer.Option(None, help="limit the search to one queue"), amqp_url: str = AmqpUrl) -> None:
     """The whole parked message, headers and body, as JSON."""
-
-    async def go() -> int:
-        connection = await parking.connect(amqp_url)
-        try:
-            for name in await _queues(amqp_url, queue):
-                for m in await parking.list_parked(connection, name):
-                    if m.message_id == message_id:
-                        typer.echo(json.dumps(asdict(m), indent=2))
-                        return 0
-        finally:
-            await connection.close()
+    found = [m for messages in _on_each(amqp_url, queue, parking.list_parked) for m in messages if m.message_id == message_id]
+    for m in found:
+        typer.echo(json.dumps(asdict(m), indent=2))
+    if not found:
         typer.echo(f"no parked message {message_id}", err=True)
-        return 1
+        raise typer.Exit(1)
 
-    raise typer.Exit(parking.run(go()))
+
+def _settle_command(verb: str, action: Callable[..., Awaitable[int]], message_id: str | None, all_: bool, queue: str | None,
+                    offset: int | None, amqp_url: str) -> None:
+    if not message_id and not all_:
+        raise typer.BadParameter("name a message id, or pass --all")
+    if offset is not None and not (message_id and queue):
+        raise typer.BadParameter("--offset goes with a message id and its --queue")
+    done = sum(_on_each(amqp_url, queue, action, message_id, offset))
+    typer.echo(f"{verb} {done} message(s)")
+    if message_id and done == 0:
+        raise typer.Exit(1)
 
 
 @parked.command("replay")
@@ -68,23 +91,31 @@ def replay(
     message_id: str = typer.Argument(None, help="one message id; omit it with --all"),
     all_: bool = typer.Option(False, "--all", help="replay every parked message"),
     queue: str = typer.Option(None, help="limit to one queue, e.g. orders.background"),
+    offset: int = typer.Option(None, min=0, help="its offset in that queue (from `show`): read only that entry"),
     amqp_url: str = AmqpUrl,
 ) -> None:
     """Send parked messages back to their work queue with their attempts reset."""
-    if not message_id and not all_:
-        raise typer.BadParameter("name a message id, or pass --all")
+    _settle_command("replayed", parking.replay, message_id, all_, queue, offset, amqp_url)
 
-    async def go() -> int:
-        connection = await parking.connect(amqp_url)
-        try:
-            return sum([await parking.replay(connection, name, message_id) for name in await _queues(amqp_url, queue)])
-        finally:
-            await connection.close()
 
-    count = parking.run(go())
-    typer.echo(f"replayed {count} message(s)")
-    if message_id and count == 0:
-        raise typer.Exit(1)
+@parked.command("discard")
+def discard(
+    message_id: str = typer.Argument(None, help="one message id; omit it with --all"),
+    all_: bool = typer.Option(False, "--all", help="discard every parked message"),
+    queue: str = typer.Option(None, help="limit to one queue, e.g. orders.background"),
+    offset: int = typer.Option(None, min=0, help="its offset in that queue (from `show`): read only that entry"),
+    amqp_url: str = AmqpUrl,
+) -> None:
+    """Drop parked messages for good (they are no longer listed); a stream can't be purged."""
+    _settle_command("discarded", parking.discard, message_id, all_, queue, offset, amqp_url)
+
+
+@parked.command("upgrade")
+def upgrade(queue: str = typer.Argument(None, help="e.g. orders.background (default: every queue)"), amqp_url: str = AmqpUrl) -> None:
+    """Make parking queues left as quorum queues by an older version streams, keeping their messages.
+    Stop the services first."""
+    moved = sum(_on_each(amqp_url, queue, parking.upgrade))
+    typer.echo(f"upgraded; {moved} parked message(s) moved into streams")
 
 
 def main() -> None:

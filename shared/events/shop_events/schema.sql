@@ -19,8 +19,9 @@ BEGIN
     PERFORM pg_notify('shop_outbox', '');
     RETURN NULL;
 END $$;
-DROP TRIGGER IF EXISTS outbox_notify ON outbox;
-CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
+-- CREATE OR REPLACE, not DROP and CREATE: DROP takes an ACCESS EXCLUSIVE lock, which deadlocked with a
+-- running replica's relay (holding ROW SHARE from its SELECT ... FOR UPDATE, then wanting ROW EXCLUSIVE).
+CREATE OR REPLACE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
 
 -- The inbox: one row per event this service handled, written in the handler's transaction.
 CREATE TABLE IF NOT EXISTS processed_events (

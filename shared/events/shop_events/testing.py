@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import aio_pika
+import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from .envelope import EventData
@@ -62,6 +63,27 @@ class EventProbe:
                 pass
         return self.bodies(event_type)[:count]
 
+    async def until_marker(self, event_type: str, timeout: float = 10.0, **data: Any) -> list[dict[str, Any]]:
+        """Waits for the marker, the event of that type whose data holds these values, and returns the bodies
+        that arrived before it. One publisher's messages reach the probe in the order it published them (a
+        relay publishes its outbox in order), so anything it sent before the marker has arrived by then."""
+        def position() -> int | None:
+            bodies = self.bodies()
+            return next((i for i, b in enumerate(bodies) if b.get("event_type") == event_type
+                         and all(b["data"].get(k) == v for k, v in data.items())), None)
+
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (found := position()) is None:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError(f"marker {event_type} {data} never arrived; got {self.bodies()}")
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+        return self.bodies()[:found]
+
 
 async def publish_events(amqp_url: str, *events: EventData | OutgoingEvent, correlation: str | None = None) -> list[OutgoingEvent]:
     """Publish events to shop.events as their producer would (confirmed); returns what was sent."""
@@ -86,5 +108,33 @@ async def publish_raw(amqp_url: str, routing_key: str, body: bytes, **properties
         channel = await connection.channel(publisher_confirms=True)
         exchange = await declare_exchange(channel)
         await exchange.publish(aio_pika.Message(body, **properties), routing_key, mandatory=False)
+    finally:
+        await connection.close()
+
+
+async def handled(pool: asyncpg.Pool, event_id: str) -> bool:
+    """The service has committed this event (its inbox row)."""
+    return await pool.fetchval("SELECT count(*) = 1 FROM processed_events WHERE event_id = $1::uuid", event_id)
+
+
+async def pass_marker(amqp_url: str, pool: asyncpg.Pool, marker: EventData, timeout: float = 10.0) -> OutgoingEvent:
+    """Publishes `marker` and returns once the service has committed it. One consumer takes a lane's queue in
+    order, so by then everything queued on that lane before the marker has been handled, or sent on to a wait
+    queue: a check made now sees what those messages did. Pick a marker of the lane in question."""
+    [sent] = await publish_events(amqp_url, marker)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await handled(pool, sent.event_id):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"marker {sent.event_type} {sent.event_id} not handled within {timeout}s")
+        await asyncio.sleep(0.02)
+    return sent
+
+
+async def ready_messages(amqp_url: str, *queues: str) -> dict[str, int]:
+    """Messages waiting in each queue (a passive declare: exact at once, unlike the management statistics)."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        return {name: (await channel.declare_queue(name, passive=True)).declaration_result.message_count for name in queues}
     finally:
         await connection.close()

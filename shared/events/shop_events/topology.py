@@ -17,6 +17,9 @@ EXCHANGE = "shop.events"
 # Every service that may own queues; the CLI looks for parking queues among these.
 SERVICES = ("auth", "products", "orders", "notifications", "analytics")
 QUORUM = {"x-queue-type": "quorum"}
+# Parking queues are streams: read without being changed (see parking.py). No retention limit: a parked
+# message stays until it is replayed or discarded, and a stream can only drop its oldest segments.
+STREAM = {"x-queue-type": "stream"}
 
 log = logging.getLogger("shop_events.topology")
 
@@ -31,6 +34,11 @@ def retry_queue(queue: str, n: int) -> str:
 
 def parking_queue(queue: str) -> str:
     return f"{queue}.dlq"
+
+
+def replay_log(parking: str) -> str:
+    """The stream that records which entries of a parking stream were replayed or discarded."""
+    return f"{parking}.replayed"
 
 
 def settle_exchange(queue_or_service: str) -> str:
@@ -86,8 +94,15 @@ async def declare_lane(
     for n, delay in enumerate(retry_delays_ms, start=1):
         wait = await _declare_kept(channel, retry_queue(name, n), wait_queue_arguments(name, delay))
         await wait.bind(settle, wait.name)
-    parked = await channel.declare_queue(parking_queue(name), durable=True, arguments=QUORUM)
+    parked = await _declare_parking(channel, parking_queue(name))
     await parked.bind(settle, parked.name)
+    replayed = await channel.declare_queue(replay_log(parked.name), durable=True, arguments=STREAM)
+    await replayed.bind(settle, replayed.name)
+    if not replayed.declaration_result.message_count:
+        # Never empty, so that a reader finds its end at once instead of waiting to see nothing come
+        # (the count lags a few seconds: a second opening record is harmless).
+        await settle.publish(aio_pika.Message(b'{"opened": true}', content_type="application/json",
+                                              delivery_mode=aio_pika.DeliveryMode.PERSISTENT), replayed.name)
     return queue
 
 
@@ -134,7 +149,17 @@ def upgrade_policies(services: Iterable[str]) -> list[dict[str, object]]:
     return found
 
 
-async def _declare_kept(channel: AbstractChannel, name: str, arguments: dict) -> AbstractQueue:
+async def _declare_parking(channel: AbstractChannel, name: str) -> AbstractQueue:
+    """A parking queue left by an older version is a quorum queue (a queue's type can't change): it is kept
+    as it is, still parked into, listed and replayed the old way, until `shop-events parked upgrade` moves
+    its messages into a stream of the same name."""
+    return await _declare_kept(channel, name, STREAM, "parking queue is a quorum queue from an older version;"
+                               " run `shop-events parked upgrade`")
+
+
+async def _declare_kept(
+    channel: AbstractChannel, name: str, arguments: dict, mismatch: str = "queue declared earlier with other arguments; kept as it is"
+) -> AbstractQueue:
     """A queue left by an older version with other arguments (no dead-lettering, another TTL, the default
     exchange as dead-letter exchange) is kept as it is and the mismatch logged: its arguments can't change,
     and deleting it would lose what it holds. The broker's policies (deploy/broker/definitions.py) give it
@@ -143,7 +168,7 @@ async def _declare_kept(channel: AbstractChannel, name: str, arguments: dict) ->
         return await channel.declare_queue(name, durable=True, arguments=arguments)
     except ChannelPreconditionFailed:
         await _reopened(channel)
-    log.warning("queue declared earlier with other arguments; kept as it is", extra={"queue": name})
+    log.warning(mismatch, extra={"queue": name})
     return await channel.declare_queue(name, passive=True)
 
 

@@ -102,12 +102,20 @@ def test_asyncapi_document_lists_every_event_with_its_schema():
     doc = asyncapi_document()
     assert doc["asyncapi"].startswith("3.")
     assert set(doc["components"]["messages"]) == set(CATALOGUE)
+    schemas = doc["components"]["schemas"]
     for spec in CATALOGUE.values():
         assert doc["channels"][spec.routing_key]["bindings"]["amqp"]["exchange"]["name"] == "shop.events"
-        data_schema = doc["components"]["messages"][spec.name]["payload"]["allOf"][1]["properties"]["data"]
-        assert set(data_schema["required"]) <= set(spec.model.model_fields)
-    assert "user_id" in doc["components"]["messages"]["UserBanned"]["payload"]["allOf"][1]["properties"]["data"]["properties"]
-    assert UserBanned  # the model the schema came from
+        message = doc["components"]["messages"][spec.name]
+        envelope = schemas[message["payload"]["$ref"].removeprefix("#/components/schemas/")]
+        assert envelope["properties"]["event_type"]["const"] == spec.name and "data" in envelope["required"]
+        data_schema = schemas[envelope["properties"]["data"]["$ref"].removeprefix("#/components/schemas/")]
+        assert set(data_schema["properties"]) == set(spec.model.model_fields), spec.name
+        assert set(data_schema.get("required", [])) == {n for n, f in spec.model.model_fields.items() if f.is_required()}, spec.name
+        assert (message["x-lane"], message["x-producer"]) == (spec.lane.value, spec.producer), spec.name
+    banned = schemas["UserBanned"]
+    assert set(banned["properties"]) == {"user_id", "reason", "banned_by", "email", "name"}
+    assert set(banned["required"]) == {"user_id", "reason", "banned_by"}  # the address is optional (older producers)
+    assert "$defs" not in str(doc)  # nested models are components too, so every $ref resolves in the document
 
 
 @pytest.mark.parametrize("data", [

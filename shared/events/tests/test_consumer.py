@@ -10,7 +10,7 @@ from shop_events import parking
 from shop_events.catalogue import OrderCancelled, PaymentFailed, StockReserved
 from shop_events.outbox import build_envelope
 from shop_events import add_events, batch_handler
-from shop_events.testing import EventProbe, publish_events, publish_raw
+from shop_events.testing import EventProbe, pass_marker, publish_events, publish_raw, ready_messages
 
 
 async def parked(amqp_url, queue):
@@ -25,11 +25,10 @@ async def test_effect_and_inbox_row_commit_together_and_redelivery_applies_once(
     async with bus_service({"StockReserved": record_effect}) as svc:
         [event] = await publish_events(amqp_url, StockReserved(order_id=7), correlation="req-7")
         await publish_events(amqp_url, event, event)  # the same event id redelivered twice more
-        await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 1 FROM processed_events"))
-        await asyncio.sleep(0.5)
+        marker = await pass_marker(amqp_url, svc.pool, StockReserved(order_id=8))  # queued after both copies
         effects = await svc.effects()
-        inbox = await svc.pool.fetchrow("SELECT * FROM processed_events")
-    assert [(str(e["event_id"]), e["order_id"]) for e in effects] == [(event.event_id, 7)]
+        inbox = await svc.pool.fetchrow("SELECT * FROM processed_events WHERE event_id = $1::uuid", event.event_id)
+    assert [(str(e["event_id"]), e["order_id"]) for e in effects] == [(event.event_id, 7), (marker.event_id, 8)]
     assert str(inbox["event_id"]) == event.event_id and inbox["correlation_id"] == "req-7"
     assert inbox["queue"] == "testsvc.background"
 
@@ -39,11 +38,11 @@ async def test_a_burst_is_group_committed_and_every_event_applied_once(record_ef
     async with bus_service({"StockReserved": record_effect}, batch_size=100) as svc:
         sent = await publish_events(amqp_url, *events)
         await publish_events(amqp_url, *sent[:100])  # duplicates mixed in
-        await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 1000 FROM effects"), timeout=30)
-        await asyncio.sleep(0.5)
+        await eventually(lambda: svc.pool.fetchval("SELECT count(*) >= 1000 FROM effects"), timeout=30)
+        await pass_marker(amqp_url, svc.pool, StockReserved(order_id=1000))  # queued after every duplicate
         counts = await svc.pool.fetchval("SELECT count(DISTINCT order_id) FROM effects")
         total = await svc.pool.fetchval("SELECT count(*) FROM effects")
-    assert counts == 1000 and total == 1000
+    assert counts == 1001 and total == 1001
 
 
 async def test_a_failing_handler_is_retried_with_growing_delays_then_handled_once(record_effect, amqp_url, bus_service):
@@ -62,14 +61,17 @@ async def test_a_failing_handler_is_retried_with_growing_delays_then_handled_onc
         await publish_events(amqp_url, StockReserved(order_id=1))
         await publish_events(amqp_url, OrderCancelled(order_id=2, user_id=1, items=[], reason="x"))
         await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 2 FROM effects"), timeout=15)
-        await asyncio.sleep(0.5)
+        # Past the success on the work queue, and no copy left waiting for another attempt.
+        await pass_marker(amqp_url, svc.pool, OrderCancelled(order_id=3, user_id=1, items=[], reason="marker"))
+        waiting = await ready_messages(amqp_url, *(f"testsvc.background.retry.{n}" for n in range(1, 5)))
         assert len(seen) == 4
+        assert set(waiting.values()) == {0}, waiting
         gaps = [b - a for a, b in zip(seen, seen[1:])]
         assert gaps[0] >= 0.15 and gaps[1] >= 0.5 and gaps[2] >= 1.1, gaps
         assert await parked(amqp_url, "testsvc.background.dlq") == []
         # the message that failed did not hold back the one behind it
         rows = await svc.effects()
-        assert [r["event_type"] for r in rows] == ["OrderCancelled", "StockReserved"]
+        assert [(r["event_type"], r["order_id"]) for r in rows] == [("OrderCancelled", 2), ("StockReserved", 1), ("OrderCancelled", 3)]
 
 
 async def test_a_handler_that_always_fails_is_parked_with_the_reason_then_replayed_once_fixed(record_effect, amqp_url, bus_service):
@@ -102,6 +104,29 @@ async def test_a_handler_that_always_fails_is_parked_with_the_reason_then_replay
         assert await parked(amqp_url, "testsvc.background.dlq") == []
 
 
+async def test_a_replayed_message_gets_its_full_attempts_again_before_it_is_parked_again(amqp_url, bus_service):
+    calls: list[str] = []
+
+    async def still_broken(event, conn):
+        calls.append(str(event.event_id))
+        raise ValueError("supplier table missing")
+
+    async with bus_service({"StockReserved": still_broken}, max_attempts=3):
+        [event] = await publish_events(amqp_url, StockReserved(order_id=9))
+        [first] = await eventually(lambda: parked(amqp_url, "testsvc.background.dlq"), timeout=15)
+        assert len(calls) == 3 and first.attempts == 3
+
+        connection = await aio_pika.connect(amqp_url)
+        try:
+            assert await parking.replay(connection, "testsvc.background.dlq", event.event_id) == 1
+        finally:
+            await connection.close()
+        [again] = await eventually(lambda: parked(amqp_url, "testsvc.background.dlq"), timeout=15)
+    # three more attempts after the replay, not one: the count started again from nothing
+    assert calls == [event.event_id] * 6
+    assert again.message_id == event.event_id and again.attempts == 3 and "failed 3 times" in again.reason
+
+
 async def test_poison_is_parked_at_once_with_why_and_the_lane_keeps_flowing(record_effect, amqp_url, bus_service):
     good = build_envelope(StockReserved(order_id=1))
     wrong_schema = build_envelope(StockReserved(order_id=2)).model_copy(update={"data": {"order": "two"}})
@@ -130,23 +155,24 @@ async def _at_least(awaitable, n):
     return found if len(found) >= n else None
 
 
-async def test_the_immediate_lane_never_waits_behind_a_background_backlog(amqp_url, bus_service):
+async def test_the_immediate_lane_overtakes_a_background_backlog(amqp_url, bus_service):
+    """The backlog's last event is the marker: published before the immediate event, handled after it."""
+    handled: list[tuple[str, int]] = []
+
     async def slow(event, conn):
         await asyncio.sleep(0.002)
-
-    handled_at = {}
+        handled.append((event.event_type, event.data.order_id))
 
     async def urgent(event, conn):
-        handled_at["immediate"] = time.monotonic()
+        handled.append((event.event_type, event.data.order_id))
 
-    async with bus_service({"StockReserved": slow, "PaymentFailed": urgent}) as svc:
-        await publish_events(amqp_url, *[StockReserved(order_id=i) for i in range(5000)])
-        started = time.monotonic()
+    async with bus_service({"StockReserved": slow, "PaymentFailed": urgent}):
+        await publish_events(amqp_url, *[StockReserved(order_id=i) for i in range(2000)])
         await publish_events(amqp_url, PaymentFailed(order_id=1, user_id=1, error="card declined"))
-        await eventually(lambda: "immediate" in handled_at, timeout=5)
-        backlog = 5000 - await svc.pool.fetchval("SELECT count(*) FROM processed_events WHERE event_type = 'StockReserved'")
-    assert handled_at["immediate"] - started < 1.0
-    assert backlog > 1000, "the background backlog should still be there when the immediate event is handled"
+        await eventually(lambda: {("StockReserved", 1999), ("PaymentFailed", 1)} <= set(handled), timeout=30)
+    overtaken = handled[handled.index(("PaymentFailed", 1)) + 1:]
+    assert len(overtaken) > 1000, f"only {len(overtaken)} background events were still waiting behind it"
+    assert overtaken[-1] == ("StockReserved", 1999)
 
 
 async def test_topology_is_declared_idempotently(record_effect, amqp_url, bus_service):

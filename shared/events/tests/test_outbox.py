@@ -5,10 +5,11 @@ import asyncio
 import aio_pika
 import asyncpg
 import pytest
+from aiormq.exceptions import ChannelInvalidStateError
 from shop_common.testing import eventually
 from shop_events import BusSettings, add_event, install_schema
 from shop_events.catalogue import StockReserved, UserBanned
-from shop_events.outbox import OutboxRelay
+from shop_events.outbox import NOTIFY_CHANNEL, OutboxRelay
 from shop_events.publisher import Publisher
 from shop_events.testing import EventProbe
 
@@ -25,6 +26,16 @@ async def pool(database_url):
 async def write_events(pool, count, correlation="corr-1"):
     async with pool.acquire() as conn, conn.transaction():
         return [await add_event(conn, StockReserved(order_id=i), correlation=correlation) for i in range(count)]
+
+
+MARKER_ORDER = 999_999
+
+
+async def write_marker(pool):
+    """One more committed event, told apart by its order id: once the probe has it, what a relay published
+    before it has arrived too."""
+    async with pool.acquire() as conn, conn.transaction():
+        return await add_event(conn, StockReserved(order_id=MARKER_ORDER), correlation="marker")
 
 
 async def relay_for(amqp_url, pool, **settings):
@@ -59,15 +70,19 @@ async def test_committed_events_are_published_with_the_contracts_properties(amqp
 
 async def test_a_rolled_back_transaction_publishes_nothing(amqp_url, pool):
     async with EventProbe(amqp_url, "stock.reserved") as probe:
-        with pytest.raises(RuntimeError):
+        with pytest.raises(RuntimeError, match="the state change failed"):
             async with pool.acquire() as conn, conn.transaction():
                 await add_event(conn, StockReserved(order_id=1))
                 raise RuntimeError("the state change failed")
         connection, relay = await relay_for(amqp_url, pool)
-        assert await relay.relay_once() == 0
-        await connection.close()
-        await asyncio.sleep(0.3)
-    assert probe.messages == []
+        try:
+            assert await relay.relay_once() == 0
+            await write_marker(pool)  # committed after the rollback
+            assert await relay.relay_once() == 1
+            before_marker = await probe.until_marker("StockReserved", order_id=MARKER_ORDER)
+        finally:
+            await connection.close()
+    assert before_marker == []
 
 
 async def test_add_event_outside_a_transaction_is_refused(pool):
@@ -82,7 +97,7 @@ async def test_a_crash_between_commit_and_publish_loses_nothing(amqp_url, pool):
     async with EventProbe(amqp_url, "stock.reserved") as probe:
         connection, relay = await relay_for(amqp_url, pool)
         await connection.close()  # the broker connection is gone: this relay's publish fails
-        with pytest.raises(Exception):
+        with pytest.raises(ChannelInvalidStateError, match="closed"):  # the lost channel, not a bug of the relay's
             await relay.relay_once()
         assert await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 50
         connection, relay = await relay_for(amqp_url, pool)  # the restarted process
@@ -97,13 +112,15 @@ async def test_a_crash_between_commit_and_publish_loses_nothing(amqp_url, pool):
 
 async def test_the_relay_wakes_on_commit_not_on_its_poll(amqp_url, pool):
     async with EventProbe(amqp_url, "stock.reserved") as probe:
+        await write_marker(pool)  # published by the relay's first pass, before it sleeps
         connection, relay = await relay_for(amqp_url, pool, relay_poll_seconds=30)
         task = asyncio.create_task(relay.run())
         try:
-            await asyncio.sleep(0.3)  # the relay is now asleep on its 30 s poll
+            await probe.wait_for("StockReserved", 1, timeout=5)
+            await eventually(lambda: listening(pool))  # asleep now on its 30 s poll, with its LISTEN in place
             started = asyncio.get_running_loop().time()
             await write_events(pool, 1)
-            await probe.wait_for("StockReserved", 1, timeout=5)
+            await probe.wait_for("StockReserved", 2, timeout=5)
             assert asyncio.get_running_loop().time() - started < 2
         finally:
             task.cancel()
@@ -115,13 +132,22 @@ async def test_two_relays_side_by_side_publish_each_row_once(amqp_url, pool):
     async with EventProbe(amqp_url, "stock.reserved") as probe:
         relays = [await relay_for(amqp_url, pool, relay_batch_size=50) for _ in range(2)]
         counts = await asyncio.gather(*(drain(relay) for _, relay in relays))
-        await probe.wait_for("StockReserved", 2000, timeout=30)
-        await asyncio.sleep(0.5)
+        await write_marker(pool)  # committed after both relays drained the outbox
+        await relays[0][1].relay_once()
+        arrived = await probe.until_marker("StockReserved", timeout=30, order_id=MARKER_ORDER)
         for connection, _ in relays:
             await connection.close()
-    ids = [b["event_id"] for b in probe.bodies()]
+    ids = [b["event_id"] for b in arrived]
     assert len(ids) == 2000 and set(ids) == {str(e.event_id) for e in written}
     assert sum(counts) == 2000 and all(c > 0 for c in counts), counts
+
+
+async def listening(pool) -> bool:
+    """A session of this database waits on the relay's NOTIFY channel."""
+    return await pool.fetchval(
+        "SELECT count(*) >= 1 FROM pg_stat_activity WHERE datname = current_database() AND query = $1",
+        f'LISTEN "{NOTIFY_CHANNEL}"',
+    )
 
 
 async def drain(relay):

@@ -7,6 +7,7 @@ import aio_pika
 from shop_common import throwaway
 from shop_common.fault_injection import vhost_of
 from shop_common.testing import eventually
+from shop_events import parking
 from shop_events.catalogue import StockReserved
 from shop_events.testing import publish_events
 from shop_events.topology import DELIVERY_LIMIT, EXCHANGE, QUORUM, upgrade_policies
@@ -111,8 +112,14 @@ async def test_a_message_past_the_delivery_limit_is_parked_not_dropped(record_ef
     parking queue once the broker's delivery limit is reached."""
     async with bus_service({"StockReserved": record_effect}):
         pass  # the topology, declared as the service does
-    await publish_events(amqp_url, StockReserved(order_id=1))
+    [sent] = await publish_events(amqp_url, StockReserved(order_id=1))
     assert await redelivered_until_parked(amqp_url, "testsvc.background") == DELIVERY_LIMIT + 1
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        [parked] = await parking.list_parked(connection, "testsvc.background.dlq")
+    finally:
+        await connection.close()
+    assert parked.message_id == sent.event_id and "delivery_limit" in parked.reason
 
 
 def queue_policy(amqp_url, queue):
@@ -138,7 +145,7 @@ async def redelivered_until_parked(amqp_url, queue):
                 break
             deliveries += 1
             await message.nack(requeue=True)
-        await eventually(lambda: queue_depth(amqp_url, f"{queue}.dlq"), timeout=10)
+        await eventually(lambda: parking.count_parked(connection, f"{queue}.dlq"), timeout=10)
         return deliveries
     finally:
         await connection.close()
