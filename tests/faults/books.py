@@ -19,6 +19,7 @@ SUMMARY_COUNTS = (
     "users_registered", "orders_created", "orders_confirmed", "orders_rejected", "orders_paid", "orders_cancelled", "reviews",
 )
 MESSAGE_ID = re.compile(r"<([a-z_]+)\.([0-9a-f-]{36})@")
+PRODUCT = re.compile(r"\(product #(\d+)\)")  # in the subject of stock_low and supplier_reorder mails
 
 
 @dataclass
@@ -50,9 +51,26 @@ class Books:
             self.twice += seen > expected
             self.problems.append(f"{what}: expected {expected}, seen {seen}")
 
+    def within(self, what: str, low: int, high: int, seen: int) -> None:
+        if seen < low:
+            self.lost += low - seen
+        elif seen > high:
+            self.twice += seen - high
+        if not low <= seen <= high:
+            self.problems.append(f"{what}: expected {low}" + (f" to {high}" if high != low else "") + f", seen {seen}")
+
     @property
     def exact(self) -> bool:
         return not self.problems
+
+
+@dataclass
+class Mail:
+    file: str
+    message_id: str
+    kind: str | None  # the shop's kind of mail, from the Message-ID
+    to: str
+    subject: str
 
 
 async def snapshot(client: Client, stack: FaultStack) -> Snapshot:
@@ -65,7 +83,43 @@ def _mail_folder(stack: FaultStack) -> Path:
     return stack.stack.mail_dir
 
 
-async def check(client: Client, stack: FaultStack, before: Snapshot, expected_parked: dict[str, int]) -> Books:
+def read_mails(stack: FaultStack, skip: set[str] | frozenset[str] = frozenset()) -> list[Mail]:
+    """Every mail in the SMTP sink but the files named in `skip`."""
+    found = []
+    for path in _mail_folder(stack).glob("*.eml"):
+        if path.name in skip:
+            continue
+        mail = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        message_id = str(mail["Message-ID"]).strip()
+        kind = MESSAGE_ID.match(message_id)
+        found.append(Mail(path.name, message_id, kind and kind.group(1), str(mail["X-Envelope-To"]), str(mail["Subject"])))
+    return found
+
+
+def mail_ids(stack: FaultStack) -> Counter[str]:
+    """How many times the SMTP sink holds each Message-ID."""
+    return Counter(mail.message_id for mail in read_mails(stack))
+
+
+def stock_low_alerts(initial: int, threshold: int, paid: int, cancelled: list[int]) -> tuple[int, int]:
+    """How many StockLow a product's round makes, at least and at most, by products' rule (domain.py's
+    low_stock_check): an alert each time stock goes from above the threshold to at or below it, none at
+    creation. Paid orders take for good; a cancelled one takes, then gives back; a rejected one takes
+    nothing. The clients do not see in which order products took and gave back, so: stock ends at
+    initial - paid, and is never below that minus every cancelled order's units. It crossed at least
+    once if it ends at or below the threshold, never if even its lowest stays above, and crossing again
+    needs a give-back to lift it above first, so at most once more per cancelled order."""
+    assert initial > threshold, "a product made at or below its threshold would alert on its first order"
+    final = initial - paid
+    low = 1 if final <= threshold else 0
+    high = 0 if final - sum(cancelled) > threshold else 1 + len(cancelled)
+    return low, high
+
+
+async def check(
+    client: Client, stack: FaultStack, before: Snapshot, expected_parked: dict[str, int],
+    admitted_copies: frozenset[str] | set[str] = frozenset(),
+) -> Books:
     books = Books()
     ledger = client.ledger
     await client.refresh_statuses()
@@ -132,15 +186,17 @@ async def check(client: Client, stack: FaultStack, before: Snapshot, expected_pa
         units = sum(q for o in kept for p, q in o.lines if p == product)
         books.count(f"analytics units_sold of product {product}", units, figures["units_sold"])
 
+    # Registrations: every account a client made is in auth once, and no other of this round.
+    users = await every_page(client, "/api/auth/users", client.admin)
+    registered = Counter(u["email"] for u in users if u["email"].startswith(f"faults-{ledger.round}-"))
+    books.count("accounts in auth", len(ledger.customers), sum(registered.values()))
+    for address, n in registered.items():
+        if n > 1:
+            books.problems.append(f"account {address} registered {n} times")
+    if set(registered) != {c.email for c in ledger.customers}:
+        books.problems.append("auth's accounts of this round are not the ones its clients registered")
+
     # One mail per mail-worthy event: by the sink's files (a resent copy has the same Message-ID) ...
-    stock_lows = (
-        await stack.sql(
-            "products",
-            "SELECT count(*)::int AS n FROM outbox WHERE event_type = 'StockLow'"
-            " AND (body::jsonb -> 'data' ->> 'product_id')::bigint = ANY($1::bigint[])",
-            list(ledger.products),
-        )
-    )[0]["n"]
     wanted = {
         "welcome": len(ledger.customers),
         "order_confirmation": len(orders),
@@ -148,29 +204,44 @@ async def check(client: Client, stack: FaultStack, before: Snapshot, expected_pa
         "payment_received": by_status["paid"],
         "payment_failed": by_status["cancelled"],
         "shipping_request": by_status["paid"],
-        "stock_low": stock_lows,
-        "supplier_reorder": stock_lows,
     }
     addresses = {c.email for c in ledger.customers} | set(ledger.suppliers.values())
-    mails: Counter[str] = Counter()
+    kinds: dict[str, str] = {}  # Message-ID -> kind, each Message-ID once
+    low_mails: dict[str, Counter[int]] = {"stock_low": Counter(), "supplier_reorder": Counter()}
     copies: Counter[str] = Counter()
-    for path in _mail_folder(stack).glob("*.eml"):
-        if path.name in before.mail_files:
+    for mail in read_mails(stack, before.mail_files):
+        if mail.kind is None:
+            books.problems.append(f"mail {mail.file} has no shop Message-ID")
             continue
-        mail = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        message_id = str(mail["Message-ID"]).strip()
-        kind = MESSAGE_ID.match(message_id)
-        if kind is None:
-            books.problems.append(f"mail {path.name} has no shop Message-ID")
-            continue
-        if str(mail["X-Envelope-To"]) in addresses or kind.group(1) in ("shipping_request", "stock_low"):
-            mails[kind.group(1)] += 1
-            copies[message_id] += 1
+        if mail.to not in addresses and mail.kind not in ("shipping_request", "stock_low"):
+            continue  # another round's
+        if mail.kind in low_mails:
+            product = PRODUCT.search(mail.subject)
+            if product is None or int(product.group(1)) not in ledger.products:
+                continue
+            if mail.message_id not in kinds:
+                low_mails[mail.kind][int(product.group(1))] += 1
+        kinds[mail.message_id] = mail.kind
+        copies[mail.message_id] += 1
+    mails = Counter(kinds.values())
     for kind, count in wanted.items():
         books.count(f"{kind} mails", count, mails[kind])
     for message_id, count in copies.items():
-        if count > 1:
+        if count > 1 and message_id not in admitted_copies:
+            books.twice += count - 1
             books.problems.append(f"mail {message_id} was sent {count} times")
+
+    # StockLow: one alert each time a product's stock went from above its threshold to at or below it,
+    # derived from what the clients' orders took and gave back (see stock_low_alerts).
+    for product, initial in ledger.products.items():
+        paid = sum(q for o in kept for p, q in o.lines if p == product)
+        cancelled = [q for o in orders if o.status == "cancelled" for p, q in o.lines if p == product]
+        low, high = stock_low_alerts(initial, ledger.thresholds[product], paid, cancelled)
+        books.within(f"stock_low mails of product {product}", low, high, low_mails["stock_low"][product])
+        books.count(
+            f"supplier_reorder mails of product {product} (one per stock_low)",
+            low_mails["stock_low"][product], low_mails["supplier_reorder"][product],
+        )
 
     # ... and by what notifications shows each customer.
     shown: Counter[str] = Counter()

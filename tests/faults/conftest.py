@@ -4,6 +4,7 @@ each) and the per-fault table printed at the end of the run.
 Size: SHOP_FAULT_ORDERS orders per fault (make test: 60; make faults: 2000).
 Processes: SHOP_FAULT_REPLICAS per service (make test: "2", the scale-out run; make faults: "1,2", every
 fault on one process per service, then on two). SHOP_FAULT_KEEP=1 keeps the state folder (logs) afterwards.
+SHOP_FAULT_SEED=<n> repeats a run's random kill (its seed is in the round's notes; random when unset).
 """
 
 from __future__ import annotations

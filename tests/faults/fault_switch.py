@@ -1,22 +1,19 @@
 """Test-only app factories for the fault suite: each service exactly as its own create_app builds it, plus
-two switches that do nothing until a test turns them on. Never imported by a service: the fault suite starts
+a switch that does nothing until a test turns it on. Never imported by a service: the fault suite starts
 the stack with `<SVC>_APP_FACTORY=fault_switch:create_<service>_app` and this folder on PYTHONPATH.
 
 - Handler faults: a row in `fault_switch` (made here, in the service's own database) makes the handler of
   one event type raise, `failures` times per event or always (NULL). Every failure is written, with its
   time, to `fault_failures` on a connection of its own, so the record outlives the batch's rollback.
-- Relay holds: while `$SHOP_FAULT_DIR/hold-relay-<service>` exists the relay publishes nothing (outbox rows
-  stay committed and unsent); while `.../hold-sent-<service>` exists it publishes and then waits before
-  marking the rows sent. Either way a test can kill the process in that window.
+
+The bus's own code (relay, consumer, settle) is left as it is: faults around it are made in the database
+(triggers, row-level security) and on the broker, by the suite (kills.py, bus_faults.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import asyncpg
 import shop_common.app
@@ -24,8 +21,6 @@ from fastapi import FastAPI
 from prometheus_client import Counter
 from shop_events import BatchHandler, Bus, Event
 from shop_events.consumer import Handler
-from shop_events.outbox import OutboxRelay
-from shop_events.publisher import OutgoingEvent, Publisher
 
 SWITCH_SQL = """
 CREATE TABLE IF NOT EXISTS fault_switch (event_type text PRIMARY KEY, failures int);
@@ -39,10 +34,6 @@ SWITCH_LOCK = 0x5140_FA17  # replicas starting together create the tables once
 
 class FaultInjected(Exception):
     """What a bug in a handler looks like to the bus."""
-
-
-def fault_dir() -> Path:
-    return Path(os.environ.get("SHOP_FAULT_DIR", "/nonexistent"))
 
 
 def switchable(event_type: str, handler: Handler, pool: asyncpg.Pool) -> Handler:
@@ -80,30 +71,6 @@ def switchable(event_type: str, handler: Handler, pool: asyncpg.Pool) -> Handler
     return handle
 
 
-class HoldingPublisher:
-    """Publishes, then waits while the hold-sent file exists (the relay marks the rows sent only after)."""
-
-    def __init__(self, publisher: Publisher, service: str) -> None:
-        self._publisher = publisher
-        self._hold = fault_dir() / f"hold-sent-{service}"
-
-    async def publish(self, events: Sequence[OutgoingEvent]) -> None:
-        await self._publisher.publish(events)
-        while self._hold.exists():
-            await asyncio.sleep(0.1)
-
-
-class HoldableRelay(OutboxRelay):
-    def __init__(self, pool: asyncpg.Pool, publisher: Publisher, service: str, settings) -> None:  # noqa: ANN001
-        super().__init__(pool, HoldingPublisher(publisher, service), service, settings)  # type: ignore[arg-type]
-        self._hold = fault_dir() / f"hold-relay-{service}"
-
-    async def relay_once(self) -> int:
-        if self._hold.exists():
-            return 0
-        return await super().relay_once()
-
-
 class SwitchableBus(Bus):
     async def start_consumers(self, pool: asyncpg.Pool, handlers: Mapping[str, Handler]):  # noqa: ANN201
         async with pool.acquire() as conn:
@@ -114,10 +81,6 @@ class SwitchableBus(Bus):
                 await conn.execute("SELECT pg_advisory_unlock($1)", SWITCH_LOCK)
         wrapped = {event_type: switchable(event_type, h, pool) for event_type, h in handlers.items()}
         return await super().start_consumers(pool, wrapped)
-
-    def relay(self, pool: asyncpg.Pool) -> OutboxRelay:
-        assert self.publisher is not None, "Bus.connect() first"
-        return HoldableRelay(pool, self.publisher, self.service, self.settings)
 
 
 # Per process, so the scale-out run can show that each API replica behind the gateway took requests.

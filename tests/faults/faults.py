@@ -6,109 +6,29 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import statistics
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from books import Books, check, describe, snapshot
+from bus_faults import CommitFails, FailingSettle
+from fault_base import Fault, Round, until
+from kills import Kill9, KillInWindow, KillMidMail, KillRandom
 from load import Client
 from shop_events.testing import publish_raw
 from stack import ADMIN_EMAIL, ADMIN_PASSWORD, FaultStack
 
 ORDERS = int(os.environ.get("SHOP_FAULT_ORDERS", "60"))  # per fault (make test; make faults: 2000)
 REPLICAS = [int(n) for n in os.environ.get("SHOP_FAULT_REPLICAS", "2").split(",")]  # processes per service
-
-
-@dataclass
-class Round:
-    stack: FaultStack
-    client: Client
-    placing: asyncio.Task | None = None  # the clients placing the round's orders
-    notes: list[str] = field(default_factory=list)
-    expected_parked: dict[str, int] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)  # what a fault's own checks found wrong
-
-
-async def until(check, timeout: float, what: str, interval: float = 0.2):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {value!r})")
-        await asyncio.sleep(interval)
-
-
-class Fault:
-    name = "none"
-    hold = (2.0, 10.0)  # the fault lasts at least / at most this long while the clients go on (seconds)
-
-    async def inject(self, r: Round) -> None: ...
-
-    async def repair(self, r: Round) -> None: ...
-
-    async def verify(self, r: Round) -> None:
-        """The fault's own checks, after the books balanced."""
-
-    async def cleanup(self, r: Round) -> None: ...
+# The random kill's draw: printed in its notes; SHOP_FAULT_SEED=<that> draws the same again.
+SEED = int(os.environ.get("SHOP_FAULT_SEED") or secrets.randbelow(1_000_000))
 
 
 class Nothing(Fault):
     name = "no fault (baseline)"
-
-
-class Kill9(Fault):
-    """kill -9 one process of a service (its API, consumers and relay at once), then start it again."""
-
-    def __init__(self, service: str) -> None:
-        self.service = service
-        self.name = f"kill -9 {service}"
-
-    async def inject(self, r: Round) -> None:
-        r.stack.kill9(self.service)
-        if r.stack.replicas > 1:
-            r.notes.append(f"killed {self.service}; {self.service}-2 went on alone")
-
-    async def repair(self, r: Round) -> None:
-        await asyncio.to_thread(r.stack.up)
-
-
-class KillInWindow(Fault):
-    """Hold the relay of every process of a service, let committed events pile up in its outbox (kind
-    "relay": not published; kind "sent": published but not marked sent), kill -9 them all, start again."""
-
-    hold = (0.5, 3.0)
-
-    def __init__(self, service: str, kind: str) -> None:
-        self.service, self.kind = service, kind
-        self.name = f"kill -9 {service} between commit and publish" if kind == "relay" else \
-            f"kill -9 {service} between publish and marked sent"
-
-    async def inject(self, r: Round) -> None:
-        r.stack.hold(self.kind, self.service, True)
-
-        async def unsent() -> int:
-            rows = await r.stack.sql(self.service, "SELECT count(*)::int AS n FROM outbox WHERE sent_at IS NULL")
-            return rows[0]["n"] >= 10 and rows[0]["n"]
-
-        waiting = await until(unsent, 60, f"{self.service}'s outbox holding events")
-        await asyncio.sleep(0.5)
-        for name in r.stack.process_names(self.service):
-            r.stack.kill9(name)
-        r.stack.hold(self.kind, self.service, False)
-        unsent_now = (await r.stack.sql(self.service, "SELECT count(*)::int AS n FROM outbox WHERE sent_at IS NULL"))[0]["n"]
-        r.notes.append(f"{unsent_now} outbox rows unsent at the kill ({waiting} when it was decided)")
-
-    async def repair(self, r: Round) -> None:
-        await asyncio.to_thread(r.stack.up)
-
-    async def cleanup(self, r: Round) -> None:
-        r.stack.hold(self.kind, self.service, False)
 
 
 class RestartServer(Fault):
@@ -253,6 +173,10 @@ def every_fault() -> list[Fault]:
         Nothing(),
         Kill9("products"),
         Kill9("orders"),
+        Kill9("analytics"),
+        Kill9("auth"),
+        KillMidMail(),
+        KillRandom(SEED),
         KillInWindow("orders", "relay"),
         KillInWindow("orders", "sent"),
         RestartServer("rabbitmq"),
@@ -260,6 +184,9 @@ def every_fault() -> list[Fault]:
         FailingHandler("products", "OrderCreated", 3),
         AlwaysFailingHandler("orders", "StockReserved", "orders.background"),
         Poison(),
+        CommitFails("analytics", "P0001"),
+        CommitFails("analytics", "40001"),
+        FailingSettle("analytics", "OrderCreated", "analytics.background"),
     ]
 
 
@@ -314,7 +241,7 @@ async def run_round(stack: FaultStack, fault: Fault, orders: int, seed: int = 7)
 
         async def balanced() -> bool:
             nonlocal books
-            books = await check(client, stack, before, r.expected_parked)
+            books = await check(client, stack, before, r.expected_parked, r.admitted_copies)
             return books.exact
 
         try:

@@ -52,6 +52,7 @@ class Placed:
 class Ledger:
     round: str
     products: dict[int, int] = field(default_factory=dict)  # product id -> stock at creation
+    thresholds: dict[int, int] = field(default_factory=dict)  # product id -> low-stock threshold it was given
     prices: dict[int, Decimal] = field(default_factory=dict)
     suppliers: dict[int, str] = field(default_factory=dict)
     customers: list[Customer] = field(default_factory=list)
@@ -110,11 +111,16 @@ class Client:
         for n in range(products):
             supplier = f"supplier-{self.ledger.round}-{n}@example.com"
             price = Decimal(self.random.choice(["4.99", "10.00", "12.50", "19.99", "33.33"]))
-            body = {"name": f"fault {self.ledger.round} {n}", "price": str(price), "stock": stock, "supplier_email": supplier}
+            threshold = max(1, stock // 4)
+            body = {
+                "name": f"fault {self.ledger.round} {n}", "price": str(price), "stock": stock,
+                "low_stock_threshold": threshold, "supplier_email": supplier,
+            }
             response = await self.call("POST", "/api/products", json=body, headers=self.admin)
             assert response.status_code == 201, response.text
             product = response.json()["id"]
             self.ledger.products[product], self.ledger.prices[product], self.ledger.suppliers[product] = stock, price, supplier
+            self.ledger.thresholds[product] = threshold
         await asyncio.gather(*(self.register() for _ in range(customers)))
 
     async def register(self) -> Customer:

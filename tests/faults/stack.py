@@ -1,6 +1,7 @@
 """The stack the fault suite breaks: its own RabbitMQ node and PostgreSQL cluster (deploy/faults/servers.sh),
 the five services started by deploy/local/up.sh through fault_switch's factories, and the levers to break
-them: kill -9 a process, restart a server, switch a handler fault on, hold a relay."""
+them: kill -9 a process, restart a server, switch a handler fault on, SQL on a service's database as
+postgres (triggers, policies), bindings on the broker."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aio_pika
+import aio_pika.exceptions
 import asyncpg
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +48,6 @@ class FaultStack:
         self._run(["deploy/faults/servers.sh", "start", str(servers), str(base + 33), str(base + 35)], timeout=180)
         urls = dict(line.split("=", 1) for line in (servers / "urls.env").read_text().split())
         self.node = urls["RABBIT_NODE"]
-        (self.folder / "faults").mkdir(exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
         env.update(
             SHOP_RUN_DIR=str(self.folder / "run"),
@@ -65,7 +67,6 @@ class FaultStack:
             ADMIN_PASSWORD=ADMIN_PASSWORD,
             # Short waits between attempts (1 s, 5 s, 30 s, 2 min in production): growing all the same.
             EVENT_RETRY_DELAYS_MS="300,600,1200,2400",
-            SHOP_FAULT_DIR=str(self.folder / "faults"),
             PYTHONPATH=os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH", "")])),
         )
         env.update({f"{s.upper()}_APP_FACTORY": f"fault_switch:create_{s}_app" for s in SERVICES})
@@ -115,18 +116,26 @@ class FaultStack:
         except (OSError, ValueError, IndexError):
             return None
 
-    def kill9(self, name: str) -> None:
-        pid = self.pid(name)
-        assert pid is not None, f"{name} is not running"
-        os.kill(pid, signal.SIGKILL)
-        for _ in range(100):
-            if not Path(f"/proc/{pid}").exists() or "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
-                return
-            time.sleep(0.05)
+    def kill9(self, *names: str) -> None:
+        """SIGKILL each named process at once (first every signal, then the waits), until it is gone."""
+        pids = []
+        for name in names:
+            pid = self.pid(name)
+            assert pid is not None, f"{name} is not running"
+            os.kill(pid, signal.SIGKILL)
+            pids.append(pid)
+        for pid in pids:
+            for _ in range(100):
+                if not Path(f"/proc/{pid}").exists() or "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
+                    break
+                time.sleep(0.05)
 
     def server(self, action: str, which: str) -> None:
         """deploy/faults/servers.sh restart|stop-one|start-one rabbitmq|postgres, on this stack's own servers."""
         self._run(["deploy/faults/servers.sh", action, which, str(self.folder / "servers")], timeout=180)
+
+    def server_log(self, which: str) -> Path:
+        return self.folder / "servers" / "logs" / f"{which}.log"
 
     def metrics(self, name: str) -> str:
         service, _, replica = name.partition("-")
@@ -136,25 +145,31 @@ class FaultStack:
 
     # ---- switches ----
 
-    def hold(self, kind: str, service: str, on: bool) -> None:
-        """kind "relay": publish nothing; kind "sent": publish but do not mark sent."""
-        path = Path(self.env["SHOP_FAULT_DIR"]) / f"hold-{kind}-{service}"
-        path.touch() if on else path.unlink(missing_ok=True)
-
     def database_url(self, service: str) -> str:
         return self.env["SHOP_POSTGRES_URL"].rsplit("/", 1)[0] + f"/{service}"
 
-    async def sql(self, service: str, query: str, *args: object) -> list[asyncpg.Record]:
+    async def _connect(self, service: str) -> asyncpg.Connection:
         for attempt in range(60):  # the cluster may be restarting
             try:
-                conn = await asyncpg.connect(self.database_url(service), timeout=5)
-                break
+                return await asyncpg.connect(self.database_url(service), timeout=5)
             except (OSError, asyncpg.PostgresError):
                 if attempt == 59:
                     raise
                 await asyncio.sleep(0.5)
+        raise AssertionError("unreachable")
+
+    async def sql(self, service: str, query: str, *args: object) -> list[asyncpg.Record]:
+        conn = await self._connect(service)
         try:
             return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+
+    async def script(self, service: str, statements: str) -> None:
+        """Several statements at once (DDL: triggers, policies), as postgres on the service's database."""
+        conn = await self._connect(service)
+        try:
+            await conn.execute(statements)
         finally:
             await conn.close()
 
@@ -177,6 +192,28 @@ class FaultStack:
             ["rabbitmqctl", "-q", "-n", self.node, *args], capture_output=True, text=True, timeout=120, check=True
         )
         return done.stdout
+
+    async def unbind(self, queue: str, exchange: str) -> None:
+        """Take away `queue`'s binding by its own name on `exchange` (as an operator's slip would)."""
+        async with await aio_pika.connect(self.env["AMQP_URL"]) as connection:
+            channel = await connection.channel()
+            await (await channel.declare_queue(queue, passive=True)).unbind(exchange, queue)
+
+    async def bind(self, queue: str, exchange: str) -> None:
+        async with await aio_pika.connect(self.env["AMQP_URL"]) as connection:
+            channel = await connection.channel()
+            await (await channel.declare_queue(queue, passive=True)).bind(exchange, queue)
+
+    async def publish_probe(self, exchange: str, routing_key: str) -> str:
+        """What the broker answers a mandatory, confirmed publish: accepted, returned or refused."""
+        async with await aio_pika.connect(self.env["AMQP_URL"]) as connection:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            target = await channel.get_exchange(exchange, ensure=False)
+            try:
+                await target.publish(aio_pika.Message(b"fault suite probe"), routing_key, mandatory=True, timeout=10)
+            except aio_pika.exceptions.DeliveryError as exc:
+                return "returned unroutable" if exc.message is not None else f"refused ({exc.frame})"
+            return "accepted"
 
     def queue_depths(self) -> dict[str, int]:
         """Messages per queue; for a parking queue (a stream, whose depth counts replayed entries too and
