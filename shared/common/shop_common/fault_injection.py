@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -134,13 +135,14 @@ def close_connections(amqp_url: str, connection_name: str) -> int:
 
 
 def queue_depths(amqp_url: str) -> dict[str, int]:
-    """Every queue of the vhost with its messages, ready and unacked together (what is still to settle)."""
+    """Every queue of the vhost with its messages, ready and unacked together (what is still to settle).
+    Streams (the parking queues and their replay logs) are left out: they keep every entry, read or not."""
     listed = subprocess.run(
         [shutil.which("rabbitmqctl") or "rabbitmqctl", "-q", "list_queues", "-p", vhost_of(amqp_url),
-         "--no-table-headers", "name", "messages"],
+         "--formatter", "json", "name", "messages", "type"],
         check=True, capture_output=True, text=True, timeout=60,
-    ).stdout.splitlines()
-    return {name: int(count) for name, count in (line.split("\t") for line in listed if "\t" in line)}
+    ).stdout
+    return {q["name"]: int(q["messages"]) for q in json.loads(listed or "[]") if q["type"] != "stream"}
 
 
 class TcpProxy:

@@ -22,6 +22,7 @@ from shop_common.fault_injection import (
     write_refused,
 )
 from shop_common.testing import eventually
+from shop_events import parking
 from shop_events.catalogue import StockReserved
 from shop_events.testing import publish_events
 from shop_events.topology import QUORUM
@@ -44,6 +45,11 @@ async def books(svc, amqp_url, sent, timeout=45.0) -> None:
     assert sorted(str(r["event_id"]) for r in await svc.effects()) == want, "an effect is missing or applied twice"
     inbox = await svc.pool.fetch("SELECT event_id FROM processed_events")
     assert sorted(str(r["event_id"]) for r in inbox) == want
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        assert await parking.count_parked(connection, "testsvc.background.dlq") == 0
+    finally:
+        await connection.close()
 
 
 async def place(amqp_url, n=EVENTS):
