@@ -117,8 +117,23 @@ def delete_queue(amqp_url: str, queue: str) -> None:
     throwaway.rabbitmqctl("delete_queue", "-p", vhost_of(amqp_url), queue)
 
 
+def _rabbitmqctl_json(*args: str) -> list[dict]:
+    """What rabbitmqctl lists, as JSON rows."""
+    listed = subprocess.run(
+        [shutil.which("rabbitmqctl") or "rabbitmqctl", "-q", *args, "--formatter", "json"],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout
+    return json.loads(listed or "[]")
+
+
+def list_queues(amqp_url: str, *columns: str) -> list[dict]:
+    """The vhost's queues with these columns of `rabbitmqctl list_queues`."""
+    return _rabbitmqctl_json("list_queues", "-p", vhost_of(amqp_url), *columns)
+
+
 def close_connections(amqp_url: str, connection_name: str) -> int:
-    """Close, broker-side, every connection of the vhost with that client-given name; returns how many."""
+    """Close, broker-side, every connection of the vhost with that client-given name; returns how many.
+    (Read in rabbitmqctl's text format: its JSON writes a pid close_connection does not take.)"""
     vhost = vhost_of(amqp_url)
     listed = subprocess.run(
         [shutil.which("rabbitmqctl") or "rabbitmqctl", "-q", "list_connections", "pid", "vhost", "client_properties"],
@@ -137,12 +152,7 @@ def close_connections(amqp_url: str, connection_name: str) -> int:
 def queue_depths(amqp_url: str) -> dict[str, int]:
     """Every queue of the vhost with its messages, ready and unacked together (what is still to settle).
     Streams (the parking queues and their replay logs) are left out: they keep every entry, read or not."""
-    listed = subprocess.run(
-        [shutil.which("rabbitmqctl") or "rabbitmqctl", "-q", "list_queues", "-p", vhost_of(amqp_url),
-         "--formatter", "json", "name", "messages", "type"],
-        check=True, capture_output=True, text=True, timeout=60,
-    ).stdout
-    return {q["name"]: int(q["messages"]) for q in json.loads(listed or "[]") if q["type"] != "stream"}
+    return {q["name"]: int(q["messages"]) for q in list_queues(amqp_url, "name", "messages", "type") if q["type"] != "stream"}
 
 
 class TcpProxy:

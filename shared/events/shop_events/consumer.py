@@ -261,10 +261,8 @@ class LaneConsumer:
         for tries in itertools.count(1):
             try:
                 return await self._apply(items)
-            except DatabaseAway as exc:
+            except (DatabaseAway, *AWAY_OUTSIDE_HANDLERS) as exc:
                 await self._pause("database unavailable; batch held", exc.__cause__ or exc, tries)
-            except AWAY_OUTSIDE_HANDLERS as exc:
-                await self._pause("database unavailable; batch held", exc, tries)
             except Exception as exc:
                 if isinstance(exc, CONTENTION) and tries <= self._settings.contention_retries:
                     await self._pause("contention; batch tried again", exc, tries)

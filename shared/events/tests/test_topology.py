@@ -1,11 +1,10 @@
 """The queues and exchanges a service declares, as the broker then holds them."""
 
 import json
-import subprocess
 
 import aio_pika
 from shop_common import throwaway
-from shop_common.fault_injection import vhost_of
+from shop_common.fault_injection import list_queues, vhost_of
 from shop_common.testing import eventually
 from shop_events import parking
 from shop_events.catalogue import StockReserved
@@ -123,12 +122,7 @@ async def test_a_message_past_the_delivery_limit_is_parked_not_dropped(record_ef
 
 
 def queue_policy(amqp_url, queue):
-    listed = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "-p", vhost_of(amqp_url), "--formatter", "json",
-         "name", "policy"], check=True, capture_output=True, text=True, timeout=60,
-    ).stdout
-    found = {q["name"]: q["policy"] for q in json.loads(listed)}
-    return found.get(queue) or None
+    return {q["name"]: q["policy"] for q in list_queues(amqp_url, "name", "policy")}.get(queue) or None
 
 
 async def redelivered_until_parked(amqp_url, queue):
