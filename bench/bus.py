@@ -16,7 +16,7 @@ from pathlib import Path
 import aio_pika
 import asyncpg
 from shop_common.db import migrate
-from shop_events import Bus, BusSettings, Handler
+from shop_events import Bus, BusSettings, Route
 from shop_events.catalogue import OrderCreated, StockReserved
 from shop_events.outbox import OutboxRelay, build_envelope
 from shop_events.publisher import OutgoingEvent, Publisher
@@ -166,7 +166,7 @@ async def raw_consume(amqp_url: str, queue_name: str, n: int, prefetch: int) -> 
 
 
 async def bus_consume(
-    settings: BusSettings, pool: asyncpg.Pool, service: str, handlers: Mapping[str, Handler], events: list[OutgoingEvent]
+    settings: BusSettings, pool: asyncpg.Pool, service: str, routes: Mapping[str, Route], events: list[OutgoingEvent]
 ) -> float:
     """Ours: the service's lane consumer with its real handlers, effects and inbox committed, acked after.
     The clock stops when the last event's inbox row is committed and every one is there. Returns events/s."""
@@ -174,7 +174,7 @@ async def bus_consume(
     bus = Bus(service, settings)
     await bus.connect()
     started = time.perf_counter()
-    await bus.start_consumers(pool, handlers)
+    await bus.start_consumers(pool, routes)
     # One indexed look-up a poll, so that watching costs the database next to nothing.
     while not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM processed_events WHERE event_id = $1)", last):
         await asyncio.sleep(0.005)
@@ -198,7 +198,7 @@ async def consumer_figure(
     database_url: str,
     *,
     service: str,
-    handlers: Mapping[str, Handler],
+    routes: Mapping[str, Route],
     migrations: Path,
     prepare: Prepare,
     n: int,
@@ -214,14 +214,14 @@ async def consumer_figure(
     amqp_url = settings.amqp_url
     bus = Bus(service, settings)
     await bus.connect()
-    await bus.start_consumers(pool, handlers)
+    await bus.start_consumers(pool, routes)
     await bus.close()
     for r in range(rounds):
         await fill(amqp_url, "bench.raw", events)
         raw.append(await raw_consume(amqp_url, "bench.raw", n, settings.prefetch))
         await prepare(pool)
         await fill(amqp_url, work_queue, events)
-        ours.append(await bus_consume(settings, pool, service, handlers, events))
+        ours.append(await bus_consume(settings, pool, service, routes, events))
         per_transaction.append(n / await transactions(pool))
         progress(
             f"{service} consumer round {r + 1}/{rounds}: raw {raw[-1]:.0f}/s, ours {ours[-1]:.0f}/s"

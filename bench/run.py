@@ -86,12 +86,12 @@ async def bus_figures(events: int, rounds: int) -> list[Figure]:
         progress(f"consumers vs raw consume from a quorum queue, {events} OrderCreated x {rounds} rounds each")
         consumers = {}
         for service, config, module, handlers, prepare in [
-            ("analytics", analytics.config, analytics.main, analytics.handlers.HANDLERS, reset_analytics),
-            ("products", products.config, products.main, products.handlers.HANDLERS, reset_products),
+            ("analytics", analytics.config, analytics.main, analytics.handlers.router, reset_analytics),
+            ("products", products.config, products.main, products.handlers.router, reset_products),
         ]:
             consumers[service] = await bus.consumer_figure(
                 config.Settings(amqp_url=amqp_url).bus_settings(), await database(), service=service,
-                handlers={"OrderCreated": handlers["OrderCreated"]},
+                routes={"OrderCreated": handlers.bind({})["OrderCreated"]},
                 migrations=Path(module.__file__).with_name("migrations"), prepare=prepare,
                 n=events, rounds=rounds, progress=progress,
             )

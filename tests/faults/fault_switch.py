@@ -19,8 +19,7 @@ import asyncpg
 import shop_common.app
 from fastapi import FastAPI
 from prometheus_client import Counter
-from shop_events import BatchHandler, Bus, Event
-from shop_events.consumer import Handler
+from shop_events import Bus, Event, Route
 
 SWITCH_SQL = """
 CREATE TABLE IF NOT EXISTS fault_switch (event_type text PRIMARY KEY, failures int);
@@ -36,7 +35,9 @@ class FaultInjected(Exception):
     """What a bug in a handler looks like to the bus."""
 
 
-def switchable(event_type: str, handler: Handler, pool: asyncpg.Pool) -> Handler:
+def switchable(route: Route, pool: asyncpg.Pool) -> Route:
+    event_type = route.event_type
+
     async def faults(events: Sequence[Event], conn: asyncpg.Connection) -> None:
         switch = await conn.fetchrow("SELECT failures FROM fault_switch WHERE event_type = $1", event_type)
         if switch is None:
@@ -55,31 +56,26 @@ def switchable(event_type: str, handler: Handler, pool: asyncpg.Pool) -> Handler
                 await own.execute("INSERT INTO fault_failures (event_id, event_type) VALUES ($1, $2)", ids[0], event_type)
         raise FaultInjected(f"fault switch on for {event_type} ({len(failing)} of {len(events)} events)")
 
-    if isinstance(handler, BatchHandler):
-        async def handle_run(events: list[Event], conn: asyncpg.Connection) -> None:
-            await faults(events, conn)
-            await handler.handle(events, conn)
-
-        handle_run.__name__ = handler.__name__
-        return BatchHandler(handle_run)
+    async def handle_run(events: list[Event], conn: asyncpg.Connection) -> None:
+        await faults(events, conn)
+        await route.handle(events, conn)
 
     async def handle(event: Event, conn: asyncpg.Connection) -> None:
         await faults([event], conn)
-        await handler(event, conn)
+        await route.handle(event, conn)
 
-    handle.__name__ = getattr(handler, "__name__", event_type)
-    return handle
+    return Route(event_type, handle_run if route.batch else handle, route.batch, route.name)
 
 
 class SwitchableBus(Bus):
-    async def start_consumers(self, pool: asyncpg.Pool, handlers: Mapping[str, Handler]):  # noqa: ANN201
+    async def start_consumers(self, pool: asyncpg.Pool, routes: Mapping[str, Route]):  # noqa: ANN201
         async with pool.acquire() as conn:
             await conn.execute("SELECT pg_advisory_lock($1)", SWITCH_LOCK)
             try:
                 await conn.execute(SWITCH_SQL)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", SWITCH_LOCK)
-        wrapped = {event_type: switchable(event_type, h, pool) for event_type, h in handlers.items()}
+        wrapped = {event_type: switchable(route, pool) for event_type, route in routes.items()}
         return await super().start_consumers(pool, wrapped)
 
 

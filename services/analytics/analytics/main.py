@@ -1,4 +1,4 @@
-"""The analytics service: its app, built from its own routes, handlers and migrations. Nothing else."""
+"""The analytics service's composition root: its app, built from its own routes, handlers and migrations."""
 
 from pathlib import Path
 
@@ -13,7 +13,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return create_service_app(
         settings=settings or Settings(),
         router=api.router,
-        handlers=handlers.HANDLERS,
+        handlers=handlers.router,
         migrations=Path(__file__).with_name("migrations"),
         checks_bans=False,
         description="Counts, sales, revenue and ratings, from events.",

@@ -1,5 +1,5 @@
-"""Event handlers of the auth service: one async function per event type it consumes."""
+"""Event handlers of the auth service: none yet (it only produces events), declared on its router."""
 
-from shop_events import Handler
+from shop_events import Router
 
-HANDLERS: dict[str, Handler] = {}
+router = Router()

@@ -1,8 +1,10 @@
-"""The auth service: its app, built from its own routes, handlers and migrations. Nothing else."""
+"""The auth service's composition root: its app, built from its own routes, handlers and migrations, and
+what they depend on (the token issuer; the first admin is made at start)."""
 
 from datetime import timedelta
 from pathlib import Path
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -19,36 +21,37 @@ from .tokens import TokenIssuer
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
-    async def on_start(app: FastAPI) -> None:
-        app.state.token_issuer = TokenIssuer.from_files(
+    async def wiring(pool: asyncpg.Pool) -> dict[str, object]:
+        await ensure_admin(pool, settings)
+        issuer = TokenIssuer.from_files(
             settings.jwt_private_key_path,
             settings.jwt_public_key_path,
             access_lifetime=timedelta(minutes=settings.access_token_minutes),
             refresh_lifetime=timedelta(days=settings.refresh_token_days),
         )
-        await ensure_admin(app, settings)
+        return {"token_issuer": issuer}
 
     app = create_service_app(
         settings=settings,
         router=api.router,
-        handlers=handlers.HANDLERS,
+        handlers=handlers.router,
         migrations=Path(__file__).with_name("migrations"),
         checks_bans=False,
-        on_start=on_start,
+        wiring=wiring,
         description="Users, passwords, tokens and bans.",
     )
     app.add_exception_handler(RequestValidationError, invalid_input)
     return app
 
 
-async def ensure_admin(app: FastAPI, settings: Settings) -> None:
+async def ensure_admin(pool: asyncpg.Pool, settings: Settings) -> None:
     """The first admin, created or updated (password, role) from ADMIN_EMAIL / ADMIN_PASSWORD at every start.
 
     One upsert, so replicas starting together end with one admin. A ban stays: other services keep it too.
     No UserRegistered: the admin did not sign up as a customer.
     """
     password_hash = await hash_password(settings.admin_password)
-    async with app.state.pool.acquire() as conn:
+    async with pool.acquire() as conn:
         await db.upsert_admin(conn, normalise_email(settings.admin_email), settings.admin_name, password_hash)
 
 

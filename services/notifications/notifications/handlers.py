@@ -1,17 +1,14 @@
-"""Event handlers of the notifications service: one async function per event type it consumes.
+"""Event handlers of the notifications service: what it consumes, declared on its router.
 
 Each takes the event, the consumer's connection (the batch's transaction, with the inbox row) and the
-post room that sends mail at most once per event (mail.py). A handler that needs an address it does
+post room that sends mail at most once per event (mail.py; main.py provides it). A handler that needs an address it does
 not know yet raises RecipientUnknown, so the bus retries it later instead of dropping the mail.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from functools import partial
-
 import asyncpg
-from shop_events import Event, Handler
+from shop_events import Event, Router
 from shop_events.catalogue import (
     OrderCreated, OrderPaid, PaymentFailed, StockLow, StockRejected, UserBanned, UserRegistered,
 )
@@ -20,17 +17,19 @@ from . import db, domain
 from .domain import RecipientUnknown
 from .mail import PostRoom
 
-MailHandler = Callable[[Event, asyncpg.Connection, PostRoom], Awaitable[None]]
+router = Router()
 
 
-async def on_user_registered(event: Event, conn: asyncpg.Connection, post: PostRoom) -> None:
-    data: UserRegistered = event.data
+@router.handles(UserRegistered)
+async def on_user_registered(event: Event[UserRegistered], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+    data = event.data
     await db.save_user(conn, data.user_id, data.email, data.name)
     await post.send(event, domain.welcome(data.user_id, data.email, data.name))
 
 
-async def on_user_banned(event: Event, conn: asyncpg.Connection, post: PostRoom) -> None:
-    data: UserBanned = event.data
+@router.handles(UserBanned)
+async def on_user_banned(event: Event[UserBanned], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+    data = event.data
     known = await db.find_user(conn, data.user_id)
     email = data.email or (known.email if known else None)
     if email is None:
@@ -39,21 +38,24 @@ async def on_user_banned(event: Event, conn: asyncpg.Connection, post: PostRoom)
     await post.send(event, domain.account_banned(data.user_id, email, name, data.reason))
 
 
-async def on_order_created(event: Event, conn: asyncpg.Connection, post: PostRoom) -> None:
-    data: OrderCreated = event.data
+@router.handles(OrderCreated)
+async def on_order_created(event: Event[OrderCreated], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+    data = event.data
     await db.save_order(conn, data.order_id, data.user_id, data.email)
     lines = [(item.product_id, item.quantity, item.unit_price) for item in data.items]
     await post.send(event, domain.order_confirmation(data.user_id, data.email, data.order_id, data.total, lines))
 
 
-async def on_stock_rejected(event: Event, conn: asyncpg.Connection, post: PostRoom) -> None:
-    data: StockRejected = event.data
+@router.handles(StockRejected)
+async def on_stock_rejected(event: Event[StockRejected], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+    data = event.data
     customer = await _customer(conn, data.order_id, data.user_id, data.email)
     await post.send(event, domain.order_rejected(data.user_id, customer.email, data.order_id, data.reason))
 
 
-async def on_order_paid(event: Event, conn: asyncpg.Connection, post: PostRoom) -> None:
-    data: OrderPaid = event.data
+@router.handles(OrderPaid)
+async def on_order_paid(event: Event[OrderPaid], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+    data = event.data
     customer = await _customer(conn, data.order_id, data.user_id, data.email)
     await post.send(event, domain.payment_received(data.user_id, customer.email, data.order_id, data.amount, data.payment_id))
     await post.send(event, domain.shipping_request(
@@ -61,14 +63,16 @@ async def on_order_paid(event: Event, conn: asyncpg.Connection, post: PostRoom) 
     ))
 
 
-async def on_payment_failed(event: Event, conn: asyncpg.Connection, post: PostRoom) -> None:
-    data: PaymentFailed = event.data
+@router.handles(PaymentFailed)
+async def on_payment_failed(event: Event[PaymentFailed], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+    data = event.data
     customer = await _customer(conn, data.order_id, data.user_id, data.email)
     await post.send(event, domain.payment_failed(data.user_id, customer.email, data.order_id, data.error))
 
 
-async def on_stock_low(event: Event, conn: asyncpg.Connection, post: PostRoom) -> None:
-    data: StockLow = event.data
+@router.handles(StockLow)
+async def on_stock_low(event: Event[StockLow], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+    data = event.data
     await post.send(event, domain.stock_low(post.staff_email, data.product_id, data.name, data.current_stock, data.threshold))
     if data.supplier_email is not None:
         await post.send(event, domain.supplier_reorder(
@@ -86,18 +90,3 @@ async def _customer(conn: asyncpg.Connection, order_id: int, user_id: int, email
         raise RecipientUnknown(f"no email known yet for order {order_id} of user {user_id}")
     return customer
 
-
-HANDLERS: dict[str, MailHandler] = {
-    "UserRegistered": on_user_registered,
-    "UserBanned": on_user_banned,
-    "OrderCreated": on_order_created,
-    "StockRejected": on_stock_rejected,
-    "OrderPaid": on_order_paid,
-    "PaymentFailed": on_payment_failed,
-    "StockLow": on_stock_low,
-}
-
-
-def bound_to(post: PostRoom) -> dict[str, Handler]:
-    """The handlers as the bus calls them, (event, conn), each with this app's post room."""
-    return {event_type: partial(handler, post=post) for event_type, handler in HANDLERS.items()}

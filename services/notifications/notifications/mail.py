@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import format_datetime
 
 import aiosmtplib
 import asyncpg
-from shop_events import Event
+from shop_events import Event, EventData
 from shop_events.envelope import now_utc
 
 from . import db
@@ -61,13 +60,13 @@ class SmtpRelay:
 class PostRoom:
     """What handlers call to send a notice: record it, send it unless an earlier delivery did, record that."""
 
-    def __init__(self, relay: SmtpRelay, staff_email: str, pool: Callable[[], asyncpg.Pool]) -> None:
+    def __init__(self, relay: SmtpRelay, staff_email: str, pool: asyncpg.Pool) -> None:
         self.relay = relay
         self.staff_email = staff_email
         self._pool = pool
 
-    async def send(self, event: Event, notice: Notice) -> None:
-        pool = self._pool()
+    async def send(self, event: Event[EventData], notice: Notice) -> None:
+        pool = self._pool
         mail_id = message_id(event.event_id, notice.type, self.relay.sender)
         record = await db.record_notice(pool, event.event_id, notice, mail_id)
         if record.status == "sent":

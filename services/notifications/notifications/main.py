@@ -1,7 +1,9 @@
-"""The notifications service: its app, built from its own routes, handlers and migrations. Nothing else."""
+"""The notifications service's composition root: its app, built from its own routes, handlers and
+migrations, and what they depend on (the post room that sends mail)."""
 
 from pathlib import Path
 
+import asyncpg
 from fastapi import FastAPI
 from shop_common.app import create_service_app
 
@@ -12,15 +14,17 @@ from .mail import PostRoom, SmtpRelay
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    # The post room records each mail on a pool connection of its own; the lifespan creates that pool
-    # (app.state.pool) before it starts any consumer, so the handlers always find it.
-    post = PostRoom(SmtpRelay.from_settings(settings), settings.staff_email, pool=lambda: app.state.pool)
-    app = create_service_app(
+
+    async def wiring(pool: asyncpg.Pool) -> dict[str, object]:
+        # The post room records each mail on a pool connection of its own, outside the consumer's transaction.
+        return {"post": PostRoom(SmtpRelay.from_settings(settings), settings.staff_email, pool)}
+
+    return create_service_app(
         settings=settings,
         router=api.router,
-        handlers=handlers.bound_to(post),
+        handlers=handlers.router,
         migrations=Path(__file__).with_name("migrations"),
         checks_bans=False,
+        wiring=wiring,
         description="Mail to customers and alerts to staff.",
     )
-    return app

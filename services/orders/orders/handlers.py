@@ -1,21 +1,29 @@
-"""Event handlers of the orders service: one async function per event type it consumes.
-
-UserBanned is taken by the shared app kit (checks_bans=True in main.py)."""
+"""Event handlers of the orders service: what it consumes, declared on its router."""
 
 from __future__ import annotations
 
 import logging
 
 import asyncpg
-from shop_events import Event, Handler
+from shop_common.auth import record_ban
+from shop_events import Event, Router
+from shop_events.catalogue import ProductCreated, ProductUpdated, StockRejected, StockReserved, UserBanned
 
 from . import db
-from .domain import OrderStatus, status_after_stock_event
+from .domain import status_after_stock_event
 
 log = logging.getLogger("orders.handlers")
+router = Router()
 
 
-async def on_product_changed(event: Event, conn: asyncpg.Connection) -> None:
+@router.handles(UserBanned)
+async def on_user_banned(event: Event[UserBanned], conn: asyncpg.Connection) -> None:
+    """The banned user's unexpired tokens are refused from now on."""
+    await record_ban(conn, event.data)
+
+
+@router.handles(ProductCreated, ProductUpdated)
+async def on_product_changed(event: Event[ProductCreated | ProductUpdated], conn: asyncpg.Connection) -> None:
     """ProductCreated and ProductUpdated: keep the catalogue copy; out-of-order delivery never rolls a price back."""
     product = event.data
     written = await db.upsert_product(
@@ -25,7 +33,8 @@ async def on_product_changed(event: Event, conn: asyncpg.Connection) -> None:
         log.info("older product event ignored", extra={"product_id": product.product_id})
 
 
-async def on_stock_event(event: Event, conn: asyncpg.Connection) -> None:
+@router.handles(StockReserved, StockRejected)
+async def on_stock_event(event: Event[StockReserved | StockRejected], conn: asyncpg.Connection) -> None:
     """StockReserved and StockRejected: pending → confirmed or rejected; a stale or repeated one changes nothing."""
     order = await db.get_order(conn, event.data.order_id, for_update=True)
     if order is None:
@@ -36,13 +45,6 @@ async def on_stock_event(event: Event, conn: asyncpg.Connection) -> None:
     if new_status is None:
         log.info("stock event changes nothing", extra={"order_id": order.id, "status": order.status.value})
         return
-    reason = event.data.reason if new_status is OrderStatus.REJECTED else None
+    reason = event.data.reason if isinstance(event.data, StockRejected) else None
     await db.set_status(conn, order.id, new_status, reason=reason)
 
-
-HANDLERS: dict[str, Handler] = {
-    "ProductCreated": on_product_changed,
-    "ProductUpdated": on_product_changed,
-    "StockReserved": on_stock_event,
-    "StockRejected": on_stock_event,
-}

@@ -1,7 +1,9 @@
-"""The orders service: its app, built from its own routes, handlers and migrations. Nothing else."""
+"""The orders service's composition root: its app, built from its own routes, handlers and migrations, and
+what they depend on (the payment provider)."""
 
 from pathlib import Path
 
+import asyncpg
 from fastapi import FastAPI
 from shop_common.app import create_service_app
 
@@ -11,16 +13,16 @@ from .payments import PaymentProvider, TestPaymentProvider
 
 
 def create_app(settings: Settings | None = None, payment_provider: PaymentProvider | None = None) -> FastAPI:
-    async def wire_payments(app: FastAPI) -> None:
+    async def wiring(pool: asyncpg.Pool) -> dict[str, object]:
         # The one place a real provider's adapter would be chosen; the built-in test provider by default.
-        app.state.payment_provider = payment_provider or TestPaymentProvider()
+        return {"payment_provider": payment_provider or TestPaymentProvider()}
 
     return create_service_app(
         settings=settings or Settings(),
         router=api.router,
-        handlers=handlers.HANDLERS,
+        handlers=handlers.router,
         migrations=Path(__file__).with_name("migrations"),
         checks_bans=True,
-        on_start=wire_payments,
+        wiring=wiring,
         description="Placing, confirming and paying orders.",
     )

@@ -1,18 +1,22 @@
-"""Event handlers of the products service: one async function per event type it consumes.
+"""Event handlers of the products service: what it consumes, declared on its router.
 
 Each runs inside the consumer's transaction, with the inbox row written for it,
-so an event redelivered under the same id never gets here twice. UserBanned is taken by the shared
-kit (checks_bans=True in main.py).
+so an event redelivered under the same id never gets here twice.
 """
 
 from __future__ import annotations
 
 import asyncpg
-from shop_events import Event, EventData, Handler, add_event, add_events, batch_handler
-from shop_events.catalogue import OrderCancelled, OrderCreated, ReviewModerated, StockRejected, StockReserved
+from shop_common.auth import record_ban
+from shop_events import Event, EventData, Router, add_event, add_events
+from shop_events.catalogue import (
+    OrderCancelled, OrderCreated, ProductReviewed, ReviewModerated, StockRejected, StockReserved, UserBanned,
+)
 
 from . import db
 from .domain import Refusal, Reservation, ReviewStatus, Shelf, decide_in_turn, moderate, wanted_quantities
+
+router = Router()
 
 
 async def reserve_stock(conn: asyncpg.Connection, order: OrderCreated) -> None:
@@ -70,18 +74,19 @@ async def release_stock(conn: asyncpg.Connection, order_id: int) -> None:
     await db.mark_released(conn, order_id)
 
 
-@batch_handler
-async def on_orders_created(events: list[Event], conn: asyncpg.Connection) -> None:
+@router.handles(OrderCreated, batch=True)
+async def on_orders_created(events: list[Event[OrderCreated]], conn: asyncpg.Connection) -> None:
     """A run of OrderCreated decided together: a few statements for the run instead of several per order."""
     await reserve_stock_in_turn(conn, [(event.data, event.correlation_id) for event in events])
 
 
-async def on_order_cancelled(event: Event, conn: asyncpg.Connection) -> None:
-    order: OrderCancelled = event.data
-    await release_stock(conn, order.order_id)
+@router.handles(OrderCancelled)
+async def on_order_cancelled(event: Event[OrderCancelled], conn: asyncpg.Connection) -> None:
+    await release_stock(conn, event.data.order_id)
 
 
-async def on_product_reviewed(event: Event, conn: asyncpg.Connection) -> None:
+@router.handles(ProductReviewed)
+async def on_product_reviewed(event: Event[ProductReviewed], conn: asyncpg.Connection) -> None:
     """Moderation: publish the review or reject it as spam, count published ratings, tell analytics."""
     review = await db.get_review(conn, event.data.review_id, lock=True)
     if review is None:
@@ -104,8 +109,8 @@ async def on_product_reviewed(event: Event, conn: asyncpg.Connection) -> None:
     )
 
 
-HANDLERS: dict[str, Handler] = {
-    "OrderCreated": on_orders_created,
-    "OrderCancelled": on_order_cancelled,
-    "ProductReviewed": on_product_reviewed,
-}
+
+@router.handles(UserBanned)
+async def on_user_banned(event: Event[UserBanned], conn: asyncpg.Connection) -> None:
+    """The banned user's unexpired tokens are refused from now on."""
+    await record_ban(conn, event.data)

@@ -17,12 +17,12 @@ import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from shop_events import Bus, Handler, correlation_id
+from shop_events import Bus, Router, correlation_id
 from shop_events.asyncapi import asyncapi_document
 from shop_events.topology import bindings
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .auth import BANNED_USERS_SQL, Admin, _bearer, current_user, on_user_banned, require_admin
+from .auth import BANNED_USERS_SQL, Admin, _bearer, current_user, require_admin
 from .config import ServiceSettings
 from .db import create_pool, migrate
 from .logs import setup_logging
@@ -31,7 +31,10 @@ from .runtime import tune_gc
 
 log = logging.getLogger("shop_common.app")
 
-StartHook = Callable[[FastAPI], Awaitable[None]]
+# A service's composition root: given the database pool, it builds what the service's routes and handlers
+# need (a mail relay, a payment provider, a token issuer), by name. Handlers get them as keyword-only
+# parameters of those names (Router.bind), routes from request.app.state.
+Wiring = Callable[[asyncpg.Pool], Awaitable[Mapping[str, object]]]
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -90,16 +93,15 @@ def create_service_app(
     settings: ServiceSettings,
     router: APIRouter,
     migrations: Path,
-    handlers: Mapping[str, Handler] | None = None,
-    checks_bans: bool = False,
-    on_start: StartHook | None = None,
+    handlers: Router,
+    checks_bans: bool,
+    wiring: Wiring | None = None,
     description: str = "",
 ) -> FastAPI:
     service = settings.service
-    handlers = dict(handlers or {})
-    if checks_bans:
-        handlers.setdefault("UserBanned", on_user_banned)
-    lanes = bindings(handlers)
+    if checks_bans and "UserBanned" not in handlers.event_types:
+        raise ValueError(f"{service} checks bans, so its handlers must take UserBanned (shop_common.auth.record_ban)")
+    lanes = bindings(handlers.event_types)
     retries = len(settings.bus_settings().retry_delays_ms)
     queues = service_queues(service, lanes, retries)
     # JSON from the first line uvicorn writes after building the app (again in the lifespan, for tests).
@@ -114,16 +116,18 @@ def create_service_app(
         app.state.jwt_public_key = settings.jwt_public_key_path.read_text()
         app.state.pool = pool = await create_pool(settings.database_url, settings.db_pool_size)
         await migrate(pool, migrations, [BANNED_USERS_SQL] if checks_bans else [])
+        dependencies = await wiring(pool) if wiring is not None else {}
+        for name, dependency in dependencies.items():
+            setattr(app.state, name, dependency)
+        routes = handlers.bind(dependencies)
         app.state.bus = bus = Bus(service, settings.bus_settings())
         await bus.connect()
         tasks: list[asyncio.Task[None]] = []
-        if settings.runs("consumers") and handlers:
-            await bus.start_consumers(pool, handlers)
+        if settings.runs("consumers") and routes:
+            await bus.start_consumers(pool, routes)
         if settings.runs("relay"):
             tasks.append(asyncio.create_task(bus.relay(pool).run(), name=f"{service} outbox relay"))
-        if on_start is not None:
-            await on_start(app)
-        log.info("started", extra={"roles": settings.roles, "handles": sorted(handlers)})
+        log.info("started", extra={"roles": settings.roles, "handles": handlers.event_types})
         try:
             yield
         finally:
@@ -197,6 +201,7 @@ def create_service_app(
 
     app.include_router(ops)
     app.include_router(operations_router(service, lanes, retries))
-    app.include_router(router)
+    if settings.runs("api"):  # a consumers-only or relay-only process answers health and metrics, nothing else
+        app.include_router(router)
     return app
 

@@ -14,7 +14,7 @@ import asyncpg
 import jwt
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from shop_events import Event
+from shop_events.catalogue import UserBanned
 
 ALGORITHMS = ["EdDSA"]
 ADMIN = "admin"
@@ -55,12 +55,12 @@ def verify_token(token: str, public_key: str) -> Principal:
         raise InvalidToken(str(exc)) from exc
 
 
-async def on_user_banned(event: Event, conn: asyncpg.Connection) -> None:
-    """UserBanned handler for services that must refuse a banned user's unexpired tokens."""
+async def record_ban(conn: asyncpg.Connection, ban: UserBanned) -> None:
+    """What a service that refuses banned users' unexpired tokens does with UserBanned (its handler calls this)."""
     await conn.execute(
         "INSERT INTO banned_users (user_id, reason) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING",
-        event.data.user_id,
-        event.data.reason,
+        ban.user_id,
+        ban.reason,
     )
 
 

@@ -2,11 +2,12 @@
 
 from pathlib import Path
 
+import pytest
 from fastapi import APIRouter
 from shop_common.app import create_service_app
 from shop_common.config import ServiceSettings
 from shop_common.testing import bearer, running
-from shop_events import add_event
+from shop_events import Router, add_event
 from shop_events.catalogue import CATALOGUE, StockReserved
 
 def build(database_url):
@@ -27,7 +28,7 @@ def build(database_url):
     class Settings(ServiceSettings):
         service = "demo"
 
-    return create_service_app(settings=Settings(database_url=database_url), router=demo, migrations=Path("/nonexistent"))
+    return create_service_app(settings=Settings(database_url=database_url), router=demo, migrations=Path("/nonexistent"), handlers=Router(), checks_bans=False)
 
 
 async def test_request_id_is_kept_or_made_and_errors_are_json(service_env, database_url):
@@ -78,3 +79,21 @@ async def test_health_is_503_when_the_database_is_gone(service_env, database_url
         await app.state.pool.close()
         response = await client.get("/api/demo/health")
     assert response.status_code == 503 and "database" in response.json()["detail"]
+
+
+async def test_a_process_without_the_api_role_answers_health_but_not_the_services_routes(service_env, database_url):
+    service_env.setenv("ROLES", "consumers,relay")  # a worker pod on Kubernetes: queues and outbox, no traffic
+    async with running(build(database_url)) as client:
+        health = await client.get("/api/demo/health")
+        refused = await client.post("/api/demo/reserve")
+    assert health.status_code == 200
+    assert refused.status_code == 404
+
+
+def test_a_service_that_checks_bans_must_declare_its_UserBanned_handler(database_url):
+    class Settings(ServiceSettings):
+        service = "demo"
+
+    with pytest.raises(ValueError, match="must take UserBanned"):
+        create_service_app(settings=Settings(database_url=database_url), router=APIRouter(),
+                           migrations=Path("/nonexistent"), handlers=Router(), checks_bans=True)

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Request
 from shop_common.app import create_service_app
 from shop_common.config import ServiceSettings
 from shop_common.testing import bearer, eventually, running
-from shop_events import Event, add_event
+from collections.abc import Awaitable, Callable
+
+from shop_events import Event, Router, add_event
 from shop_events.catalogue import StockReserved
 from shop_events.testing import publish_events, publish_raw
 
@@ -20,7 +22,10 @@ class Settings(ServiceSettings):
     service = "demo"
 
 
-def build(database_url, handlers=None):
+def build(database_url, on_stock_reserved: Callable[..., Awaitable[None]] | None = None):
+    handlers = Router()
+    if on_stock_reserved is not None:
+        handlers.handles(StockReserved)(on_stock_reserved)
     demo = APIRouter(prefix="/api/demo")
 
     @demo.get("/things/{thing_id}")
@@ -34,7 +39,8 @@ def build(database_url, handlers=None):
         return {}
 
     return create_service_app(
-        settings=Settings(database_url=database_url), router=demo, migrations=Path("/nonexistent"), handlers=handlers
+        settings=Settings(database_url=database_url), router=demo, migrations=Path("/nonexistent"), handlers=handlers,
+        checks_bans=False,
     )
 
 
@@ -56,10 +62,10 @@ async def test_one_json_line_and_metrics_per_request_by_route_template(service_e
 
 
 async def test_every_line_written_inside_a_handler_names_the_event(service_env, database_url, amqp_url, capsys):
-    async def on_stock_reserved(event: Event, conn) -> None:
+    async def on_stock_reserved(event: Event[StockReserved], conn: object) -> None:
         log.info("reserving for order %s", event.data.order_id)
 
-    async with running(build(database_url, {"StockReserved": on_stock_reserved})):
+    async with running(build(database_url, on_stock_reserved)):
         (sent,) = await publish_events(amqp_url, StockReserved(order_id=7), correlation="corr-handler-7")
         lines = await eventually(lambda: [e for e in json_lines(capsys.readouterr().out) if e["msg"] == "reserving for order 7"])
     (line,) = lines
@@ -68,10 +74,10 @@ async def test_every_line_written_inside_a_handler_names_the_event(service_env, 
 
 
 async def test_queues_show_depth_and_consumers_to_admins_only(service_env, database_url, make_token):
-    async def on_stock_reserved(event: Event, conn) -> None:
+    async def on_stock_reserved(event: Event[StockReserved], conn: object) -> None:
         pass
 
-    async with running(build(database_url, {"StockReserved": on_stock_reserved})) as client:
+    async with running(build(database_url, on_stock_reserved)) as client:
         admin = await client.get("/api/demo/queues", headers=bearer(make_token(1, "admin")))
         customer = await client.get("/api/demo/queues", headers=bearer(make_token(2)))
         anonymous = await client.get("/api/demo/queues")
@@ -88,13 +94,13 @@ async def test_a_parked_message_shows_why_and_replays_once_the_cause_is_fixed(se
     service_env.setenv("EVENT_MAX_ATTEMPTS", "2")
     warehouse = {"open": False, "reserved": []}
 
-    async def on_stock_reserved(event: Event, conn) -> None:
+    async def on_stock_reserved(event: Event[StockReserved], conn: object) -> None:
         if not warehouse["open"]:
             raise RuntimeError("warehouse system is down")
         warehouse["reserved"].append(event.data.order_id)
 
     admin = bearer(make_token(1, "admin"))
-    async with running(build(database_url, {"StockReserved": on_stock_reserved})) as client:
+    async with running(build(database_url, on_stock_reserved)) as client:
         (sent,) = await publish_events(amqp_url, StockReserved(order_id=9), correlation="corr-parked-9")
         await publish_raw(amqp_url, "stock.reserved", b"not json at all", message_id="poison-1")
 

@@ -6,9 +6,9 @@ import asyncpg
 
 from .bus import Bus
 from .catalogue import CATALOGUE, EventSpec, Lane
-from .consumer import BatchHandler, Handler, batch_handler
 from .envelope import Envelope, Event, EventData, Money, correlation_id, handling_event
 from .outbox import add_event, add_events
+from .router import Route, Router
 from .settings import BusSettings
 
 SCHEMA = Path(__file__).with_name("schema.sql")
@@ -20,6 +20,6 @@ async def install_schema(conn: asyncpg.Connection) -> None:
 
 
 __all__ = [
-    "BatchHandler", "Bus", "BusSettings", "add_events", "batch_handler", "CATALOGUE", "Envelope", "Event", "EventData", "EventSpec", "Handler", "Lane", "Money",
+    "Bus", "BusSettings", "add_events", "CATALOGUE", "Envelope", "Event", "EventData", "EventSpec", "Lane", "Money", "Route", "Router",
     "add_event", "correlation_id", "handling_event", "install_schema",
 ]

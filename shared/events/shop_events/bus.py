@@ -9,10 +9,11 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 
-from .consumer import Handler, LaneConsumer
+from .consumer import LaneConsumer
 from .inbox import prune_forever
 from .outbox import OutboxRelay
 from .publisher import Publisher
+from .router import Route
 from .settings import BusSettings
 from .settle import Settler
 from .topology import bindings, declare_lane
@@ -38,17 +39,18 @@ class Bus:
     def connected(self) -> bool:
         return self.connection is not None and not self.connection.is_closed and self.connection.connected.is_set()
 
-    async def start_consumers(self, pool: asyncpg.Pool, handlers: Mapping[str, Handler]) -> list[LaneConsumer]:
-        """Declare this service's lanes and consume each on its own channel, so lanes never wait on each other."""
+    async def start_consumers(self, pool: asyncpg.Pool, routes: Mapping[str, Route]) -> list[LaneConsumer]:
+        """Declare this service's lanes and consume each on its own channel, so lanes never wait on each other.
+        `routes` are a Router's, bound to the service's dependencies (Router.bind)."""
         assert self.connection is not None, "Bus.connect() first"
         settler = Settler(self.connection, self.service, self.settings)
         await settler.open()
-        for lane, routing_keys in bindings(handlers).items():
+        for lane, routing_keys in bindings(routes).items():
             channel = await self.connection.channel()
             await channel.set_qos(prefetch_count=self.settings.prefetch)
             queue = await declare_lane(channel, self.service, lane, routing_keys, self.settings.retry_delays_ms)
             consumer = LaneConsumer(
-                service=self.service, queue=queue, pool=pool, handlers=handlers, settler=settler, settings=self.settings
+                service=self.service, queue=queue, pool=pool, routes=routes, settler=settler, settings=self.settings
             )
             await consumer.start()
             self.consumers.append(consumer)

@@ -20,31 +20,12 @@ from pydantic import ValidationError
 from . import metrics
 from .catalogue import ANY_ENVELOPE, CATALOGUE
 from .envelope import Envelope, Event, EventData, correlation_id, handling_event
+from .router import Route
 from .settings import BusSettings
 from .settle import Settler
 from .subscription import Subscription, incoming, message_id
 
 log = logging.getLogger("shop_events.consumer")
-
-EventHandler = Callable[[Event, asyncpg.Connection], Awaitable[None]]
-
-
-class BatchHandler:
-    """A handler that takes a run of consecutive events of one type in one call, so it can use set-based
-    SQL (one statement for the run instead of one per event). It must be all or nothing for the run:
-    if it raises, the consumer hands it the same events one at a time to find the one that fails.
-    Events of a run may carry different correlation ids: pass each one on explicitly."""
-
-    def __init__(self, handle: Callable[[list[Event], asyncpg.Connection], Awaitable[None]]) -> None:
-        self.handle = handle
-        self.__name__ = getattr(handle, "__name__", "batch handler")
-
-
-def batch_handler(handle: Callable[[list[Event], asyncpg.Connection], Awaitable[None]]) -> BatchHandler:
-    return BatchHandler(handle)
-
-
-Handler = EventHandler | BatchHandler
 
 # How a failure is settled (the rule, in full, is in the module's README, shared/events/README.md):
 # - The database is away: the batch is held and tried again after a pause, for as long as it takes;
@@ -81,16 +62,16 @@ class Poison(Exception):
     """The message can never be handled as it is: parked at once, with this reason."""
 
 
-def decode(message: DeliveredMessage, handlers: Mapping[str, Handler]) -> Event:
+def decode(message: DeliveredMessage, routes: Mapping[str, Route]) -> Event:
     try:
         envelope = ANY_ENVELOPE.validate_json(message.body)
     except ValidationError:
-        return _decode_step_by_step(message, handlers)  # raises Poison with what is wrong
-    _check_routing(envelope.event_type, envelope.event_id, message, handlers)
+        return _decode_step_by_step(message, routes)  # raises Poison with what is wrong
+    _check_routing(envelope.event_type, envelope.event_id, message, routes)
     return _event(envelope, envelope.data)
 
 
-def _decode_step_by_step(message: DeliveredMessage, handlers: Mapping[str, Handler]) -> Event:
+def _decode_step_by_step(message: DeliveredMessage, routes: Mapping[str, Route]) -> Event:
     try:
         envelope = Envelope.model_validate_json(message.body)
     except ValidationError as exc:
@@ -98,7 +79,7 @@ def _decode_step_by_step(message: DeliveredMessage, handlers: Mapping[str, Handl
     spec = CATALOGUE.get(envelope.event_type)
     if spec is None:
         raise Poison(f"unknown event type {envelope.event_type!r}")
-    _check_routing(envelope.event_type, envelope.event_id, message, handlers)
+    _check_routing(envelope.event_type, envelope.event_id, message, routes)
     try:
         data = spec.model.model_validate(envelope.data)
     except ValidationError as exc:
@@ -119,9 +100,9 @@ def _event(envelope: Envelope, data: EventData) -> Event:
 
 
 def _check_routing(
-    event_type: str, event_id: uuid.UUID, message: DeliveredMessage, handlers: Mapping[str, Handler]
+    event_type: str, event_id: uuid.UUID, message: DeliveredMessage, routes: Mapping[str, Route]
 ) -> None:
-    if event_type not in handlers:
+    if event_type not in routes:
         raise Poison(f"no handler for {event_type} on this queue")
     if message_id(message) != str(event_id):
         raise Poison("message_id is missing or differs from the envelope's event_id")
@@ -152,14 +133,14 @@ class LaneConsumer:
         service: str,
         queue: AbstractRobustQueue,
         pool: asyncpg.Pool,
-        handlers: Mapping[str, Handler],
+        routes: Mapping[str, Route],
         settler: Settler,
         settings: BusSettings,
     ) -> None:
         self._service = service
         self._queue = queue
         self._pool = pool
-        self._handlers = handlers
+        self._routes = routes
         self._settler = settler
         self._settings = settings
         # A plain deque and a wake-up: an asyncio.Queue's get and put cost more than the rest of taking a batch.
@@ -217,7 +198,7 @@ class LaneConsumer:
         poison: list[tuple[DeliveredMessage, str]] = []
         for message in batch:
             try:
-                decoded.append((message, decode(message, self._handlers)))
+                decoded.append((message, decode(message, self._routes)))
             except Poison as exc:
                 poison.append((message, str(exc)))
 
@@ -355,7 +336,7 @@ class LaneConsumer:
         """Consecutive events of one type with a batch handler go together; order is kept across types."""
         runs: list[list[tuple[int, Event]]] = []
         for index, event in todo:
-            groupable = isinstance(self._handlers[event.event_type], BatchHandler) and event.event_id not in alone
+            groupable = self._routes[event.event_type].batch and event.event_id not in alone
             last = runs[-1] if runs else None
             if groupable and last and last[-1][1].event_type == event.event_type and last[-1][1].event_id not in alone:
                 last.append((index, event))
@@ -365,7 +346,7 @@ class LaneConsumer:
 
     async def _run_handler(self, run: list[tuple[int, Event]], conn: asyncpg.Connection) -> None:
         first = run[0][1]
-        handler = self._handlers[first.event_type]
+        route = self._routes[first.event_type]
         token = correlation_id.set(first.correlation_id)
         current = {"event_id": str(first.event_id), "event_type": first.event_type}
         if len(run) > 1:
@@ -373,10 +354,10 @@ class LaneConsumer:
         event_token = handling_event.set(current)
         started = time.perf_counter()
         try:
-            if isinstance(handler, BatchHandler):
-                await handler.handle([event for _, event in run], conn)
+            if route.batch:
+                await route.handle([event for _, event in run], conn)
             else:
-                await handler(first, conn)
+                await route.handle(first, conn)
         except DATABASE_AWAY + CONTENTION:
             raise  # not the event's fault: settled by the rule at the top
         except Exception as exc:

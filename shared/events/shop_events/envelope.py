@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
 
@@ -87,9 +87,13 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
+D = TypeVar("D", bound=EventData, covariant=True)
+
+
 @dataclass(frozen=True)
-class Event:
-    """An envelope whose data was validated against the catalogue: what a handler receives."""
+class Event(Generic[D]):
+    """An envelope whose data was validated against the catalogue: what a handler receives, typed by its
+    data model (`Event[OrderCreated]`), so every `event.data.field` is checked against the catalogue."""
 
     event_id: uuid.UUID
     event_type: str
@@ -97,4 +101,4 @@ class Event:
     occurred_at: datetime
     producer: str
     correlation_id: str
-    data: EventData
+    data: D

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import asyncpg
 import pytest
-from shop_events import Bus, BusSettings, Handler, install_schema
+from shop_events import Bus, BusSettings, Route, install_schema
 
 
 @dataclass
@@ -46,10 +46,12 @@ async def pool(database_url):
 
 @pytest.fixture
 def bus_service(amqp_url: str, database_url: str):
-    """start(handlers, service=..., **bus settings) runs a bus-only service for the test."""
+    """start(handlers, service=..., **bus settings) runs a bus-only service for the test. `handlers` maps
+    event types to plain (event, conn) callables or to Routes: these tests are of the consumer, not of how a
+    service declares its handlers (test_router.py)."""
 
     @asynccontextmanager
-    async def start(handlers: Mapping[str, Handler], service: str = "testsvc", relay: bool = False, **settings) -> AsyncIterator[TestService]:
+    async def start(handlers: Mapping[str, Callable[..., Awaitable[None]] | Route], service: str = "testsvc", relay: bool = False, **settings) -> AsyncIterator[TestService]:
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=6)
         async with pool.acquire() as conn:
             await install_schema(conn)
@@ -60,7 +62,8 @@ def bus_service(amqp_url: str, database_url: str):
         bus = Bus(service, BusSettings(**{"amqp_url": amqp_url, **options}))  # a test may go through a proxy
         await bus.connect()
         if handlers:
-            await bus.start_consumers(pool, handlers)
+            routes = {t: h if isinstance(h, Route) else Route(t, h, False, t) for t, h in handlers.items()}
+            await bus.start_consumers(pool, routes)
         svc = TestService(bus, pool)
         try:
             yield svc

@@ -5,11 +5,12 @@ import json
 import time
 
 import aio_pika
+import asyncpg
 from shop_common.testing import eventually
 from shop_events import parking
 from shop_events.catalogue import OrderCancelled, PaymentFailed, StockReserved
 from shop_events.outbox import build_envelope
-from shop_events import add_events, batch_handler
+from shop_events import Event, Router, add_events
 from shop_events.testing import EventProbe, pass_marker, publish_events, publish_raw, ready_messages
 
 
@@ -229,9 +230,10 @@ async def test_a_batch_where_many_fail_costs_handler_calls_in_proportion_not_squ
 
 async def test_a_batch_handler_takes_runs_of_one_type_and_a_failing_event_is_found_alone(amqp_url, bus_service):
     calls: list[int] = []
+    router = Router()
 
-    @batch_handler
-    async def reserve_all(events, conn):
+    @router.handles(StockReserved, batch=True)
+    async def reserve_all(events: list[Event[StockReserved]], conn: asyncpg.Connection) -> None:
         calls.append(len(events))
         if any(e.data.order_id == 13 for e in events):
             raise RuntimeError("order 13 is cursed")
@@ -242,7 +244,7 @@ async def test_a_batch_handler_takes_runs_of_one_type_and_a_failing_event_is_fou
         await add_events(conn, [(OrderCancelled(order_id=e.data.order_id, user_id=1, items=[], reason="r"), e.correlation_id) for e in events])
 
     async with EventProbe(amqp_url, "order.cancelled") as probe:
-        async with bus_service({"StockReserved": reserve_all}, batch_size=200, max_attempts=1, relay=True) as svc:
+        async with bus_service(router.bind({}), batch_size=200, max_attempts=1, relay=True) as svc:
             relay = asyncio.create_task(svc.bus.relay(svc.pool).run())
             sent = await publish_events(amqp_url, *[StockReserved(order_id=i) for i in range(200)])
             await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 199 FROM effects"), timeout=20)
