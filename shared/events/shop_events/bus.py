@@ -16,7 +16,7 @@ from .publisher import Publisher
 from .router import Route
 from .settings import BusSettings
 from .settle import Settler
-from .topology import bindings, declare_lane
+from .topology import bindings, declare_lane, unbind_stale
 
 
 class Bus:
@@ -45,7 +45,8 @@ class Bus:
         assert self.connection is not None, "Bus.connect() first"
         settler = Settler(self.connection, self.service, self.settings)
         await settler.open()
-        for lane, routing_keys in bindings(routes).items():
+        lanes = bindings(routes)
+        for lane, routing_keys in lanes.items():
             channel = await self.connection.channel()
             await channel.set_qos(prefetch_count=self.settings.prefetch)
             queue = await declare_lane(channel, self.service, lane, routing_keys, self.settings.retry_delays_ms)
@@ -54,6 +55,7 @@ class Bus:
             )
             await consumer.start()
             self.consumers.append(consumer)
+        await unbind_stale(self.connection, self.service, lanes)
         self._pruning = asyncio.create_task(prune_forever(pool, self.settings.inbox_retention_hours), name="inbox pruning")
         return self.consumers
 

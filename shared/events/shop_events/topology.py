@@ -106,6 +106,28 @@ async def declare_lane(
     return queue
 
 
+async def unbind_stale(connection: AbstractConnection, service: str, wanted: dict[Lane, list[str]]) -> None:
+    """Topology is declared additively, so a handler removed (or an event type moved to the other lane)
+    would leave its binding behind, and its events would be parked as "no handler". Every routing key of
+    the catalogue that a lane's queue should not take is unbound from it, including from a lane the service
+    no longer consumes at all. Unbinding a binding that does not exist is a no-op for RabbitMQ."""
+    every_key = {spec.routing_key for spec in CATALOGUE.values()}
+    channel = await connection.channel()
+    try:
+        exchange = await channel.get_exchange(EXCHANGE, ensure=False)
+        for lane in Lane:
+            stale = sorted(every_key - set(wanted.get(lane, ())))
+            try:
+                queue = await channel.declare_queue(work_queue(service, lane), passive=True)
+            except ChannelNotFoundEntity:
+                await _reopened(channel)
+                continue  # never declared: nothing is bound to it
+            for key in stale:
+                await queue.unbind(exchange, key)
+    finally:
+        await channel.close()
+
+
 # Quorum queues dead-letter at most once unless told otherwise: a message would be dropped if its target
 # refused it for a moment. At least once needs reject-publish overflow on the queue that dead-letters.
 AT_LEAST_ONCE = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}

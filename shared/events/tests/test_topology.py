@@ -7,8 +7,8 @@ from shop_common import throwaway
 from shop_common.fault_injection import list_queues, vhost_of
 from shop_common.testing import eventually
 from shop_events import parking
-from shop_events.catalogue import StockReserved
-from shop_events.testing import publish_events
+from shop_events.catalogue import OrderCancelled, PaymentFailed, StockReserved
+from shop_events.testing import pass_marker, publish_events, ready_messages
 from shop_events.topology import DELIVERY_LIMIT, EXCHANGE, QUORUM, upgrade_policies
 
 
@@ -143,3 +143,22 @@ async def redelivered_until_parked(amqp_url, queue):
         return deliveries
     finally:
         await connection.close()
+
+
+async def test_a_handler_removed_takes_its_binding_with_it(record_effect, amqp_url, bus_service):
+    """A new version that no longer handles StockReserved (background lane) and PaymentFailed (the only
+    immediate one) must not keep receiving them: they would sit unconsumed or be parked as "no handler"."""
+    async with bus_service({"StockReserved": record_effect, "PaymentFailed": record_effect}):
+        pass  # the old version's topology
+    async with bus_service({"OrderCancelled": record_effect}) as svc:
+        await publish_events(amqp_url, StockReserved(order_id=1), PaymentFailed(order_id=2, user_id=1, error="declined"))
+        await pass_marker(amqp_url, svc.pool, OrderCancelled(order_id=3, user_id=1, items=[], reason="marker"))
+        effects = [r["event_type"] for r in await svc.effects()]
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        parked = {q: await parking.count_parked(connection, f"{q}.dlq") for q in ("testsvc.background", "testsvc.immediate")}
+    finally:
+        await connection.close()
+    assert effects == ["OrderCancelled"]
+    assert parked == {"testsvc.background": 0, "testsvc.immediate": 0}
+    assert await ready_messages(amqp_url, "testsvc.immediate") == {"testsvc.immediate": 0}
