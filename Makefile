@@ -20,7 +20,7 @@ status:  ## each service's health, queue depths and consumers, parked messages, 
 logs:  ## follow every log (make logs S=orders for one service)
 	@deploy/stack.sh logs
 
-bench:  ## the benchmark of contract.md section 4: figures beside their baselines, as a table, JSON and PNG
+bench:  ## the benchmark of docs/contract.md section 4: figures beside their baselines, as a table, JSON and PNG
 	@deploy/local/bench.sh
 
 mail:  ## the mail the development SMTP sink received (N=20 last)

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from .stack import BenchStack  # puts tests/e2e on the path first
+from shop_common.shop_client import Customer, Shop
 
-from shop import Customer, Shop  # noqa: E402, I001  (tests/e2e/shop.py: the end-to-end suite's client)
+from .stack import BenchStack
 
 Progress = Callable[[str], None]
 FINAL = {"confirmed", "rejected"}

@@ -1,4 +1,4 @@
-"""make bench: each figure of contract.md section 4 beside its baseline, measured in this one run.
+"""make bench: each figure of docs/contract.md section 4 beside its baseline, measured in this one run.
 
 Two parts. The bus figures run in this process against a throwaway vhost and databases: the outbox relay against
 raw confirmed publishing, the consumers (analytics' and products' real OrderCreated handlers) against raw

@@ -1,7 +1,7 @@
 """An isolated copy of the whole stack for the HTTP figures, started by deploy/local/up.sh as `make up` starts it.
 
-Its own state folder, free ports, vhost and `shoptest_<run>_bench_` databases, as the end-to-end tests do (their
-free-port search and their client of a running shop, tests/e2e, are reused here), plus the benchmark's own SMTP
+Its own state folder, free ports, vhost and `shoptest_<run>_bench_` databases, as the end-to-end tests do (the
+same shop_common.isolated_stack, and shop_common.shop_client to drive it), plus the benchmark's own SMTP
 relay (the development sink, deploy/local/smtp_sink.py, with a delay file) whose delay can be changed while
 the stack runs. `stop()` stops what `start()` started, by the pids recorded, and drops the databases, roles,
 vhost and broker users.
@@ -21,11 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aio_pika
+from shop_common.isolated_stack import IsolatedStack
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
-
-from isolated_stack import IsolatedStack  # noqa: E402  (the test suites' isolated copy of the stack)
 
 ADMIN_EMAIL = "bench-admin@example.com"
 ADMIN_PASSWORD = "bench-admin-password"

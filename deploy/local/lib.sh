@@ -70,7 +70,7 @@ ensure_postgres() {
     || die "PostgreSQL is not running on $host:$port and can't be installed here: install postgresql (or run as root on Debian)"
   say "starting PostgreSQL"
   local version; version="$(ls /etc/postgresql | sort -V | tail -1)"
-  # Local mode trusts connections from this machine only, as contract.md section 1 says.
+  # Local mode trusts connections from this machine only, as docs/contract.md section 1 says.
   local hba="/etc/postgresql/$version/main/pg_hba.conf"
   if ! grep -q 'shop: trust local' "$hba" 2>/dev/null; then
     sed -i '1i # shop: trust local\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\nlocal all all trust' "$hba"

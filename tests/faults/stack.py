@@ -9,7 +9,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -18,6 +17,8 @@ from pathlib import Path
 import aio_pika
 import aio_pika.exceptions
 import asyncpg
+from shop_common.isolated_stack import free_port_base
+from shop_common.shop_client import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -25,10 +26,6 @@ SERVICES = ("auth", "products", "orders", "notifications", "analytics")
 CONSUMERS = ("products", "orders", "notifications", "analytics")  # auth handles no events
 ADMIN_EMAIL = "faults-admin@example.com"
 ADMIN_PASSWORD = "faults-admin-password"
-
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
-from isolated_stack import free_port_base  # noqa: E402  (the test stacks' free-port finder)
-from shop import Stack  # noqa: E402  (the end-to-end suite's client of a running shop)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Settings of the auth service, from the environment (contract.md section 1 defaults)."""
+"""Settings of the auth service, from the environment (docs/contract.md section 1 defaults)."""
 
 from pathlib import Path
 from typing import ClassVar

@@ -32,7 +32,7 @@ def normalise_name(name: str | None) -> str | None:
 def access_claims(
     *, user_id: int, email: str, role: str, now: datetime, lifetime: timedelta, token_id: str | None = None
 ) -> dict[str, object]:
-    """The claims of an access token (contract.md section 2): sub is the user id as a string."""
+    """The claims of an access token (docs/contract.md section 2): sub is the user id as a string."""
     return {
         "sub": str(user_id),
         "email": email,

@@ -1,4 +1,4 @@
-"""What the auth routes take and return (contract.md section 2); the OpenAPI page is built from these."""
+"""What the auth routes take and return (docs/contract.md section 2); the OpenAPI page is built from these."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Taking payment: the adapter every provider fits, and the built-in test provider of contract.md."""
+"""Taking payment: the adapter every provider fits, and the built-in test provider of docs/contract.md section 2."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class PaymentProvider(Protocol):
 
 
 class TestPaymentProvider:
-    """Decides by token alone, as contract.md section 2 says; never talks to anyone."""
+    """Decides by token alone, as docs/contract.md section 2 says; never talks to anyone."""
 
     __test__ = False  # not a pytest test class, despite the name
 

@@ -1,4 +1,4 @@
-"""Settings of the products service, from the environment (contract.md section 1 defaults)."""
+"""Settings of the products service, from the environment (docs/contract.md section 1 defaults)."""
 
 from typing import ClassVar
 

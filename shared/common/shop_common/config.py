@@ -1,4 +1,4 @@
-"""Settings every service shares, from the environment, with the defaults of contract.md section 1."""
+"""Settings every service shares, from the environment, with the defaults of docs/contract.md section 1."""
 
 from __future__ import annotations
 

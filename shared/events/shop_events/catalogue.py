@@ -22,7 +22,7 @@ class Lane(str, Enum):
     BACKGROUND = "background"
 
 
-# ---- data models (contract.md section 3, plus ReviewModerated) ----
+# ---- data models (docs/contract.md section 3) ----
 
 
 class UserRegistered(EventData):

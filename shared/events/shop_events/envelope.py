@@ -63,7 +63,7 @@ class EventData(BaseModel):
 
 
 class Envelope(BaseModel):
-    """The body of every message on shop.events (contract.md section 3)."""
+    """The body of every message on shop.events (docs/contract.md section 3)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -14,7 +14,7 @@ from shop_events.envelope import to_money
 from shop_events.outbox import build_envelope, new_event
 from shop_events.topology import bindings, parking_queue, retry_queue, work_queue
 
-# contract.md section 3, row by row: event -> (routing key, producer, lane)
+# docs/contract.md section 3, row by row: event -> (routing key, producer, lane)
 CONTRACT = {
     "UserRegistered": ("user.registered", "auth", "background"),
     "UserBanned": ("user.banned", "auth", "immediate"),
