@@ -11,7 +11,6 @@ import functools
 import importlib
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -30,37 +29,17 @@ ROUTE = re.compile(r"`(GET|POST|PUT|PATCH|DELETE) (/[^`?\s]*)[^`]*`")
 
 
 @functools.cache
-def built(service: str) -> tuple[FastAPI, dict[str, Any]]:
-    """The service's app, and the keyword arguments its create_app passed to create_service_app."""
-    main = importlib.import_module(f"{service}.main")
-    real = main.create_service_app
-    passed: dict[str, Any] = {}
-
-    def recording(**kwargs: Any) -> FastAPI:
-        passed.update(kwargs)
-        return real(**kwargs)
-
-    main.create_service_app = recording
-    try:
-        app = main.create_app()
-    finally:
-        main.create_service_app = real
-    return app, passed
+def built(service: str) -> FastAPI:
+    return importlib.import_module(f"{service}.main").create_app()
 
 
 def consumed_events(service: str) -> set[str]:
-    """The event types a service subscribes to, as shop_common.app.create_service_app works them out: the
-    handlers its main.py passes, plus UserBanned when it checks bans (the shared kit brings that handler).
-    When the services declare a typed router instead, the first line becomes its `router.event_types`."""
-    passed = built(service)[1]
-    handled = set(passed.get("handlers") or {})
-    if passed.get("checks_bans"):
-        handled.add("UserBanned")
-    return handled
+    """The event types a service subscribes to: the ones its handlers declare on its router."""
+    return set(importlib.import_module(f"{service}.handlers").router.event_types)
 
 
 def openapi_routes(service: str) -> set[tuple[str, str]]:
-    paths = built(service)[0].openapi()["paths"]
+    paths = built(service).openapi()["paths"]
     return {(method.upper(), _any_parameter(path)) for path, operations in paths.items() for method in operations}
 
 
