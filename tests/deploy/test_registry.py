@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Iterable
 
 import pytest
@@ -43,3 +44,9 @@ def test_ports_follow_the_order_so_that_one_base_moves_them_all():
     """lib.sh and the test stacks move every port with SHOP_PORT_BASE and take a block of free ports."""
     assert [s.port for s in SERVICES] == [PORT_BASE + i for i in range(1, len(SERVICES) + 1)]
     assert len({s.name for s in SERVICES}) == len({s.database for s in SERVICES}) == len(SERVICES)
+
+
+def test_names_fit_every_place_they_are_used():
+    """A Python package, a /api/<name>/ path the gateway's 503 map reads as [a-z]+, a <NAME>_ settings prefix."""
+    for s in SERVICES:
+        assert re.fullmatch(r"[a-z]+", s.name) and re.fullmatch(r"[a-z_]+", s.database), s
