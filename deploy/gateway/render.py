@@ -11,6 +11,8 @@ import re
 import sys
 from pathlib import Path
 
+from shop_events.registry import SERVICES
+
 HERE = Path(__file__).resolve().parent
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
@@ -18,11 +20,7 @@ DEFAULTS = {
     "GATEWAY_PORT": "8080",
     "GATEWAY_RATE_LIMIT": "500",
     "GATEWAY_RATE_BURST": "1000",
-    "AUTH_UPSTREAM": "127.0.0.1:8001",
-    "PRODUCTS_UPSTREAM": "127.0.0.1:8002",
-    "ORDERS_UPSTREAM": "127.0.0.1:8003",
-    "NOTIFICATIONS_UPSTREAM": "127.0.0.1:8004",
-    "ANALYTICS_UPSTREAM": "127.0.0.1:8005",
+    **{f"{s.upper}_UPSTREAM": f"127.0.0.1:{s.port}" for s in SERVICES},
 }
 
 

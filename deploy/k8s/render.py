@@ -1,4 +1,5 @@
-"""Writes the Kubernetes manifests in this folder. Edit this script, not the YAML, then run it:
+"""Writes the Kubernetes manifests in this folder. Edit this script, not the YAML, then run it (or
+deploy/generate.py, which runs it after the files it copies in; the services come from shop_events/registry.py):
 
     .venv/bin/python deploy/k8s/render.py           (rewrite the manifests)
     .venv/bin/python deploy/k8s/render.py --check   (exit 1 when a manifest differs from what it would write)
@@ -12,20 +13,24 @@ import pathlib
 import sys
 
 import yaml
+from shop_events.registry import SERVICES as REGISTRY
 
 root = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(root / "deploy/broker"))
 import definitions as broker  # noqa: E402 - the broker users and permissions, one source for every mode
 out = root / "deploy/k8s"
 files: dict[str, str] = {}
-SERVICES = ["auth", "products", "orders", "notifications", "analytics"]
+SERVICES = [s.name for s in REGISTRY]
+DATABASES = {s.name: s.database for s in REGISTRY}
+DB_ROLES = {s.name: s.role for s in REGISTRY}
+HEADER = "# generated from shop_events/registry.py by deploy/generate.py; do not edit"
 NS = "shop"
 
 class Literal(str): pass
 def lit(dumper, data): return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
 yaml.add_representer(Literal, lit)
 def dump(docs, header):
-    return header.rstrip() + "\n" + "".join("---\n" + yaml.dump(d, sort_keys=False, width=120) for d in docs)
+    return HEADER + "\n" + header.rstrip() + "\n" + "".join("---\n" + yaml.dump(d, sort_keys=False, width=120) for d in docs)
 
 def labels(name, component):
     return {"app.kubernetes.io/name": name, "app.kubernetes.io/component": component, "app.kubernetes.io/part-of": "shop"}
@@ -150,7 +155,7 @@ init_sql = (root / "deploy/postgres/init-databases.sql").read_text()
 # The image runs *.sh after *.sql: each service's role gets its password from the Secret.
 role_passwords = "\n".join(
     ["# Each service's database role gets the password its *_DATABASE_URL carries (Secret shop-secrets).", "set -e"]
-    + [f'echo "ALTER ROLE shop_{s} PASSWORD :\'pw\';" | psql -v ON_ERROR_STOP=1 -U postgres -v pw="${s.upper()}_DB_PASSWORD"' for s in SERVICES]
+    + [f'echo "ALTER ROLE {DB_ROLES[s]} PASSWORD :\'pw\';" | psql -v ON_ERROR_STOP=1 -U postgres -v pw="${s.upper()}_DB_PASSWORD"' for s in SERVICES]
 ) + "\n"
 postgres = [
     {"apiVersion": "v1", "kind": "ConfigMap",
@@ -247,7 +252,7 @@ settings = [
          # passwords are also in the Secret rabbitmq-definitions (21-rabbitmq.yaml): change both.
          **{f"{s.upper()}_AMQP_URL": f"amqp://shop_{s}:{broker_passwords[s]}@rabbitmq:5672/" for s in SERVICES},
          **{f"{s.upper()}_DB_PASSWORD": f"change-me-{s}-db" for s in SERVICES},
-         **{f"{s.upper()}_DATABASE_URL": f"postgresql://shop_{s}:change-me-{s}-db@postgres:5432/{s}" for s in SERVICES},
+         **{f"{s.upper()}_DATABASE_URL": f"postgresql://{DB_ROLES[s]}:change-me-{s}-db@postgres:5432/{DATABASES[s]}" for s in SERVICES},
      }},
     {"apiVersion": "v1", "kind": "Service",
      "metadata": {"name": "smtp-relay", "namespace": NS, "labels": {"app.kubernetes.io/part-of": "shop"}},
@@ -260,10 +265,11 @@ files["10-settings.yaml"] = (dump(settings,
     "#   python deploy/keys/generate.py keys/ && kubectl -n shop create secret generic shop-jwt --from-file=keys/"))
 
 
-if "--check" in sys.argv:
-    stale = [name for name, text in files.items() if not (out / name).exists() or (out / name).read_text() != text]
-    if stale:
-        raise SystemExit(f"out of date, run deploy/k8s/render.py: {', '.join(stale)}")
-else:
-    for name, text in files.items():
-        (out / name).write_text(text)
+if __name__ == "__main__":
+    if "--check" in sys.argv:
+        stale = [name for name, text in files.items() if not (out / name).exists() or (out / name).read_text() != text]
+        if stale:
+            raise SystemExit(f"out of date, run deploy/k8s/render.py: {', '.join(stale)}")
+    else:
+        for name, text in files.items():
+            (out / name).write_text(text)

@@ -82,7 +82,8 @@ ensure_postgres() {
 # ---------------------------------------------------------------------------------------------------------
 # The stack's settings. Every one can be set, so that a test can run a second, isolated copy beside `make up`.
 
-SERVICES=(auth products orders notifications analytics)
+# SERVICES, SERVICE_PORTS, SERVICE_DATABASES: generated from shared/events/shop_events/registry.py.
+source "$ROOT/deploy/local/services.sh"
 
 stack_settings() {
   RUN_DIR="${SHOP_RUN_DIR:-$ROOT/.run}"
@@ -92,7 +93,7 @@ stack_settings() {
   GATEWAY_PORT="${GATEWAY_PORT:-8080}"
   GATEWAY_RATE_LIMIT="${GATEWAY_RATE_LIMIT:-500}"
   GATEWAY_RATE_BURST="${GATEWAY_RATE_BURST:-1000}"
-  SHOP_PORT_BASE="${SHOP_PORT_BASE:-8000}"
+  SHOP_PORT_BASE="${SHOP_PORT_BASE:-$SERVICE_PORT_BASE}"
   SMTP_HOST="${SMTP_HOST:-127.0.0.1}"
   SMTP_PORT="${SMTP_PORT:-1025}"
   SHOP_DB_PREFIX="${SHOP_DB_PREFIX:-}"
@@ -102,17 +103,23 @@ stack_settings() {
   GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
 }
 
-service_port() {  # auth 8001, products 8002, orders 8003, notifications 8004, analytics 8005
+service_index() {  # its position in SERVICES
   local i
-  for i in "${!SERVICES[@]}"; do [ "${SERVICES[$i]}" = "$1" ] && { echo $((SHOP_PORT_BASE + i + 1)); return; }; done
+  for i in "${!SERVICES[@]}"; do [ "${SERVICES[$i]}" = "$1" ] && { echo "$i"; return; }; done
   die "no such service: $1"
 }
 
-database_url() {  # <SERVICE>_DATABASE_URL when set, else <prefix><service> on SHOP_POSTGRES_URL's server
-  local var; var="$(echo "$1" | tr a-z A-Z)_DATABASE_URL"
+service_port() {  # the registry's port, moved with SHOP_PORT_BASE (auth 8001 ... analytics 8005 by default)
+  local i; i="$(service_index "$1")" || return 1
+  echo $((SHOP_PORT_BASE + SERVICE_PORTS[i] - SERVICE_PORT_BASE))
+}
+
+database_url() {  # <SERVICE>_DATABASE_URL when set, else <prefix><its database> on SHOP_POSTGRES_URL's server
+  local var i; var="$(echo "$1" | tr a-z A-Z)_DATABASE_URL"
   if [ -n "${!var:-}" ]; then echo "${!var}"; return; fi
+  i="$(service_index "$1")" || return 1
   local base="${SHOP_POSTGRES_URL%%\?*}"
-  echo "${base%/*}/${SHOP_DB_PREFIX}$1"
+  echo "${base%/*}/${SHOP_DB_PREFIX}${SERVICE_DATABASES[i]}"
 }
 
 amqp_vhost() {  # the vhost named in AMQP_URL ("/" when none)

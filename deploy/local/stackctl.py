@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from shop_events.outbox import outbox_backlog
 
 
 def _split(url: str) -> tuple[str, str]:
@@ -155,12 +156,9 @@ async def _outbox(urls: list[str]) -> None:
             print(f"  {name:<32} unreachable ({exc.__class__.__name__})")
             continue
         try:
-            row = await conn.fetchrow(
-                "SELECT count(*) AS unsent, extract(epoch FROM now() - min(created_at)) AS age"
-                " FROM outbox WHERE sent_at IS NULL"
-            )
-            age = f", oldest {row['age']:.1f}s" if row["age"] is not None else ""
-            print(f"  {name:<32} {row['unsent']} unsent{age}")
+            backlog = await outbox_backlog(conn)
+            age = f", oldest {backlog.age_seconds():.1f}s" if backlog.oldest is not None else ""
+            print(f"  {name:<32} {backlog.depth} unsent{age}")
         except asyncpg.UndefinedTableError:
             print(f"  {name:<32} no outbox yet")
         finally:

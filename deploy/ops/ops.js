@@ -2,7 +2,7 @@
 // Everything shown is set with textContent: message bodies and reasons come from outside and are never HTML.
 "use strict";
 
-const SERVICES = ["auth", "products", "orders", "notifications", "analytics"];
+// SERVICES: deploy/ops/services.js, generated from the registry of services, loaded first.
 const TOKEN_KEY = "shop-ops-token";
 const $ = (selector) => document.querySelector(selector);
 

@@ -1,3 +1,4 @@
+-- generated from shop_events/registry.py by deploy/generate.py; do not edit
 -- One database per service, made once when the PostgreSQL volume is new (docker-compose.yml and
 -- deploy/k8s mount this file under /docker-entrypoint-initdb.d/). Local mode makes them itself
 -- (deploy/local/stackctl.py createdb, own): the same databases, roles and grants.

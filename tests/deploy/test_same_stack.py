@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from shop_events.registry import SERVICES as REGISTRY
 from stack_files import ROOT, SERVICES, compose, container_env_names, find, local, local_env_names, manifests
 
 TEMPLATE = (ROOT / "deploy" / "gateway" / "shop.conf.template").read_text()
@@ -59,7 +60,7 @@ def test_the_gateway_routes_every_service_in_every_mode():
     assert {f"{s.upper()}_UPSTREAM" for s in SERVICES} <= PLACEHOLDERS
 
     local_upstreams = local(" ".join(f"service_port {s};" for s in SERVICES)).split()
-    assert local_upstreams == ["8001", "8002", "8003", "8004", "8005"]
+    assert local_upstreams == [str(s.port) for s in REGISTRY]
 
     gateway = compose()["services"]["gateway"]
     assert set(gateway["environment"]) == PLACEHOLDERS, "compose's gateway must set exactly the template's settings"
@@ -79,9 +80,9 @@ def test_the_gateway_routes_every_service_in_every_mode():
 def test_every_mode_makes_the_same_databases(tmp_path):
     urls = local(" ".join(f"database_url {s};" for s in SERVICES), {"SHOP_RUN_DIR": str(tmp_path)}).split()
     names = [u.rsplit("/", 1)[1] for u in urls]
-    assert names == list(SERVICES)
+    assert names == [s.database for s in REGISTRY]
     init = (ROOT / "deploy" / "postgres" / "init-databases.sql").read_text()
-    assert re.findall(r"CREATE DATABASE (\w+);", init) == list(SERVICES)
+    assert re.findall(r"CREATE DATABASE (\w+);", init) == [s.database for s in REGISTRY]
     assert find("ConfigMap", "postgres-init")["data"]["init-databases.sql"] == init
     secrets = find("Secret", "shop-secrets")["stringData"]
     for service in SERVICES:

@@ -19,11 +19,11 @@ import aio_pika.exceptions
 import asyncpg
 from shop_common.isolated_stack import free_port_base
 from shop_common.shop_client import Stack
+from shop_events.registry import CONSUMERS, NAMES as SERVICES, PORT_BASE  # noqa: F401 - CONSUMERS: for test_faults
+from shop_events.registry import service as registered
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-SERVICES = ("auth", "products", "orders", "notifications", "analytics")
-CONSUMERS = ("products", "orders", "notifications", "analytics")  # auth handles no events
 ADMIN_EMAIL = "faults-admin@example.com"
 ADMIN_PASSWORD = "faults-admin-password"
 
@@ -136,7 +136,8 @@ class FaultStack:
 
     def metrics(self, name: str) -> str:
         service, _, replica = name.partition("-")
-        port = int(self.env["SHOP_PORT_BASE"]) + SERVICES.index(service) + 1 + 10 * (int(replica or 1) - 1)
+        offset = registered(service).port - PORT_BASE  # as lib.sh's service_port, replicas 10 ports apart (up.sh)
+        port = int(self.env["SHOP_PORT_BASE"]) + offset + 10 * (int(replica or 1) - 1)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/{service}/metrics", timeout=10) as response:
             return response.read().decode()
 

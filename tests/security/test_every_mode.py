@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from shop_events.registry import NAMES as SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "deploy" / "broker"))
@@ -18,7 +19,6 @@ sys.path.insert(0, str(ROOT / "tests" / "deploy"))
 import definitions as broker  # noqa: E402
 from stack_files import compose, find, local  # noqa: E402
 
-SERVICES = ("auth", "products", "orders", "notifications", "analytics")
 
 
 def test_the_compose_definitions_file_is_what_definitions_py_writes():

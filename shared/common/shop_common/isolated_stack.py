@@ -18,10 +18,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from shop_events.registry import NAMES as SERVICES, PORT_BASE, service
+
 from . import throwaway
 
 ROOT = Path(__file__).resolve().parents[3]  # shared/common/shop_common/ -> the repository
-SERVICES = ("auth", "products", "orders", "notifications", "analytics")
 
 
 def port_is_free(port: int) -> bool:
@@ -56,10 +57,12 @@ class IsolatedStack:
         self.prefix = f"shoptest_{throwaway.RUN_ID}_{name}_"
         self.vhost = f"shoptest_{throwaway.RUN_ID}_{name}"
         self.amqp_url = throwaway.with_vhost(throwaway.AMQP_URL, self.vhost)
-        base = free_port_base(len(SERVICES) + 2)
-        self.ports = {service: base + i for i, service in enumerate(SERVICES, start=1)}
-        self.gateway_port = base + len(SERVICES) + 1
-        self.smtp_port = base + len(SERVICES) + 2
+        # Each service on its registry port moved by SHOP_PORT_BASE, as lib.sh's service_port; then the gateway and SMTP.
+        offsets = {name: service(name).port - PORT_BASE for name in SERVICES}
+        base = free_port_base(max(offsets.values()) + 2)
+        self.ports = {name: base + offset for name, offset in offsets.items()}
+        self.gateway_port = base + max(offsets.values()) + 1
+        self.smtp_port = base + max(offsets.values()) + 2
         self.gateway = f"http://127.0.0.1:{self.gateway_port}"
         self.mail_dir = run_dir / "mail"
         self.env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}

@@ -19,8 +19,8 @@ from aio_pika.exceptions import ChannelClosed
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel
-from shop_events import Lane, metrics as bus_metrics, parking
-from shop_events.envelope import now_utc
+from shop_events import Lane, parking
+from shop_events.outbox import outbox_backlog, record_backlog
 from shop_events.topology import parking_queue, retry_queue, work_queue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -130,10 +130,7 @@ async def queue_states(connection: AbstractConnection, queues: list[tuple[str, L
 async def refresh_gauges(service: str, pool: asyncpg.Pool, connection: AbstractConnection | None,
                          queues: list[tuple[str, Lane, QueueKind]]) -> None:
     """Outbox depth and age, queue depths, consumers and parked counts as they are now, for a scrape."""
-    stats = await pool.fetchrow("SELECT count(*) AS depth, min(created_at) AS oldest FROM outbox WHERE sent_at IS NULL")
-    bus_metrics.OUTBOX_DEPTH.labels(service).set(stats["depth"])
-    oldest = stats["oldest"]
-    bus_metrics.OUTBOX_OLDEST_AGE.labels(service).set((now_utc() - oldest).total_seconds() if oldest else 0)
+    record_backlog(service, await outbox_backlog(pool))
     if connection is None or not queues:
         return
     for state in await queue_states(connection, queues):

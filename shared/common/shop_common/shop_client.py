@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-SERVICES = ("auth", "products", "orders", "notifications", "analytics")
+from shop_events.registry import NAMES as SERVICES
 
 
 @dataclass(frozen=True)

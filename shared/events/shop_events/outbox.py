@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -19,6 +20,26 @@ from .settings import BusSettings
 log = logging.getLogger("shop_events.outbox")
 
 NOTIFY_CHANNEL = "shop_outbox"
+
+
+@dataclass(frozen=True)
+class OutboxBacklog:
+    depth: int  # rows not sent yet
+    oldest: datetime | None  # when the oldest of them was written; None when there are none
+
+    def age_seconds(self) -> float:
+        return (now_utc() - self.oldest).total_seconds() if self.oldest else 0.0
+
+
+async def outbox_backlog(db: asyncpg.Pool | asyncpg.Connection) -> OutboxBacklog:
+    """What the relay has still to send: the one query behind the gauges, the admin page and `make status`."""
+    row = await db.fetchrow("SELECT count(*) AS depth, min(created_at) AS oldest FROM outbox WHERE sent_at IS NULL")
+    return OutboxBacklog(row["depth"], row["oldest"])
+
+
+def record_backlog(service: str, backlog: OutboxBacklog) -> None:
+    metrics.OUTBOX_DEPTH.labels(service).set(backlog.depth)
+    metrics.OUTBOX_OLDEST_AGE.labels(service).set(backlog.age_seconds())
 
 
 def build_envelope(data: EventData, correlation: str | None = None) -> Envelope:
@@ -153,12 +174,8 @@ class OutboxRelay:
                 "DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)",
                 self._settings.outbox_retention_hours * 3600,
             )
-            stats = await conn.fetchrow(
-                "SELECT count(*) AS depth, min(created_at) AS oldest FROM outbox WHERE sent_at IS NULL"
-            )
-        metrics.OUTBOX_DEPTH.labels(self._service).set(stats["depth"])
-        oldest: datetime | None = stats["oldest"]
-        metrics.OUTBOX_OLDEST_AGE.labels(self._service).set((now_utc() - oldest).total_seconds() if oldest else 0)
+            backlog = await outbox_backlog(conn)
+        record_backlog(self._service, backlog)
 
 
 def _outgoing(row: asyncpg.Record, producer: str) -> OutgoingEvent:

@@ -12,10 +12,11 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, 
 from aio_pika.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 
 from .catalogue import CATALOGUE, Lane
+from .registry import NAMES
 
 EXCHANGE = "shop.events"
 # Every service that may own queues; the CLI looks for parking queues among these.
-SERVICES = ("auth", "products", "orders", "notifications", "analytics")
+SERVICES = NAMES  # from registry.py, the one list of services
 QUORUM = {"x-queue-type": "quorum"}
 # Parking queues are streams: read without being changed (see parking.py). No retention limit: a parked
 # message stays until it is replayed or discarded, and a stream can only drop its oldest segments.
