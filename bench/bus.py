@@ -18,8 +18,9 @@ import asyncpg
 from shop_common.db import migrate
 from shop_events import Bus, BusSettings, Route
 from shop_events.catalogue import OrderCreated, StockReserved
-from shop_events.outbox import OutboxRelay, build_envelope
+from shop_events.outbox import OutboxRelay
 from shop_events.publisher import OutgoingEvent, Publisher
+from shop_events.testing import build_envelope
 from shop_events.topology import QUORUM, declare_exchange, work_queue_arguments
 
 RAW_WINDOW = 256  # confirms in flight for the raw baseline, as issue 10 sets it

@@ -1,16 +1,17 @@
-"""HTTP routes of the analytics service: parse, authorise, call the domain, return. Admin only."""
+"""HTTP routes of the analytics service: parse, authorise, call the use case (application.py), answer. Admin only."""
 
-from datetime import date, datetime, timezone
+from datetime import date
+
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 from shop_common.app import DbPool
 from shop_common.auth import Admin
+from shop_common.ratings import rating_average
 from shop_events import Money
 
-from . import db
-from shop_common.ratings import rating_average
-
-from .domain import DEFAULT_DAYS, MAX_DAYS, day_window
+from . import application
+from .application import ProductUnknown
+from .domain import DEFAULT_DAYS, MAX_DAYS
 
 router = APIRouter(prefix="/api/analytics", tags=["analytics"])
 
@@ -47,7 +48,7 @@ class DayFigures(BaseModel):
 
 @router.get("/summary", response_model=Summary, status_code=status.HTTP_200_OK)
 async def get_summary(_: Admin, pool: DbPool) -> Summary:
-    return Summary(**dict(await db.summary(pool)))
+    return Summary(**dict(await application.summary(pool)))
 
 
 @router.get(
@@ -57,9 +58,10 @@ async def get_summary(_: Admin, pool: DbPool) -> Summary:
     responses={404: {"description": "no event ever named this product"}},
 )
 async def get_product(product_id: int, _: Admin, pool: DbPool) -> ProductFigures:
-    row = await db.product_figures(pool, product_id)
-    if not (row["created"] or row["lines"] or row["reviews"]):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no event has named this product")
+    try:
+        row = await application.product_figures(pool, product_id)
+    except ProductUnknown as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     return ProductFigures(
         product_id=product_id,
         units_sold=row["units_sold"],
@@ -69,12 +71,10 @@ async def get_product(product_id: int, _: Admin, pool: DbPool) -> ProductFigures
     )
 
 
-
 @router.get("/daily", response_model=list[DayFigures], status_code=status.HTTP_200_OK)
 async def get_daily(
     _: Admin,
     pool: DbPool,
     days: int = Query(DEFAULT_DAYS, ge=1, le=MAX_DAYS, description="how many UTC days, up to and including today"),
 ) -> list[DayFigures]:
-    window = day_window(datetime.now(timezone.utc).date(), days)
-    return [DayFigures(**dict(row)) for row in await db.daily(pool, window)]
+    return [DayFigures(**dict(row)) for row in await application.daily(pool, days)]

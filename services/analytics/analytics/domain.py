@@ -31,3 +31,7 @@ def day_window(today: date, days: int) -> DayWindow:
         raise ValueError(f"days must be between 1 and {MAX_DAYS}")
     return DayWindow(first=today - timedelta(days=days - 1), last=today)
 
+
+def product_known(*, created: bool, lines: int, reviews: int) -> bool:
+    """A product has figures once any event named it: its creation, an order line or a review."""
+    return bool(created or lines or reviews)

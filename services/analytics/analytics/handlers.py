@@ -1,9 +1,5 @@
-"""Event handlers of the analytics service: what it consumes, declared on its router.
-
-Each records one fact in one statement, stamped with the event's occurred_at (OrderCreated: a whole run of
-them in one statement). The inbox (written by the consumer in the same transaction) makes each event count
-once; upserts make arrival order irrelevant.
-"""
+"""Event handlers of the analytics service: what it consumes, declared on its router; each records its one
+fact through its use case (application.py), in the consumer's transaction."""
 
 from __future__ import annotations
 
@@ -14,67 +10,56 @@ from shop_events.catalogue import (
     StockReserved, UserBanned, UserRegistered,
 )
 
-from . import db
+from . import application
 
 router = Router()
 
 
 @router.handles(UserRegistered)
 async def on_user_registered(event: Event[UserRegistered], conn: asyncpg.Connection) -> None:
-    await db.record_registration(conn, event.data.user_id, event.occurred_at)
+    await application.record_registration(conn, event)
 
 
 @router.handles(UserBanned)
 async def on_user_banned(event: Event[UserBanned], conn: asyncpg.Connection) -> None:
-    await db.record_ban(conn, event.data.user_id, event.occurred_at)
+    await application.record_ban(conn, event)
 
 
 @router.handles(ProductCreated)
 async def on_product_created(event: Event[ProductCreated], conn: asyncpg.Connection) -> None:
-    await db.record_product(conn, event.data.product_id, event.data.name)
+    await application.record_product(conn, event)
 
 
 @router.handles(ProductReviewed)
 async def on_product_reviewed(event: Event[ProductReviewed], conn: asyncpg.Connection) -> None:
-    review = event.data
-    await db.record_review_submitted(
-        conn, review.review_id, review.product_id, review.user_id, review.rating, event.occurred_at
-    )
+    await application.record_review_submitted(conn, event)
 
 
 @router.handles(ReviewModerated)
 async def on_review_moderated(event: Event[ReviewModerated], conn: asyncpg.Connection) -> None:
-    review = event.data
-    await db.record_moderation(
-        conn, review.review_id, review.product_id, review.user_id, review.rating, review.status, event.occurred_at
-    )
+    await application.record_moderation(conn, event)
 
 
 @router.handles(OrderCreated, batch=True)
 async def on_orders_created(events: list[Event[OrderCreated]], conn: asyncpg.Connection) -> None:
-    """A run of OrderCreated in one statement: orders arrive in bursts, and a round trip each was the cost."""
-    await db.record_orders_placed(conn, [
-        (event.data.order_id, event.data.user_id, event.data.total, event.occurred_at,
-         [(item.product_id, item.quantity, item.unit_price) for item in event.data.items])
-        for event in events
-    ])
+    await application.record_orders_placed(conn, events)
 
 
 @router.handles(StockReserved)
 async def on_stock_reserved(event: Event[StockReserved], conn: asyncpg.Connection) -> None:
-    await db.record_stock_reserved(conn, event.data.order_id, event.occurred_at)
+    await application.record_stock_reserved(conn, event)
 
 
 @router.handles(StockRejected)
 async def on_stock_rejected(event: Event[StockRejected], conn: asyncpg.Connection) -> None:
-    await db.record_stock_rejected(conn, event.data.order_id, event.data.user_id, event.occurred_at)
+    await application.record_stock_rejected(conn, event)
 
 
 @router.handles(OrderPaid)
 async def on_order_paid(event: Event[OrderPaid], conn: asyncpg.Connection) -> None:
-    await db.record_payment(conn, event.data.order_id, event.data.user_id, event.data.amount, event.occurred_at)
+    await application.record_payment(conn, event)
 
 
 @router.handles(OrderCancelled)
 async def on_order_cancelled(event: Event[OrderCancelled], conn: asyncpg.Connection) -> None:
-    await db.record_cancellation(conn, event.data.order_id, event.data.user_id, event.occurred_at)
+    await application.record_cancellation(conn, event)

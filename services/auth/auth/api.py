@@ -1,23 +1,19 @@
-"""HTTP routes of the auth service: parse, authorise, call the domain, return."""
+"""HTTP routes of the auth service: parse, authorise, call the use case (application.py), answer."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime, timezone
 from typing import Annotated
 
-import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from shop_common.app import DbPool
 from shop_common.auth import Admin, CurrentUser, Principal
-from shop_events import add_event
-from shop_events.catalogue import UserBanned, UserRegistered
 
-from . import db
-from .domain import ADMIN, BanDecision, RefreshVerdict, StoredRefreshToken, decide_ban, judge_refresh, refresh_token_hash
-from .passwords import hash_password, needs_rehash, password_matches, spend_a_check
+from . import application
+from .application import (
+    AccountBanned, AccountGone, EmailTaken, NotAnActiveAdmin, RefreshRefused, SelfBan, UserNotFound, WrongCredentials,
+)
 from .schemas import BanOut, BanRequest, Credentials, RefreshRequest, Registration, TokenPair, UserOut
-from .tokens import TokenIssuer, new_refresh_token
+from .tokens import TokenIssuer
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -33,10 +29,10 @@ Issuer = Annotated[TokenIssuer, Depends(_issuer)]
 
 
 async def _active_admin(admin: Admin, pool: DbPool) -> Principal:
-    """The token says admin; the database must agree now (a banned or demoted admin's token still lives 15 min)."""
-    row = await db.user_by_id(pool, admin.id)
-    if row is None or row["banned"] or row["role"] != ADMIN:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "admin only")
+    try:
+        await application.ensure_active_admin(pool, admin.id)
+    except NotAnActiveAdmin as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
     return admin
 
 
@@ -48,13 +44,10 @@ ActiveAdmin = Annotated[Principal, Depends(_active_admin)]
     responses={409: {"description": "email taken"}, 422: {"description": "bad email or password"}},
 )
 async def register(body: Registration, pool: DbPool) -> UserOut:
-    password_hash = await hash_password(body.password)
-    async with pool.acquire() as conn, conn.transaction():
-        user = await db.insert_customer(conn, body.email, body.name, password_hash)
-        if user is None:
-            raise HTTPException(status.HTTP_409_CONFLICT, "this email is already registered")
-        await add_event(conn, UserRegistered(user_id=user["id"], email=user["email"], name=user["name"]))
-    return UserOut.of(user)
+    try:
+        return UserOut.of(await application.register(pool, body.email, body.name, body.password))
+    except EmailTaken as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
 
 
 @router.post(
@@ -62,58 +55,28 @@ async def register(body: Registration, pool: DbPool) -> UserOut:
     responses={401: {"description": "wrong email or password"}, 403: {"description": "banned"}},
 )
 async def login(body: Credentials, pool: DbPool, issuer: Issuer) -> TokenPair:
-    user = await db.user_with_password(pool, body.email)
-    if user is None:
-        await spend_a_check(body.password)
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong email or password", headers=_BEARER)
-    if not await password_matches(user["password_hash"], body.password):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong email or password", headers=_BEARER)
-    if needs_rehash(user["password_hash"]):
-        await db.set_password_hash(pool, user["id"], await hash_password(body.password))
-    async with pool.acquire() as conn, conn.transaction():
-        # FOR SHARE: a ban committing now waits for us and then revokes the token we issue, or we see it.
-        current = await db.user_by_id(conn, user["id"], lock="FOR SHARE")
-        if current["banned"]:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "this account is banned")
-        return await _issue_pair(conn, issuer, current, family_id=uuid.uuid4())
+    try:
+        return await application.login(pool, issuer, body.email, body.password)
+    except WrongCredentials as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers=_BEARER) from exc
+    except AccountBanned as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
 
 
 @router.post("/refresh", response_model=TokenPair, responses={401: {"description": "spent, expired or revoked"}})
 async def refresh(body: RefreshRequest, pool: DbPool, issuer: Issuer) -> TokenPair:
-    token_hash = refresh_token_hash(body.refresh_token)
-    refused: str | None = None
-    async with pool.acquire() as conn, conn.transaction():
-        owner = await db.owner_of_refresh_token(conn, token_hash)
-        if owner is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown refresh token", headers=_BEARER)
-        user = await db.user_by_id(conn, owner, lock="FOR SHARE")
-        stored = await db.lock_refresh_token(conn, token_hash)
-        verdict = judge_refresh(
-            StoredRefreshToken(stored["expires_at"], stored["spent_at"], stored["revoked_at"]), datetime.now(timezone.utc)
-        )
-        if verdict is RefreshVerdict.REUSED:
-            # Refused after commit, so the family's revocation is kept.
-            await db.revoke_family(conn, stored["family_id"])
-            refused = "refresh token already used: this login is revoked, sign in again"
-        elif verdict is not RefreshVerdict.USABLE:
-            refused = f"refresh token {verdict.value}"
-        elif user["banned"]:
-            refused = "this account is banned"
-        else:
-            await db.spend_refresh_token(conn, stored["id"])
-            pair = await _issue_pair(conn, issuer, user, family_id=stored["family_id"])
-    if refused is not None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, refused, headers=_BEARER)
-    return pair
+    try:
+        return await application.refresh(pool, issuer, body.refresh_token)
+    except RefreshRefused as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers=_BEARER) from exc
 
 
 @router.get("/me", response_model=UserOut, responses={401: {"description": "no or bad token"}})
 async def me(principal: CurrentUser, pool: DbPool) -> UserOut:
-    # Read from the database, not the token, so `banned` and `role` are current.
-    user = await db.user_by_id(pool, principal.id)
-    if user is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "this token's account does not exist", headers=_BEARER)
-    return UserOut.of(user)
+    try:
+        return UserOut.of(await application.current_account(pool, principal.id))
+    except AccountGone as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers=_BEARER) from exc
 
 
 @router.get("/users", response_model=list[UserOut], responses={403: {"description": "admin only"}})
@@ -123,7 +86,7 @@ async def list_users(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[UserOut]:
-    return [UserOut.of(row) for row in await db.list_users(pool, limit, offset)]
+    return [UserOut.of(row) for row in await application.list_users(pool, limit, offset)]
 
 
 @router.post(
@@ -132,28 +95,10 @@ async def list_users(
                409: {"description": "an admin can not ban themself"}},
 )
 async def ban_user(user_id: UserId, body: BanRequest, admin: ActiveAdmin, pool: DbPool) -> BanOut:
-    async with pool.acquire() as conn, conn.transaction():
-        user = await db.user_by_id(conn, user_id, lock="FOR UPDATE")
-        if user is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {user_id}")
-        decision = decide_ban(admin_id=admin.id, user_id=user_id, already_banned=user["banned"])
-        if decision is BanDecision.SELF:
-            raise HTTPException(status.HTTP_409_CONFLICT, "an admin can not ban themself")
-        if decision is BanDecision.BAN:
-            await db.mark_banned(conn, user_id, body.reason, admin.id)
-            await db.revoke_all_of_user(conn, user_id)
-            await add_event(conn, UserBanned(
-                user_id=user_id, reason=body.reason, banned_by=admin.id, email=user["email"], name=user["name"],
-            ))
+    try:
+        await application.ban_user(pool, user_id, body.reason, admin.id)
+    except UserNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except SelfBan as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     return BanOut(id=user_id)
-
-
-async def _issue_pair(conn: asyncpg.Connection, issuer: TokenIssuer, user: asyncpg.Record, family_id: uuid.UUID) -> TokenPair:
-    refresh_token = new_refresh_token()
-    expires_at = datetime.now(timezone.utc) + issuer.refresh_lifetime
-    await db.insert_refresh_token(conn, user["id"], family_id, refresh_token_hash(refresh_token), expires_at)
-    return TokenPair(
-        access_token=issuer.access_token(user_id=user["id"], email=user["email"], role=user["role"]),
-        refresh_token=refresh_token,
-        expires_in=issuer.expires_in,
-    )

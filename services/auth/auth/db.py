@@ -1,4 +1,5 @@
-"""SQL of the auth service (asyncpg). Every write that publishes adds its events in the same transaction.
+"""SQL of the auth service (asyncpg), and nothing else: its use cases (application.py) add the events in the
+same transaction.
 
 Lock order, to never deadlock: a user's row first, then their refresh tokens (ban, login and refresh alike).
 """

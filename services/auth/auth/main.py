@@ -11,10 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from shop_common.app import create_service_app
 
-from . import api, db, handlers
+from . import api, application, handlers
 from .config import Settings
-from .domain import normalise_email
-from .passwords import hash_password
 from .tokens import TokenIssuer
 
 
@@ -22,7 +20,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     async def wiring(pool: asyncpg.Pool) -> dict[str, object]:
-        await ensure_admin(pool, settings)
+        await application.ensure_admin(pool, settings.admin_email, settings.admin_name, settings.admin_password)
         issuer = TokenIssuer.from_files(
             settings.jwt_private_key_path,
             settings.jwt_public_key_path,
@@ -42,17 +40,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, invalid_input)
     return app
-
-
-async def ensure_admin(pool: asyncpg.Pool, settings: Settings) -> None:
-    """The first admin, created or updated (password, role) from ADMIN_EMAIL / ADMIN_PASSWORD at every start.
-
-    One upsert, so replicas starting together end with one admin. A ban stays: other services keep it too.
-    No UserRegistered: the admin did not sign up as a customer.
-    """
-    password_hash = await hash_password(settings.admin_password)
-    async with pool.acquire() as conn:
-        await db.upsert_admin(conn, normalise_email(settings.admin_email), settings.admin_name, password_hash)
 
 
 async def invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:

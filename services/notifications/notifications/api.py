@@ -1,4 +1,4 @@
-"""HTTP routes of the notifications service: parse, authorise, call the domain, return."""
+"""HTTP routes of the notifications service: parse, authorise, call the use case (application.py), answer."""
 
 from datetime import datetime
 from typing import Annotated
@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from shop_common.app import DbPool
 from shop_common.auth import Admin, CurrentUser
 
-from . import db
+from . import application
 
 router = APIRouter(prefix="/api/notifications", tags=["notifications"])
 
@@ -36,7 +36,7 @@ class StaffAlertOut(NotificationOut):
     summary="The caller's own notifications, newest first",
 )
 async def my_notifications(user: CurrentUser, pool: DbPool, limit: Limit = 50, offset: Offset = 0) -> list[NotificationOut]:
-    rows = await db.notices_of_user(pool, user.id, limit, offset)
+    rows = await application.notices_of_user(pool, user.id, limit, offset)
     return [NotificationOut(**dict(row)) for row in rows]
 
 
@@ -45,5 +45,5 @@ async def my_notifications(user: CurrentUser, pool: DbPool, limit: Limit = 50, o
     summary="Alerts for staff (stock_low, supplier_reorder, shipping_request), newest first; admin only",
 )
 async def staff_alerts(admin: Admin, pool: DbPool, limit: Limit = 50, offset: Offset = 0) -> list[StaffAlertOut]:
-    rows = await db.staff_alerts(pool, limit, offset)
+    rows = await application.staff_alerts(pool, limit, offset)
     return [StaffAlertOut(**dict(row)) for row in rows]

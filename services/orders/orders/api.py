@@ -1,33 +1,19 @@
-"""HTTP routes of the orders service: parse, authorise, call the domain, return."""
+"""HTTP routes of the orders service: parse, authorise, call the use case (application.py), answer."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
 
-import asyncpg
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
 from shop_common.app import DbPool
-from shop_common.auth import CUSTOMER, CurrentUser, Principal
-from shop_events import Money, add_event
-from shop_events.catalogue import OrderCancelled, OrderCreated, OrderItem, OrderPaid, PaymentFailed
+from shop_common.auth import CUSTOMER, CurrentUser
+from shop_events import Money
 
-from . import db
-from .domain import (
-    MAX_LINES,
-    MAX_QUANTITY,
-    IllegalTransition,
-    InvalidOrder,
-    Order,
-    OrderStatus,
-    PricedLine,
-    RequestedLine,
-    ensure_payable,
-    order_total,
-    price_lines,
-    request_fingerprint,
-)
+from . import application
+from .application import OrderNotFound, PaymentDeclined
+from .domain import MAX_LINES, MAX_QUANTITY, IllegalTransition, InvalidOrder, Order, OrderStatus, RequestedLine
 from .payments import PaymentProvider, PaymentUnavailable, UnknownPaymentToken
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
@@ -132,49 +118,13 @@ async def place_order(
     if user.role != CUSTOMER:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only customers place orders")
     lines = [RequestedLine(item.product_id, item.quantity) for item in body.items]
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            placed = await _place(conn, user, lines, idempotency_key)
-        if isinstance(placed, Order):
-            return OrderOut.of(placed)
-        # A replay: the order the key first made, as it is now (read after our transaction saw it commit).
-        response.headers[REPLAYED_HEADER] = "true"
-        return OrderOut.of(await db.get_order(conn, placed))
-
-
-async def _place(conn: asyncpg.Connection, user: Principal, lines: list[RequestedLine], key: str | None) -> Order | int:
-    """The new order, or the id of the order an earlier call with the same Idempotency-Key made."""
-    fingerprint = request_fingerprint(lines)
-    if key is not None:
-        earlier = await db.find_idempotency_key(conn, user.id, key)
-        if earlier is not None:
-            return _replayed(earlier, fingerprint)
     try:
-        priced = price_lines(lines, await db.prices_of(conn, [line.product_id for line in lines]))
+        placed = await application.place_order(pool, user, lines, idempotency_key)
     except InvalidOrder as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-    order_id = await db.next_order_id(conn)
-    # Claim the key before writing: a racing call with the same key waits here for ours to commit.
-    if key is not None and not await db.claim_idempotency_key(conn, user.id, key, fingerprint, order_id):
-        return _replayed(await db.find_idempotency_key(conn, user.id, key), fingerprint)
-    total = order_total(priced)
-    created_at = await db.insert_order(conn, order_id, user.id, user.email, total, priced)
-    await add_event(conn, OrderCreated(
-        order_id=order_id, user_id=user.id, email=user.email, total=total, items=_items(priced),
-    ))
-    return Order(
-        id=order_id, user_id=user.id, email=user.email, status=OrderStatus.PENDING, total=total, lines=priced,
-        created_at=created_at,
-    )
-
-
-def _replayed(earlier: asyncpg.Record, fingerprint: str) -> int:
-    if earlier["fingerprint"] != fingerprint:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            "this Idempotency-Key was already used for an order with different items; use a new key",
-        )
-    return earlier["order_id"]
+    if placed.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return OrderOut.of(placed.order)
 
 
 @router.get("", response_model=list[OrderOut], summary="The caller's orders, newest first (admin: everyone's)")
@@ -184,9 +134,7 @@ async def list_orders(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[OrderOut]:
-    async with pool.acquire() as conn:
-        orders = await db.list_orders(conn, None if user.is_admin else user.id, limit, offset)
-    return [OrderOut.of(order) for order in orders]
+    return [OrderOut.of(order) for order in await application.list_orders(pool, user, limit, offset)]
 
 
 @router.get(
@@ -196,11 +144,10 @@ async def list_orders(
     responses={404: {"model": Detail, "description": "no such order, or another customer's"}},
 )
 async def get_order(order_id: OrderId, user: CurrentUser, pool: DbPool) -> OrderOut:
-    async with pool.acquire() as conn:
-        order = await db.get_order(conn, order_id)
-    if order is None or not (user.is_admin or order.user_id == user.id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "order not found")
-    return OrderOut.of(order)
+    try:
+        return OrderOut.of(await application.get_order(pool, order_id, user))
+    except OrderNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
 
 
 @router.post(
@@ -216,43 +163,16 @@ async def get_order(order_id: OrderId, user: CurrentUser, pool: DbPool) -> Order
     },
 )
 async def pay_order(order_id: OrderId, body: PayOrder, user: CurrentUser, pool: DbPool, payments: Payments) -> OrderOut:
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            # The row lock makes a second pay of the same order wait, then see it paid (409): one charge.
-            order = await db.get_order(conn, order_id, for_update=True)
-            if order is None or order.user_id != user.id:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, "order not found")
-            try:
-                ensure_payable(order.status)
-            except IllegalTransition as exc:
-                raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-            try:
-                result = await payments.charge(order.id, order.total, body.payment_token)
-            except UnknownPaymentToken as exc:
-                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-            except PaymentUnavailable as exc:
-                raise HTTPException(
-                    status.HTTP_503_SERVICE_UNAVAILABLE, "payment provider unavailable; try again"
-                ) from exc
-            if result.ok:
-                await db.set_status(conn, order.id, OrderStatus.PAID, payment_id=result.payment_id)
-                await add_event(conn, OrderPaid(
-                    order_id=order.id, user_id=order.user_id, payment_id=result.payment_id, amount=order.total,
-                    email=order.email,
-                ))
-            else:
-                # The cancellation and its events commit with the failed payment, or not at all.
-                await db.set_status(conn, order.id, OrderStatus.CANCELLED, reason=result.error)
-                await add_event(conn, PaymentFailed(
-                    order_id=order.id, user_id=order.user_id, error=result.error, email=order.email,
-                ))
-                await add_event(conn, OrderCancelled(
-                    order_id=order.id, user_id=order.user_id, items=_items(order.lines), reason=result.error,
-                ))
-        if not result.ok:
-            raise HTTPException(status.HTTP_402_PAYMENT_REQUIRED, result.error)
-        return OrderOut.of(await db.get_order(conn, order.id))
-
-
-def _items(lines: list[PricedLine]) -> list[OrderItem]:
-    return [OrderItem(product_id=line.product_id, quantity=line.quantity, unit_price=line.unit_price) for line in lines]
+    try:
+        order = await application.pay_order(pool, payments, order_id, user.id, body.payment_token)
+    except OrderNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except IllegalTransition as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except UnknownPaymentToken as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except PaymentUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "payment provider unavailable; try again") from exc
+    except PaymentDeclined as exc:
+        raise HTTPException(status.HTTP_402_PAYMENT_REQUIRED, str(exc)) from exc
+    return OrderOut.of(order)

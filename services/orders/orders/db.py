@@ -1,4 +1,5 @@
-"""SQL of the orders service (asyncpg). Every write that publishes adds its events in the same transaction."""
+"""SQL of the orders service (asyncpg), and nothing else: its use cases (application.py) add the events
+in the same transaction."""
 
 from __future__ import annotations
 

@@ -137,3 +137,14 @@ def request_fingerprint(lines: Sequence[RequestedLine]) -> str:
     """The same items in any order give the same fingerprint; an Idempotency-Key replay must match it."""
     canonical = sorted((line.product_id, line.quantity) for line in lines)
     return hashlib.sha256(json.dumps(canonical).encode()).hexdigest()
+
+
+def ensure_same_request(earlier_fingerprint: str, fingerprint: str) -> None:
+    """A retry with an Idempotency-Key replays the first order only if it asks for the same items."""
+    if earlier_fingerprint != fingerprint:
+        raise InvalidOrder("this Idempotency-Key was already used for an order with different items; use a new key")
+
+
+def may_see(order: Order, user_id: int, is_admin: bool) -> bool:
+    """An order is its owner's and the admins' to see; to anyone else it does not exist."""
+    return is_admin or order.user_id == user_id

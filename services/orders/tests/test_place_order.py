@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from shop_common.testing import bearer, eventually
 from shop_events.catalogue import ProductCreated, ProductUpdated
-from shop_events.outbox import build_envelope
+from shop_events.testing import build_envelope
 from shop_events.publisher import OutgoingEvent
 from shop_events.testing import EventProbe, publish_events
 

@@ -1,4 +1,5 @@
-"""SQL of the products service (asyncpg). Every write that publishes adds its events in the same transaction."""
+"""SQL of the products service (asyncpg), and nothing else: the use cases (application.py) decide what to write
+and add the events the service publishes in the same transaction."""
 
 from __future__ import annotations
 
@@ -7,10 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-from shop_events import add_event
-from shop_events.catalogue import StockLow
 
-from .domain import Decided, Refusal, Reservation, ReviewStatus, low_stock_check
+from .domain import Decided, Refusal, Reservation, ReviewStatus
 
 PRODUCT_COLUMNS = (
     "id, name, description, price, stock, low_stock_threshold, low_stock_alerted, supplier_email,"
@@ -69,38 +68,14 @@ async def lock_products(conn: asyncpg.Connection, product_ids: Iterable[int]) ->
     return {row["id"]: row for row in rows}
 
 
-async def write_stock(conn: asyncpg.Connection, product: asyncpg.Record, stock: int) -> asyncpg.Record:
-    """Set a locked product's stock; publish StockLow when this takes it to or below its threshold
-    for the first time since it was last above it."""
-    low = low_stock_check(stock, product["low_stock_threshold"], product["low_stock_alerted"])
-    row = await update_product(conn, product["id"], {"stock": stock, "low_stock_alerted": low.alerted})
-    if low.alert:
-        await add_stock_low(conn, row)
-    return row
-
-
 async def write_stocks(conn: asyncpg.Connection, stocks: list[tuple[int, int, bool]]) -> None:
-    """Set locked products' (id, stock, low-stock flag) in one statement; the caller decided the alerts."""
+    """Set locked products' (id, stock, low-stock flag) in one statement; the domain decided the flags."""
     if stocks:
         await conn.execute(
             "UPDATE products AS p SET stock = v.stock, low_stock_alerted = v.alerted, updated_at = now()"
             " FROM unnest($1::bigint[], $2::int[], $3::bool[]) AS v(id, stock, alerted) WHERE p.id = v.id",
             *([row[i] for row in stocks] for i in range(3)),
         )
-
-
-def stock_low(product: asyncpg.Record, stock: int) -> StockLow:
-    return StockLow(
-        product_id=product["id"],
-        current_stock=stock,
-        threshold=product["low_stock_threshold"],
-        name=product["name"],
-        supplier_email=product["supplier_email"],
-    )
-
-
-async def add_stock_low(conn: asyncpg.Connection, product: asyncpg.Record) -> None:
-    await add_event(conn, stock_low(product, product["stock"]))
 
 
 # ---- reservations ----

@@ -79,11 +79,21 @@ def low_stock_check(stock: int, threshold: int, alerted: bool) -> LowStockState:
 
 @dataclass
 class Shelf:
-    """A locked product's stock while a run of orders is decided; changed in place as orders take from it."""
+    """A locked product's stock and its low-stock flag, changed in place as orders take from it, a cancelled
+    order puts back, or an admin restocks: every change of level goes through `set_level`, so the low-stock
+    rule is applied in this one place."""
 
     stock: int
     threshold: int
     alerted: bool
+
+    def set_level(self, stock: int, threshold: int | None = None) -> bool:
+        """Take the new stock (and threshold); True when StockLow must be published now."""
+        self.stock = stock
+        self.threshold = self.threshold if threshold is None else threshold
+        low = low_stock_check(self.stock, self.threshold, self.alerted)
+        self.alerted = low.alerted
+        return low.alert
 
 
 @dataclass(frozen=True)
@@ -103,10 +113,7 @@ def decide_in_turn(orders: Iterable[tuple[int, Mapping[int, int]]], shelves: dic
         if isinstance(outcome, Reservation):
             for product_id, quantity in outcome.lines.items():
                 shelf = shelves[product_id]
-                shelf.stock -= quantity
-                low = low_stock_check(shelf.stock, shelf.threshold, shelf.alerted)
-                shelf.alerted = low.alerted
-                if low.alert:
+                if shelf.set_level(shelf.stock - quantity):
                     low_stock.append((product_id, shelf.stock))
         decided.append(Decided(order_id, outcome, low_stock))
     return decided

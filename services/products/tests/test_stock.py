@@ -11,7 +11,7 @@ from shop_events.catalogue import OrderCancelled, OrderItem
 from shop_events.testing import EventProbe, publish_events
 
 import products
-from products.handlers import reserve_stock
+from products.application import reserve_stock
 from products.main import create_app
 
 from .conftest import order
@@ -34,7 +34,7 @@ async def test_orders_racing_for_the_last_units_never_oversell(database_url):
 
         async def place(order_id: int) -> None:
             async with pool.acquire() as conn, conn.transaction():
-                await reserve_stock(conn, order(order_id, (product_id, 1)))
+                await reserve_stock(conn, [(order(order_id, (product_id, 1)), None)])
 
         await asyncio.gather(*(place(n) for n in range(1, 11)))
         reservations = await pool.fetch("SELECT order_id, status, reason FROM reservations ORDER BY order_id")

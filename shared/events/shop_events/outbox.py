@@ -13,7 +13,7 @@ from pydantic_core import to_json
 
 from . import metrics
 from .catalogue import spec_of
-from .envelope import Envelope, EventData, correlation_id, new_correlation_id, now_utc
+from .envelope import EventData, correlation_id, new_correlation_id, now_utc
 from .publisher import OutgoingEvent, Publisher
 from .settings import BusSettings
 
@@ -42,14 +42,9 @@ def record_backlog(service: str, backlog: OutboxBacklog) -> None:
     metrics.OUTBOX_OLDEST_AGE.labels(service).set(backlog.age_seconds())
 
 
-def build_envelope(data: EventData, correlation: str | None = None) -> Envelope:
-    """The envelope of a new event, as a consumer reads it (tests and the benchmark make messages with it)."""
-    return Envelope.model_validate_json(new_event(data, correlation).body)
-
-
 def new_event(data: EventData, correlation: str | None = None, occurred_at: datetime | None = None) -> OutgoingEvent:
-    """An event as the outbox stores it, its body serialized once (what build_envelope gives, without
-    validating again data that is already a validated model: batch handlers write one per order)."""
+    """An event as the outbox stores it, its body serialized once (without validating again data that is
+    already a validated model: batch handlers write one per order)."""
     spec = spec_of(data)
     event_id, occurred_at = uuid.uuid4(), occurred_at or now_utc()
     correlation = correlation or correlation_id.get() or new_correlation_id()

@@ -10,8 +10,8 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
-from .envelope import EventData
-from .outbox import build_envelope
+from .envelope import Envelope, EventData
+from .outbox import new_event
 from .catalogue import spec_of
 from .publisher import OutgoingEvent, Publisher
 from .topology import declare_exchange
@@ -83,6 +83,11 @@ class EventProbe:
             except asyncio.TimeoutError:
                 pass
         return self.bodies()[:found]
+
+
+def build_envelope(data: EventData, correlation: str | None = None) -> Envelope:
+    """The envelope of a new event, as a consumer reads it (tests and the benchmark make messages with it)."""
+    return Envelope.model_validate_json(new_event(data, correlation).body)
 
 
 async def publish_events(amqp_url: str, *events: EventData | OutgoingEvent, correlation: str | None = None) -> list[OutgoingEvent]:

@@ -11,7 +11,8 @@ from shop_events.asyncapi import asyncapi_document
 from shop_events.catalogue import OrderCreated, PaymentFailed, UserBanned
 from shop_events.consumer import _decode_step_by_step, decode
 from shop_events.envelope import to_money
-from shop_events.outbox import build_envelope, new_event
+from shop_events.outbox import new_event
+from shop_events.testing import build_envelope
 from shop_events.topology import bindings, parking_queue, retry_queue, work_queue
 
 # docs/contract.md section 3, row by row: event -> (routing key, producer, lane)

@@ -9,7 +9,7 @@ import asyncpg
 from shop_common.testing import eventually
 from shop_events import parking
 from shop_events.catalogue import OrderCancelled, PaymentFailed, StockReserved
-from shop_events.outbox import build_envelope
+from shop_events.testing import build_envelope
 from shop_events import Event, Router, add_events
 from shop_events.testing import EventProbe, pass_marker, publish_events, publish_raw, ready_messages
 

@@ -20,7 +20,7 @@ from shop_common.testing import eventually
 from shop_events import parking
 from shop_events.catalogue import Lane, StockReserved
 from shop_events.cli import app
-from shop_events.outbox import build_envelope
+from shop_events.testing import build_envelope
 from shop_events.settle import ATTEMPT, PARKED_AT, PARKED_FROM, PARKED_REASON, REPLAYED
 from shop_events.testing import publish_events
 from shop_events.topology import QUORUM, declare_lane, ensure_exchange, settle_exchange

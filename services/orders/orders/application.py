@@ -1,0 +1,177 @@
+"""Use cases of the orders service, between the routes and handlers and the SQL.
+
+Each opens its transaction on the pool (the routes' use cases) or runs in the consumer's transaction it is
+given as `conn` (the handlers'), asks the pure domain, writes through db and adds its events to the outbox
+in that same transaction.
+
+Orders: place_order, list_orders, get_order, pay_order.
+From events: keep_catalogue_copy (ProductCreated, ProductUpdated), settle_reservation (StockReserved,
+StockRejected), refuse_banned_user (UserBanned).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import asyncpg
+from shop_common.auth import Principal, record_ban
+from shop_events import Event, add_event
+from shop_events.catalogue import (
+    OrderCancelled, OrderCreated, OrderItem, OrderPaid, PaymentFailed, ProductCreated, ProductUpdated, StockRejected,
+    StockReserved, UserBanned,
+)
+
+from . import db
+from .domain import (
+    Order, OrderStatus, PricedLine, RequestedLine, ensure_payable, ensure_same_request, may_see, order_total,
+    price_lines, request_fingerprint, status_after_stock_event,
+)
+from .payments import PaymentProvider
+
+log = logging.getLogger("orders.application")
+
+
+class OrderNotFound(LookupError):
+    """No such order, or not one the caller may see (the same answer, so ids of others' orders leak nothing)."""
+
+    def __init__(self) -> None:
+        super().__init__("order not found")
+
+
+class PaymentDeclined(Exception):
+    """The provider declined; the order is cancelled now (committed before this is raised)."""
+
+
+@dataclass(frozen=True)
+class Placed:
+    order: Order
+    replayed: bool  # the order an earlier call with the same Idempotency-Key made, as it is now
+
+
+# ---- orders ----
+
+
+async def place_order(pool: asyncpg.Pool, user: Principal, lines: list[RequestedLine], key: str | None) -> Placed:
+    """A pending order priced from the catalogue copy (OrderCreated), or the one this key made before.
+    InvalidOrder: an unknown product, a bad line, or the key reused with other items."""
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            placed = await _place(conn, user, lines, key)
+        if isinstance(placed, Order):
+            return Placed(placed, replayed=False)
+        # A replay: read after our transaction saw the first call's commit.
+        order = await db.get_order(conn, placed)
+        assert order is not None  # its key row commits with it
+        return Placed(order, replayed=True)
+
+
+async def _place(conn: asyncpg.Connection, user: Principal, lines: list[RequestedLine], key: str | None) -> Order | int:
+    """The new order, or the id of the order an earlier call with the same Idempotency-Key made."""
+    fingerprint = request_fingerprint(lines)
+    if key is not None:
+        earlier = await db.find_idempotency_key(conn, user.id, key)
+        if earlier is not None:
+            ensure_same_request(earlier["fingerprint"], fingerprint)
+            return int(earlier["order_id"])
+    priced = price_lines(lines, await db.prices_of(conn, [line.product_id for line in lines]))
+    order_id = await db.next_order_id(conn)
+    # Claim the key before writing: a racing call with the same key waits here for ours to commit.
+    if key is not None and not await db.claim_idempotency_key(conn, user.id, key, fingerprint, order_id):
+        earlier = await db.find_idempotency_key(conn, user.id, key)
+        ensure_same_request(earlier["fingerprint"], fingerprint)
+        return int(earlier["order_id"])
+    total = order_total(priced)
+    created_at = await db.insert_order(conn, order_id, user.id, user.email, total, priced)
+    await add_event(conn, OrderCreated(
+        order_id=order_id, user_id=user.id, email=user.email, total=total, items=_items(priced),
+    ))
+    return Order(
+        id=order_id, user_id=user.id, email=user.email, status=OrderStatus.PENDING, total=total, lines=priced,
+        created_at=created_at,
+    )
+
+
+async def list_orders(pool: asyncpg.Pool, viewer: Principal, limit: int, offset: int) -> list[Order]:
+    """The viewer's orders, newest first; an admin's view is everyone's."""
+    async with pool.acquire() as conn:
+        return await db.list_orders(conn, None if viewer.is_admin else viewer.id, limit, offset)
+
+
+async def get_order(pool: asyncpg.Pool, order_id: int, viewer: Principal) -> Order:
+    async with pool.acquire() as conn:
+        order = await db.get_order(conn, order_id)
+    if order is None or not may_see(order, viewer.id, viewer.is_admin):
+        raise OrderNotFound()
+    return order
+
+
+async def pay_order(pool: asyncpg.Pool, payments: PaymentProvider, order_id: int, payer_id: int, token: str) -> Order:
+    """Charge a confirmed order of the payer's once: paid (OrderPaid), or cancelled (PaymentFailed and
+    OrderCancelled, then PaymentDeclined). IllegalTransition: not confirmed. UnknownPaymentToken and
+    PaymentUnavailable from the provider leave the order as it was."""
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            # The row lock makes a second pay of the same order wait, then see it paid (409): one charge.
+            order = await db.get_order(conn, order_id, for_update=True)
+            if order is None or order.user_id != payer_id:
+                raise OrderNotFound()
+            ensure_payable(order.status)
+            result = await payments.charge(order.id, order.total, token)
+            if result.ok:
+                await db.set_status(conn, order.id, OrderStatus.PAID, payment_id=result.payment_id)
+                await add_event(conn, OrderPaid(
+                    order_id=order.id, user_id=order.user_id, payment_id=result.payment_id, amount=order.total,
+                    email=order.email,
+                ))
+            else:
+                # The cancellation and its events commit with the failed payment, or not at all.
+                await db.set_status(conn, order.id, OrderStatus.CANCELLED, reason=result.error)
+                await add_event(conn, PaymentFailed(
+                    order_id=order.id, user_id=order.user_id, error=result.error, email=order.email,
+                ))
+                await add_event(conn, OrderCancelled(
+                    order_id=order.id, user_id=order.user_id, items=_items(order.lines), reason=result.error,
+                ))
+        if not result.ok:
+            raise PaymentDeclined(result.error)
+        paid = await db.get_order(conn, order.id)
+        assert paid is not None
+        return paid
+
+
+def _items(lines: list[PricedLine]) -> list[OrderItem]:
+    return [OrderItem(product_id=line.product_id, quantity=line.quantity, unit_price=line.unit_price) for line in lines]
+
+
+# ---- from events (in the consumer's transaction) ----
+
+
+async def keep_catalogue_copy(conn: asyncpg.Connection, event: Event[ProductCreated | ProductUpdated]) -> None:
+    """The copy orders are priced from; out-of-order delivery never rolls a price back."""
+    product = event.data
+    written = await db.upsert_product(
+        conn, product.product_id, product.name, product.price, product.stock, event.occurred_at
+    )
+    if not written:
+        log.info("older product event ignored", extra={"product_id": product.product_id})
+
+
+async def settle_reservation(conn: asyncpg.Connection, event: Event[StockReserved | StockRejected]) -> None:
+    """Pending → confirmed or rejected; a stale or repeated stock event changes nothing."""
+    order = await db.get_order(conn, event.data.order_id, for_update=True)
+    if order is None:
+        # OrderCreated is only published after the order committed, so this is someone else's order id.
+        log.warning("stock event for an unknown order ignored", extra={"order_id": event.data.order_id})
+        return
+    new_status = status_after_stock_event(order.status, event.event_type)
+    if new_status is None:
+        log.info("stock event changes nothing", extra={"order_id": order.id, "status": order.status.value})
+        return
+    reason = event.data.reason if isinstance(event.data, StockRejected) else None
+    await db.set_status(conn, order.id, new_status, reason=reason)
+
+
+async def refuse_banned_user(conn: asyncpg.Connection, ban: UserBanned) -> None:
+    """The banned user's unexpired tokens are refused from now on."""
+    await record_ban(conn, ban)
