@@ -1,15 +1,15 @@
 """HTTP routes of the analytics service: parse, authorise, call the domain, return. Admin only."""
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
+
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 from shop_common.app import DbPool
 from shop_common.auth import Admin
+from shop_common.ratings import rating_average
 from shop_events import Money
 
 from . import db
-from shop_common.ratings import rating_average
-
 from .domain import DEFAULT_DAYS, MAX_DAYS, day_window
 
 router = APIRouter(prefix="/api/analytics", tags=["analytics"])
@@ -76,5 +76,5 @@ async def get_daily(
     pool: DbPool,
     days: int = Query(DEFAULT_DAYS, ge=1, le=MAX_DAYS, description="how many UTC days, up to and including today"),
 ) -> list[DayFigures]:
-    window = day_window(datetime.now(timezone.utc).date(), days)
+    window = day_window(datetime.now(UTC).date(), days)
     return [DayFigures(**dict(row)) for row in await db.daily(pool, window)]

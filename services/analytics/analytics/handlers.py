@@ -7,12 +7,20 @@ once; upserts make arrival order irrelevant.
 
 from __future__ import annotations
 
-import asyncpg
 from shop_events import Event, Router
 from shop_events.catalogue import (
-    OrderCancelled, OrderCreated, OrderPaid, ProductCreated, ProductReviewed, ReviewModerated, StockRejected,
-    StockReserved, UserBanned, UserRegistered,
+    OrderCancelled,
+    OrderCreated,
+    OrderPaid,
+    ProductCreated,
+    ProductReviewed,
+    ReviewModerated,
+    StockRejected,
+    StockReserved,
+    UserBanned,
+    UserRegistered,
 )
+from shop_events.db_types import DbConnection
 
 from . import db
 
@@ -20,22 +28,22 @@ router = Router()
 
 
 @router.handles(UserRegistered)
-async def on_user_registered(event: Event[UserRegistered], conn: asyncpg.Connection) -> None:
+async def on_user_registered(event: Event[UserRegistered], conn: DbConnection) -> None:
     await db.record_registration(conn, event.data.user_id, event.occurred_at)
 
 
 @router.handles(UserBanned)
-async def on_user_banned(event: Event[UserBanned], conn: asyncpg.Connection) -> None:
+async def on_user_banned(event: Event[UserBanned], conn: DbConnection) -> None:
     await db.record_ban(conn, event.data.user_id, event.occurred_at)
 
 
 @router.handles(ProductCreated)
-async def on_product_created(event: Event[ProductCreated], conn: asyncpg.Connection) -> None:
+async def on_product_created(event: Event[ProductCreated], conn: DbConnection) -> None:
     await db.record_product(conn, event.data.product_id, event.data.name)
 
 
 @router.handles(ProductReviewed)
-async def on_product_reviewed(event: Event[ProductReviewed], conn: asyncpg.Connection) -> None:
+async def on_product_reviewed(event: Event[ProductReviewed], conn: DbConnection) -> None:
     review = event.data
     await db.record_review_submitted(
         conn, review.review_id, review.product_id, review.user_id, review.rating, event.occurred_at
@@ -43,7 +51,7 @@ async def on_product_reviewed(event: Event[ProductReviewed], conn: asyncpg.Conne
 
 
 @router.handles(ReviewModerated)
-async def on_review_moderated(event: Event[ReviewModerated], conn: asyncpg.Connection) -> None:
+async def on_review_moderated(event: Event[ReviewModerated], conn: DbConnection) -> None:
     review = event.data
     await db.record_moderation(
         conn, review.review_id, review.product_id, review.user_id, review.rating, review.status, event.occurred_at
@@ -51,7 +59,7 @@ async def on_review_moderated(event: Event[ReviewModerated], conn: asyncpg.Conne
 
 
 @router.handles(OrderCreated, batch=True)
-async def on_orders_created(events: list[Event[OrderCreated]], conn: asyncpg.Connection) -> None:
+async def on_orders_created(events: list[Event[OrderCreated]], conn: DbConnection) -> None:
     """A run of OrderCreated in one statement: orders arrive in bursts, and a round trip each was the cost."""
     await db.record_orders_placed(conn, [
         (event.data.order_id, event.data.user_id, event.data.total, event.occurred_at,
@@ -61,20 +69,20 @@ async def on_orders_created(events: list[Event[OrderCreated]], conn: asyncpg.Con
 
 
 @router.handles(StockReserved)
-async def on_stock_reserved(event: Event[StockReserved], conn: asyncpg.Connection) -> None:
+async def on_stock_reserved(event: Event[StockReserved], conn: DbConnection) -> None:
     await db.record_stock_reserved(conn, event.data.order_id, event.occurred_at)
 
 
 @router.handles(StockRejected)
-async def on_stock_rejected(event: Event[StockRejected], conn: asyncpg.Connection) -> None:
+async def on_stock_rejected(event: Event[StockRejected], conn: DbConnection) -> None:
     await db.record_stock_rejected(conn, event.data.order_id, event.data.user_id, event.occurred_at)
 
 
 @router.handles(OrderPaid)
-async def on_order_paid(event: Event[OrderPaid], conn: asyncpg.Connection) -> None:
+async def on_order_paid(event: Event[OrderPaid], conn: DbConnection) -> None:
     await db.record_payment(conn, event.data.order_id, event.data.user_id, event.data.amount, event.occurred_at)
 
 
 @router.handles(OrderCancelled)
-async def on_order_cancelled(event: Event[OrderCancelled], conn: asyncpg.Connection) -> None:
+async def on_order_cancelled(event: Event[OrderCancelled], conn: DbConnection) -> None:
     await db.record_cancellation(conn, event.data.order_id, event.data.user_id, event.occurred_at)

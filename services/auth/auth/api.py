@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 import asyncpg
@@ -12,6 +12,7 @@ from shop_common.app import DbPool
 from shop_common.auth import Admin, CurrentUser, Principal
 from shop_events import add_event
 from shop_events.catalogue import UserBanned, UserRegistered
+from shop_events.db_types import DbConnection
 
 from . import db
 from .domain import ADMIN, BanDecision, RefreshVerdict, StoredRefreshToken, decide_ban, judge_refresh, refresh_token_hash
@@ -26,7 +27,8 @@ _BEARER = {"WWW-Authenticate": "Bearer"}
 
 
 def _issuer(request: Request) -> TokenIssuer:
-    return request.app.state.token_issuer
+    issuer: TokenIssuer = request.app.state.token_issuer
+    return issuer
 
 
 Issuer = Annotated[TokenIssuer, Depends(_issuer)]
@@ -73,6 +75,7 @@ async def login(body: Credentials, pool: DbPool, issuer: Issuer) -> TokenPair:
     async with pool.acquire() as conn, conn.transaction():
         # FOR SHARE: a ban committing now waits for us and then revokes the token we issue, or we see it.
         current = await db.user_by_id(conn, user["id"], lock="FOR SHARE")
+        assert current is not None  # users are never deleted
         if current["banned"]:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "this account is banned")
         return await _issue_pair(conn, issuer, current, family_id=uuid.uuid4())
@@ -88,8 +91,9 @@ async def refresh(body: RefreshRequest, pool: DbPool, issuer: Issuer) -> TokenPa
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown refresh token", headers=_BEARER)
         user = await db.user_by_id(conn, owner, lock="FOR SHARE")
         stored = await db.lock_refresh_token(conn, token_hash)
+        assert user is not None and stored is not None  # users and refresh tokens are never deleted
         verdict = judge_refresh(
-            StoredRefreshToken(stored["expires_at"], stored["spent_at"], stored["revoked_at"]), datetime.now(timezone.utc)
+            StoredRefreshToken(stored["expires_at"], stored["spent_at"], stored["revoked_at"]), datetime.now(UTC)
         )
         if verdict is RefreshVerdict.REUSED:
             # Refused after commit, so the family's revocation is kept.
@@ -148,9 +152,9 @@ async def ban_user(user_id: UserId, body: BanRequest, admin: ActiveAdmin, pool: 
     return BanOut(id=user_id)
 
 
-async def _issue_pair(conn: asyncpg.Connection, issuer: TokenIssuer, user: asyncpg.Record, family_id: uuid.UUID) -> TokenPair:
+async def _issue_pair(conn: DbConnection, issuer: TokenIssuer, user: asyncpg.Record, family_id: uuid.UUID) -> TokenPair:
     refresh_token = new_refresh_token()
-    expires_at = datetime.now(timezone.utc) + issuer.refresh_lifetime
+    expires_at = datetime.now(UTC) + issuer.refresh_lifetime
     await db.insert_refresh_token(conn, user["id"], family_id, refresh_token_hash(refresh_token), expires_at)
     return TokenPair(
         access_token=issuer.access_token(user_id=user["id"], email=user["email"], role=user["role"]),

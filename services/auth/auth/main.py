@@ -55,7 +55,9 @@ async def ensure_admin(pool: asyncpg.Pool, settings: Settings) -> None:
         await db.upsert_admin(conn, normalise_email(settings.admin_email), settings.admin_name, password_hash)
 
 
-async def invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def invalid_input(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422, without echoing the input back: it may be a password."""
+    if not isinstance(exc, RequestValidationError):  # never: registered for that alone (Starlette types it Exception)
+        raise exc
     errors = [{key: value for key, value in error.items() if key != "input"} for error in exc.errors()]
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)

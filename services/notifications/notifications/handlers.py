@@ -7,11 +7,17 @@ not know yet raises RecipientUnknown, so the bus retries it later instead of dro
 
 from __future__ import annotations
 
-import asyncpg
 from shop_events import Event, Router
 from shop_events.catalogue import (
-    OrderCreated, OrderPaid, PaymentFailed, StockLow, StockRejected, UserBanned, UserRegistered,
+    OrderCreated,
+    OrderPaid,
+    PaymentFailed,
+    StockLow,
+    StockRejected,
+    UserBanned,
+    UserRegistered,
 )
+from shop_events.db_types import DbConnection
 
 from . import db, domain
 from .domain import RecipientUnknown
@@ -21,14 +27,14 @@ router = Router()
 
 
 @router.handles(UserRegistered)
-async def on_user_registered(event: Event[UserRegistered], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+async def on_user_registered(event: Event[UserRegistered], conn: DbConnection, *, post: PostRoom) -> None:
     data = event.data
     await db.save_user(conn, data.user_id, data.email, data.name)
     await post.send(event, domain.welcome(data.user_id, data.email, data.name))
 
 
 @router.handles(UserBanned)
-async def on_user_banned(event: Event[UserBanned], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+async def on_user_banned(event: Event[UserBanned], conn: DbConnection, *, post: PostRoom) -> None:
     data = event.data
     known = await db.find_user(conn, data.user_id)
     email = data.email or (known.email if known else None)
@@ -39,7 +45,7 @@ async def on_user_banned(event: Event[UserBanned], conn: asyncpg.Connection, *, 
 
 
 @router.handles(OrderCreated)
-async def on_order_created(event: Event[OrderCreated], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+async def on_order_created(event: Event[OrderCreated], conn: DbConnection, *, post: PostRoom) -> None:
     data = event.data
     await db.save_order(conn, data.order_id, data.user_id, data.email)
     lines = [(item.product_id, item.quantity, item.unit_price) for item in data.items]
@@ -47,14 +53,14 @@ async def on_order_created(event: Event[OrderCreated], conn: asyncpg.Connection,
 
 
 @router.handles(StockRejected)
-async def on_stock_rejected(event: Event[StockRejected], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+async def on_stock_rejected(event: Event[StockRejected], conn: DbConnection, *, post: PostRoom) -> None:
     data = event.data
     customer = await _customer(conn, data.order_id, data.user_id, data.email)
     await post.send(event, domain.order_rejected(data.user_id, customer.email, data.order_id, data.reason))
 
 
 @router.handles(OrderPaid)
-async def on_order_paid(event: Event[OrderPaid], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+async def on_order_paid(event: Event[OrderPaid], conn: DbConnection, *, post: PostRoom) -> None:
     data = event.data
     customer = await _customer(conn, data.order_id, data.user_id, data.email)
     await post.send(event, domain.payment_received(data.user_id, customer.email, data.order_id, data.amount, data.payment_id))
@@ -64,14 +70,14 @@ async def on_order_paid(event: Event[OrderPaid], conn: asyncpg.Connection, *, po
 
 
 @router.handles(PaymentFailed)
-async def on_payment_failed(event: Event[PaymentFailed], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+async def on_payment_failed(event: Event[PaymentFailed], conn: DbConnection, *, post: PostRoom) -> None:
     data = event.data
     customer = await _customer(conn, data.order_id, data.user_id, data.email)
     await post.send(event, domain.payment_failed(data.user_id, customer.email, data.order_id, data.error))
 
 
 @router.handles(StockLow)
-async def on_stock_low(event: Event[StockLow], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+async def on_stock_low(event: Event[StockLow], conn: DbConnection, *, post: PostRoom) -> None:
     data = event.data
     await post.send(event, domain.stock_low(post.staff_email, data.product_id, data.name, data.current_stock, data.threshold))
     if data.supplier_email is not None:
@@ -80,7 +86,7 @@ async def on_stock_low(event: Event[StockLow], conn: asyncpg.Connection, *, post
         ))
 
 
-async def _customer(conn: asyncpg.Connection, order_id: int, user_id: int, email: str | None) -> db.Contact:
+async def _customer(conn: DbConnection, order_id: int, user_id: int, email: str | None) -> db.Contact:
     """The address the event carries, else the copy kept from OrderCreated / UserRegistered."""
     if email is not None:
         known = await db.find_user(conn, user_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response, status
@@ -12,6 +12,7 @@ from shop_common.app import DbPool
 from shop_common.auth import CUSTOMER, CurrentUser, Principal
 from shop_events import Money, add_event
 from shop_events.catalogue import OrderCancelled, OrderCreated, OrderItem, OrderPaid, PaymentFailed
+from shop_events.db_types import DbConnection
 
 from . import db
 from .domain import (
@@ -71,7 +72,7 @@ class OrderOut(BaseModel):
     reason: str | None = Field(None, description="why the order was rejected or cancelled")
 
     @classmethod
-    def of(cls, order: Order) -> "OrderOut":
+    def of(cls, order: Order) -> OrderOut:
         return cls(
             id=order.id,
             user_id=order.user_id,
@@ -94,11 +95,12 @@ class Detail(BaseModel):
 class Unprocessable(BaseModel):
     """A 422: the shop's own reason (a string), or FastAPI's list of what failed validation."""
 
-    detail: str | list[dict]
+    detail: str | list[dict[str, Any]]
 
 
 def payment_provider(request: Request) -> PaymentProvider:
-    return request.app.state.payment_provider
+    provider: PaymentProvider = request.app.state.payment_provider
+    return provider
 
 
 Payments = Annotated[PaymentProvider, Depends(payment_provider)]
@@ -139,10 +141,10 @@ async def place_order(
             return OrderOut.of(placed)
         # A replay: the order the key first made, as it is now (read after our transaction saw it commit).
         response.headers[REPLAYED_HEADER] = "true"
-        return OrderOut.of(await db.get_order(conn, placed))
+        return OrderOut.of(await _existing_order(conn, placed))
 
 
-async def _place(conn: asyncpg.Connection, user: Principal, lines: list[RequestedLine], key: str | None) -> Order | int:
+async def _place(conn: DbConnection, user: Principal, lines: list[RequestedLine], key: str | None) -> Order | int:
     """The new order, or the id of the order an earlier call with the same Idempotency-Key made."""
     fingerprint = request_fingerprint(lines)
     if key is not None:
@@ -156,7 +158,9 @@ async def _place(conn: asyncpg.Connection, user: Principal, lines: list[Requeste
     order_id = await db.next_order_id(conn)
     # Claim the key before writing: a racing call with the same key waits here for ours to commit.
     if key is not None and not await db.claim_idempotency_key(conn, user.id, key, fingerprint, order_id):
-        return _replayed(await db.find_idempotency_key(conn, user.id, key), fingerprint)
+        earlier = await db.find_idempotency_key(conn, user.id, key)
+        assert earlier is not None  # the claim failed on it: it is there, committed
+        return _replayed(earlier, fingerprint)
     total = order_total(priced)
     created_at = await db.insert_order(conn, order_id, user.id, user.email, total, priced)
     await add_event(conn, OrderCreated(
@@ -174,7 +178,14 @@ def _replayed(earlier: asyncpg.Record, fingerprint: str) -> int:
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             "this Idempotency-Key was already used for an order with different items; use a new key",
         )
-    return earlier["order_id"]
+    order_id: int = earlier["order_id"]
+    return order_id
+
+
+async def _existing_order(conn: DbConnection, order_id: int) -> Order:
+    order = await db.get_order(conn, order_id)
+    assert order is not None  # orders are never deleted
+    return order
 
 
 @router.get("", response_model=list[OrderOut], summary="The caller's orders, newest first (admin: everyone's)")
@@ -251,7 +262,7 @@ async def pay_order(order_id: OrderId, body: PayOrder, user: CurrentUser, pool: 
                 ))
         if not result.ok:
             raise HTTPException(status.HTTP_402_PAYMENT_REQUIRED, result.error)
-        return OrderOut.of(await db.get_order(conn, order.id))
+        return OrderOut.of(await _existing_order(conn, order.id))
 
 
 def _items(lines: list[PricedLine]) -> list[OrderItem]:

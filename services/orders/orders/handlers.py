@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-import asyncpg
 from shop_common.auth import record_ban
 from shop_events import Event, Router
 from shop_events.catalogue import ProductCreated, ProductUpdated, StockRejected, StockReserved, UserBanned
+from shop_events.db_types import DbConnection
 
 from . import db
 from .domain import status_after_stock_event
@@ -17,13 +17,13 @@ router = Router()
 
 
 @router.handles(UserBanned)
-async def on_user_banned(event: Event[UserBanned], conn: asyncpg.Connection) -> None:
+async def on_user_banned(event: Event[UserBanned], conn: DbConnection) -> None:
     """The banned user's unexpired tokens are refused from now on."""
     await record_ban(conn, event.data)
 
 
 @router.handles(ProductCreated, ProductUpdated)
-async def on_product_changed(event: Event[ProductCreated | ProductUpdated], conn: asyncpg.Connection) -> None:
+async def on_product_changed(event: Event[ProductCreated | ProductUpdated], conn: DbConnection) -> None:
     """ProductCreated and ProductUpdated: keep the catalogue copy; out-of-order delivery never rolls a price back."""
     product = event.data
     written = await db.upsert_product(
@@ -34,7 +34,7 @@ async def on_product_changed(event: Event[ProductCreated | ProductUpdated], conn
 
 
 @router.handles(StockReserved, StockRejected)
-async def on_stock_event(event: Event[StockReserved | StockRejected], conn: asyncpg.Connection) -> None:
+async def on_stock_event(event: Event[StockReserved | StockRejected], conn: DbConnection) -> None:
     """StockReserved and StockRejected: pending → confirmed or rejected; a stale or repeated one changes nothing."""
     order = await db.get_order(conn, event.data.order_id, for_update=True)
     if order is None:

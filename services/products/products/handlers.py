@@ -6,12 +6,18 @@ so an event redelivered under the same id never gets here twice.
 
 from __future__ import annotations
 
-import asyncpg
 from shop_common.auth import record_ban
 from shop_events import Event, EventData, Router, add_event, add_events
 from shop_events.catalogue import (
-    OrderCancelled, OrderCreated, ProductReviewed, ReviewModerated, StockRejected, StockReserved, UserBanned,
+    OrderCancelled,
+    OrderCreated,
+    ProductReviewed,
+    ReviewModerated,
+    StockRejected,
+    StockReserved,
+    UserBanned,
 )
+from shop_events.db_types import DbConnection
 
 from . import db
 from .domain import Refusal, Reservation, ReviewStatus, Shelf, decide_in_turn, moderate, wanted_quantities
@@ -19,12 +25,12 @@ from .domain import Refusal, Reservation, ReviewStatus, Shelf, decide_in_turn, m
 router = Router()
 
 
-async def reserve_stock(conn: asyncpg.Connection, order: OrderCreated) -> None:
+async def reserve_stock(conn: DbConnection, order: OrderCreated) -> None:
     """Reserve every line of one order or none (correlated with the request or event being handled)."""
     await reserve_stock_in_turn(conn, [(order, None)])
 
 
-async def reserve_stock_in_turn(conn: asyncpg.Connection, orders: list[tuple[OrderCreated, str | None]]) -> None:
+async def reserve_stock_in_turn(conn: DbConnection, orders: list[tuple[OrderCreated, str | None]]) -> None:
     """Reserve every line of each order or none, deciding the orders one after the other as they came.
 
     Every product of the run is locked once, in id order, before anything is read: the rows stay locked
@@ -47,7 +53,7 @@ async def reserve_stock_in_turn(conn: asyncpg.Connection, orders: list[tuple[Ord
     )
 
     events: list[tuple[EventData, str | None]] = []
-    for (order, correlation), decision in zip(fresh, outcomes):
+    for (order, correlation), decision in zip(fresh, outcomes, strict=True):
         events += [(db.stock_low(products[pid], left), correlation) for pid, left in decision.low_stock]
         if isinstance(decision.outcome, Refusal):
             reason = decision.outcome.reason
@@ -57,12 +63,12 @@ async def reserve_stock_in_turn(conn: asyncpg.Connection, orders: list[tuple[Ord
             events.append((StockReserved(order_id=order.order_id), correlation))
     taken = sorted({pid for d in outcomes if isinstance(d.outcome, Reservation) for pid in d.outcome.lines})
     await db.write_stocks(conn, [(pid, shelves[pid].stock, shelves[pid].alerted) for pid in taken])
-    await db.record_decisions(conn, [(order.user_id, decision) for (order, _), decision in zip(fresh, outcomes)])
+    await db.record_decisions(conn, [(order.user_id, decision) for (order, _), decision in zip(fresh, outcomes, strict=True)])
     if events:
         await add_events(conn, events)
 
 
-async def release_stock(conn: asyncpg.Connection, order_id: int) -> None:
+async def release_stock(conn: DbConnection, order_id: int) -> None:
     """Put back exactly what was reserved for the order, once; nothing for an order never reserved."""
     reservation = await db.find_reservation(conn, order_id, lock=True)
     if reservation is None or reservation["status"] != "reserved":
@@ -75,18 +81,18 @@ async def release_stock(conn: asyncpg.Connection, order_id: int) -> None:
 
 
 @router.handles(OrderCreated, batch=True)
-async def on_orders_created(events: list[Event[OrderCreated]], conn: asyncpg.Connection) -> None:
+async def on_orders_created(events: list[Event[OrderCreated]], conn: DbConnection) -> None:
     """A run of OrderCreated decided together: a few statements for the run instead of several per order."""
     await reserve_stock_in_turn(conn, [(event.data, event.correlation_id) for event in events])
 
 
 @router.handles(OrderCancelled)
-async def on_order_cancelled(event: Event[OrderCancelled], conn: asyncpg.Connection) -> None:
+async def on_order_cancelled(event: Event[OrderCancelled], conn: DbConnection) -> None:
     await release_stock(conn, event.data.order_id)
 
 
 @router.handles(ProductReviewed)
-async def on_product_reviewed(event: Event[ProductReviewed], conn: asyncpg.Connection) -> None:
+async def on_product_reviewed(event: Event[ProductReviewed], conn: DbConnection) -> None:
     """Moderation: publish the review or reject it as spam, count published ratings, tell analytics."""
     review = await db.get_review(conn, event.data.review_id, lock=True)
     if review is None:
@@ -111,6 +117,6 @@ async def on_product_reviewed(event: Event[ProductReviewed], conn: asyncpg.Conne
 
 
 @router.handles(UserBanned)
-async def on_user_banned(event: Event[UserBanned], conn: asyncpg.Connection) -> None:
+async def on_user_banned(event: Event[UserBanned], conn: DbConnection) -> None:
     """The banned user's unexpired tokens are refused from now on."""
     await record_ban(conn, event.data)
