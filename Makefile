@@ -8,7 +8,7 @@ help:  ## list the targets
 test:  ## run every test against the real RabbitMQ and PostgreSQL (sets them up when missing)
 	@deploy/local/test.sh
 
-lint:  ## ruff and mypy --strict on shared/ and services/ (also the first step of make test)
+lint:  ## ruff, and mypy --strict on shared/ and services/ (also the first step of make test)
 	@deploy/local/lint.sh
 
 up:  ## start the whole stack in the background (Docker when an engine answers, else local; STACK=docker|local)

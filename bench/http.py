@@ -15,10 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
+from shop import Customer, Shop  # noqa: E402, I001  (tests/e2e/shop.py: the end-to-end suite's client)
 
 from .stack import BenchStack  # puts tests/e2e on the path first
-
-from shop import Customer, Shop  # noqa: E402, I001  (tests/e2e/shop.py: the end-to-end suite's client)
 
 Progress = Callable[[str], None]
 FINAL = {"confirmed", "rejected"}

@@ -6,7 +6,6 @@ import importlib
 import re
 
 import pytest
-
 from stack_files import ROOT, SERVICES, compose, container_env_names, find, local, local_env_names, manifests
 
 TEMPLATE = (ROOT / "deploy" / "gateway" / "shop.conf.template").read_text()
