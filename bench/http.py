@@ -15,9 +15,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
-from shop import Customer, Shop  # noqa: E402, I001  (tests/e2e/shop.py: the end-to-end suite's client)
 
 from .stack import BenchStack  # puts tests/e2e on the path first
+
+# isort: split
+from shop import Customer, Shop  # (tests/e2e/shop.py: the end-to-end suite's client)
 
 Progress = Callable[[str], None]
 FINAL = {"confirmed", "rejected"}
