@@ -29,7 +29,7 @@ RAW_WINDOW = 256  # confirms in flight for the raw baseline, as issue 10 sets it
 def median_round(ours: list[float], raw: list[float]) -> dict:
     """The round whose ratio is the median: each round's two sides ran back to back, so the ratio of one round
     is less bent by the machine's drift than a ratio of medians taken from different rounds."""
-    rounds = sorted(zip(ours, raw), key=lambda pair: pair[0] / pair[1])
+    rounds = sorted(zip(ours, raw, strict=True), key=lambda pair: pair[0] / pair[1])
     value, baseline = rounds[(len(rounds) - 1) // 2]
     return {
         "value": value, "baseline": baseline, "unit": "events/s",

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
-
 from shop_common.shop_client import Customer, Shop
 
 from .stack import BenchStack

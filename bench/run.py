@@ -184,7 +184,7 @@ async def http_figures(
                 ratio is not None and ratio <= 1.1 and not fast["errors"] and not slow["errors"],
                 f"{rate:g} requests/s for {seconds:g}s each", {"fast_relay": fast, "slow_relay": slow},
             ))
-    except Exception as exc:  # report what was measured; the missing figures say why
+    except Exception as exc:  # noqa: BLE001 - report what was measured; the missing figures say why
         failed = True
         progress(f"HTTP figures stopped: {type(exc).__name__}: {exc}; the stack's logs stay in {stack.folder}")
         done = {f.name for f in figures}

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# make test: venv, broker and database (installed and started when missing), then the whole suite.
+# make test: venv, linters, broker and database (installed and started when missing), then the whole suite.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_venv
+# The whole suite (make test, CI) starts with the linters; a run of chosen tests skips them unless SHOP_LINT=1.
+if [ $# -eq 0 ] || [ "${SHOP_LINT:-0}" = 1 ]; then "$ROOT/deploy/local/lint.sh"; fi
 ensure_rabbitmq
 ensure_postgres
 ensure_nginx  # the gateway tests and the end-to-end stack run a real nginx

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from stack_files import ROOT, SERVICES
 
 HADOLINT = Path(sys.executable).with_name("hadolint")

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from shop_events.registry import NAMES
-
 from stack_files import ROOT
 
 GENERATED = ["deploy/local/services.sh", "deploy/ops/services.js", "deploy/postgres/init-databases.sql",

@@ -8,7 +8,6 @@ import sys
 import kubernetes_validate
 import pytest
 import yaml
-
 from stack_files import K8S, ROOT
 
 KUBERNETES_VERSION = "1.30.0"

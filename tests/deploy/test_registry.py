@@ -9,7 +9,6 @@ from collections.abc import Iterable
 import pytest
 from shop_events.registry import PORT_BASE, SERVICES
 from shop_events.topology import bindings
-
 from stack_files import ROOT
 
 

@@ -6,7 +6,6 @@ import importlib
 import re
 
 import pytest
-
 from shop_events.registry import SERVICES as REGISTRY
 from stack_files import ROOT, SERVICES, compose, container_env_names, find, local, local_env_names, manifests
 

@@ -11,7 +11,7 @@ import statistics
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from books import Books, check, describe, snapshot
 from bus_faults import CommitFails, FailingSettle
@@ -69,7 +69,7 @@ class FailingHandler(Fault):
             statistics.median((row["at"][i + 1] - row["at"][i]).total_seconds() for row in rows)
             for i in range(self.failures - 1)
         ]
-        if any(later <= earlier for earlier, later in zip(gaps, gaps[1:])):
+        if any(later <= earlier for earlier, later in zip(gaps, gaps[1:], strict=False)):
             r.problems.append(f"delays between attempts do not grow: {gaps}")
         r.notes.append(
             f"{len(rows)} events failed {self.failures}x each; median delays between attempts "
@@ -137,7 +137,7 @@ class Poison(Fault):
         def envelope(event_type: str, data: dict) -> bytes:
             return json.dumps({
                 "event_id": str(uuid.uuid4()), "event_type": event_type, "event_version": 1,
-                "occurred_at": datetime.now(timezone.utc).isoformat(), "producer": "orders",
+                "occurred_at": datetime.now(UTC).isoformat(), "producer": "orders",
                 "correlation_id": "faults-poison", "data": data,
             }).encode()
 

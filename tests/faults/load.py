@@ -196,7 +196,7 @@ class Client:
             self.placed_event.clear()
             try:
                 await asyncio.wait_for(self.placed_event.wait(), max(0.01, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def refresh_statuses(self) -> None:

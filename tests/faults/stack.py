@@ -19,7 +19,8 @@ import aio_pika.exceptions
 import asyncpg
 from shop_common.isolated_stack import free_port_base
 from shop_common.shop_client import Stack
-from shop_events.registry import CONSUMERS, NAMES as SERVICES, PORT_BASE  # noqa: F401 - CONSUMERS: for test_faults
+from shop_events.registry import CONSUMERS, PORT_BASE  # noqa: F401 - CONSUMERS: for test_faults
+from shop_events.registry import NAMES as SERVICES
 from shop_events.registry import service as registered
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,6 @@ import definitions as broker  # noqa: E402
 from stack_files import compose, find, local  # noqa: E402
 
 
-
 def test_the_compose_definitions_file_is_what_definitions_py_writes():
     done = subprocess.run([sys.executable, "deploy/broker/definitions.py", "compose", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -10,7 +10,6 @@ from decimal import Decimal
 
 import httpx
 import pytest
-
 from shop import Shop, eventually
 
 

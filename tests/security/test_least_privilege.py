@@ -7,7 +7,6 @@ import aio_pika
 import asyncpg
 import pytest
 from aiormq.exceptions import ChannelAccessRefused
-
 from shop import SERVICES, eventually
 from shop_events.testing import EventProbe
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import aio_pika
 import httpx
-
 from shop import Shop, eventually
 from shop_events.parking import list_parked
 
@@ -18,7 +17,7 @@ from shop_events.parking import list_parked
 def envelope(event_type: str, data: dict) -> tuple[str, bytes]:
     event_id = str(uuid.uuid4())
     body = {"event_id": event_id, "event_type": event_type, "event_version": 1,
-            "occurred_at": datetime.now(timezone.utc).isoformat(), "producer": "products",
+            "occurred_at": datetime.now(UTC).isoformat(), "producer": "products",
             "correlation_id": f"forged-{event_id}", "data": data}
     return event_id, json.dumps(body).encode()
 

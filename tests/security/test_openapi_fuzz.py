@@ -13,7 +13,6 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
-
 from shop import SERVICES, Shop
 
 EXAMPLES = int(os.environ.get("SHOP_FUZZ_EXAMPLES", "10"))

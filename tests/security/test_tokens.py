@@ -11,12 +11,11 @@ import hashlib
 import hmac
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from shop import SERVICES, Shop
 
 # One authenticated call per service; with a good token none answers 401.
@@ -59,7 +58,7 @@ def forge(attack: str, genuine: str, private_pem: str, public_pem: str) -> str:
     if attack == "signed by another key":
         return jwt.encode(claims, Ed25519PrivateKey.generate(), algorithm="EdDSA")
     if attack == "expired":
-        return jwt.encode(claims | {"exp": datetime.now(timezone.utc) - timedelta(minutes=1)}, private_pem, algorithm="EdDSA")
+        return jwt.encode(claims | {"exp": datetime.now(UTC) - timedelta(minutes=1)}, private_pem, algorithm="EdDSA")
     raise AssertionError(attack)
 
 

@@ -13,14 +13,23 @@ Figures: summary, product_figures, daily.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 from shop_events import Event
 from shop_events.catalogue import (
-    OrderCancelled, OrderCreated, OrderPaid, ProductCreated, ProductReviewed, ReviewModerated, StockRejected,
-    StockReserved, UserBanned, UserRegistered,
+    OrderCancelled,
+    OrderCreated,
+    OrderPaid,
+    ProductCreated,
+    ProductReviewed,
+    ReviewModerated,
+    StockRejected,
+    StockReserved,
+    UserBanned,
+    UserRegistered,
 )
+from shop_events.db_types import DbConnection
 
 from . import db
 from .domain import day_window, product_known
@@ -34,33 +43,33 @@ class ProductUnknown(LookupError):
 # ---- facts, one per event (in the consumer's transaction) ----
 
 
-async def record_registration(conn: asyncpg.Connection, event: Event[UserRegistered]) -> None:
+async def record_registration(conn: DbConnection, event: Event[UserRegistered]) -> None:
     await db.record_registration(conn, event.data.user_id, event.occurred_at)
 
 
-async def record_ban(conn: asyncpg.Connection, event: Event[UserBanned]) -> None:
+async def record_ban(conn: DbConnection, event: Event[UserBanned]) -> None:
     await db.record_ban(conn, event.data.user_id, event.occurred_at)
 
 
-async def record_product(conn: asyncpg.Connection, event: Event[ProductCreated]) -> None:
+async def record_product(conn: DbConnection, event: Event[ProductCreated]) -> None:
     await db.record_product(conn, event.data.product_id, event.data.name)
 
 
-async def record_review_submitted(conn: asyncpg.Connection, event: Event[ProductReviewed]) -> None:
+async def record_review_submitted(conn: DbConnection, event: Event[ProductReviewed]) -> None:
     review = event.data
     await db.record_review_submitted(
         conn, review.review_id, review.product_id, review.user_id, review.rating, event.occurred_at
     )
 
 
-async def record_moderation(conn: asyncpg.Connection, event: Event[ReviewModerated]) -> None:
+async def record_moderation(conn: DbConnection, event: Event[ReviewModerated]) -> None:
     review = event.data
     await db.record_moderation(
         conn, review.review_id, review.product_id, review.user_id, review.rating, review.status, event.occurred_at
     )
 
 
-async def record_orders_placed(conn: asyncpg.Connection, events: list[Event[OrderCreated]]) -> None:
+async def record_orders_placed(conn: DbConnection, events: list[Event[OrderCreated]]) -> None:
     """A run of OrderCreated in one statement: orders arrive in bursts, and a round trip each was the cost."""
     await db.record_orders_placed(conn, [
         (event.data.order_id, event.data.user_id, event.data.total, event.occurred_at,
@@ -69,19 +78,19 @@ async def record_orders_placed(conn: asyncpg.Connection, events: list[Event[Orde
     ])
 
 
-async def record_stock_reserved(conn: asyncpg.Connection, event: Event[StockReserved]) -> None:
+async def record_stock_reserved(conn: DbConnection, event: Event[StockReserved]) -> None:
     await db.record_stock_reserved(conn, event.data.order_id, event.occurred_at)
 
 
-async def record_stock_rejected(conn: asyncpg.Connection, event: Event[StockRejected]) -> None:
+async def record_stock_rejected(conn: DbConnection, event: Event[StockRejected]) -> None:
     await db.record_stock_rejected(conn, event.data.order_id, event.data.user_id, event.occurred_at)
 
 
-async def record_payment(conn: asyncpg.Connection, event: Event[OrderPaid]) -> None:
+async def record_payment(conn: DbConnection, event: Event[OrderPaid]) -> None:
     await db.record_payment(conn, event.data.order_id, event.data.user_id, event.data.amount, event.occurred_at)
 
 
-async def record_cancellation(conn: asyncpg.Connection, event: Event[OrderCancelled]) -> None:
+async def record_cancellation(conn: DbConnection, event: Event[OrderCancelled]) -> None:
     await db.record_cancellation(conn, event.data.order_id, event.data.user_id, event.occurred_at)
 
 
@@ -101,4 +110,4 @@ async def product_figures(pool: asyncpg.Pool, product_id: int) -> asyncpg.Record
 
 async def daily(pool: asyncpg.Pool, days: int) -> list[asyncpg.Record]:
     """The last `days` UTC days, today included."""
-    return await db.daily(pool, day_window(datetime.now(timezone.utc).date(), days))
+    return await db.daily(pool, day_window(datetime.now(UTC).date(), days))

@@ -7,18 +7,20 @@ Figures are computed at query time from the facts known so far.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Sequence
 
 import asyncpg
+from shop_common.db import fetch_one
+from shop_events.db_types import DbConnection
 
 from .domain import DayWindow
 
 # ---- facts, written by the handlers (one statement each) ----
 
 
-async def record_registration(conn: asyncpg.Connection, user_id: int, at: datetime) -> None:
+async def record_registration(conn: DbConnection, user_id: int, at: datetime) -> None:
     await conn.execute(
         "INSERT INTO users (user_id, registered_at) VALUES ($1, $2)"
         " ON CONFLICT (user_id) DO UPDATE SET registered_at = EXCLUDED.registered_at",
@@ -26,7 +28,7 @@ async def record_registration(conn: asyncpg.Connection, user_id: int, at: dateti
     )
 
 
-async def record_ban(conn: asyncpg.Connection, user_id: int, at: datetime) -> None:
+async def record_ban(conn: DbConnection, user_id: int, at: datetime) -> None:
     # least() skips NULLs: the first ban is the one that counts.
     await conn.execute(
         "INSERT INTO users (user_id, banned_at) VALUES ($1, $2)"
@@ -35,7 +37,7 @@ async def record_ban(conn: asyncpg.Connection, user_id: int, at: datetime) -> No
     )
 
 
-async def record_product(conn: asyncpg.Connection, product_id: int, name: str) -> None:
+async def record_product(conn: DbConnection, product_id: int, name: str) -> None:
     await conn.execute(
         "INSERT INTO products (product_id, name) VALUES ($1, $2)"
         " ON CONFLICT (product_id) DO UPDATE SET name = EXCLUDED.name",
@@ -44,7 +46,7 @@ async def record_product(conn: asyncpg.Connection, product_id: int, name: str) -
 
 
 async def record_review_submitted(
-    conn: asyncpg.Connection, review_id: int, product_id: int, user_id: int, rating: int, at: datetime
+    conn: DbConnection, review_id: int, product_id: int, user_id: int, rating: int, at: datetime
 ) -> None:
     await conn.execute(
         "INSERT INTO reviews (review_id, product_id, user_id, rating, submitted_at) VALUES ($1, $2, $3, $4, $5)"
@@ -54,7 +56,7 @@ async def record_review_submitted(
 
 
 async def record_moderation(
-    conn: asyncpg.Connection, review_id: int, product_id: int, user_id: int, rating: int, status: str, at: datetime
+    conn: DbConnection, review_id: int, product_id: int, user_id: int, rating: int, status: str, at: datetime
 ) -> None:
     # The newest verdict wins if a review is ever moderated twice, whatever order they arrive in.
     await conn.execute(
@@ -68,7 +70,7 @@ async def record_moderation(
 
 
 async def record_orders_placed(
-    conn: asyncpg.Connection,
+    conn: DbConnection,
     orders: Sequence[tuple[int, int, Decimal, datetime, Sequence[tuple[int, int, Decimal]]]],
 ) -> None:
     """Many orders and their lines in one round trip; a row may already exist if a later event came first.
@@ -96,7 +98,7 @@ async def record_orders_placed(
     )
 
 
-async def record_stock_reserved(conn: asyncpg.Connection, order_id: int, at: datetime) -> None:
+async def record_stock_reserved(conn: DbConnection, order_id: int, at: datetime) -> None:
     await conn.execute(
         "INSERT INTO orders (order_id, confirmed_at) VALUES ($1, $2)"
         " ON CONFLICT (order_id) DO UPDATE SET confirmed_at = least(orders.confirmed_at, EXCLUDED.confirmed_at)",
@@ -104,7 +106,7 @@ async def record_stock_reserved(conn: asyncpg.Connection, order_id: int, at: dat
     )
 
 
-async def record_stock_rejected(conn: asyncpg.Connection, order_id: int, user_id: int, at: datetime) -> None:
+async def record_stock_rejected(conn: DbConnection, order_id: int, user_id: int, at: datetime) -> None:
     await conn.execute(
         "INSERT INTO orders (order_id, user_id, rejected_at) VALUES ($1, $2, $3)"
         " ON CONFLICT (order_id) DO UPDATE SET rejected_at = least(orders.rejected_at, EXCLUDED.rejected_at),"
@@ -113,7 +115,7 @@ async def record_stock_rejected(conn: asyncpg.Connection, order_id: int, user_id
     )
 
 
-async def record_payment(conn: asyncpg.Connection, order_id: int, user_id: int, amount: Decimal, at: datetime) -> None:
+async def record_payment(conn: DbConnection, order_id: int, user_id: int, amount: Decimal, at: datetime) -> None:
     await conn.execute(
         "INSERT INTO orders (order_id, user_id, paid_amount, paid_at) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (order_id) DO UPDATE SET paid_amount = EXCLUDED.paid_amount, paid_at = EXCLUDED.paid_at,"
@@ -122,7 +124,7 @@ async def record_payment(conn: asyncpg.Connection, order_id: int, user_id: int, 
     )
 
 
-async def record_cancellation(conn: asyncpg.Connection, order_id: int, user_id: int, at: datetime) -> None:
+async def record_cancellation(conn: DbConnection, order_id: int, user_id: int, at: datetime) -> None:
     await conn.execute(
         "INSERT INTO orders (order_id, user_id, cancelled_at) VALUES ($1, $2, $3)"
         " ON CONFLICT (order_id) DO UPDATE SET cancelled_at = least(orders.cancelled_at, EXCLUDED.cancelled_at),"
@@ -158,8 +160,8 @@ FROM (
 """
 
 
-async def summary(conn: asyncpg.Connection | asyncpg.Pool) -> asyncpg.Record:
-    return await conn.fetchrow(SUMMARY_SQL)
+async def summary(conn: DbConnection | asyncpg.Pool) -> asyncpg.Record:
+    return await fetch_one(conn, SUMMARY_SQL)
 
 
 # A line sold something only when its order is paid and not cancelled; unpaid lines only make it known.
@@ -182,8 +184,8 @@ FROM (
 """
 
 
-async def product_figures(conn: asyncpg.Connection | asyncpg.Pool, product_id: int) -> asyncpg.Record:
-    return await conn.fetchrow(PRODUCT_SQL, product_id)
+async def product_figures(conn: DbConnection | asyncpg.Pool, product_id: int) -> asyncpg.Record:
+    return await fetch_one(conn, PRODUCT_SQL, product_id)
 
 
 # Facts are bucketed by the UTC day of their event's occurred_at; days with none come out as zeros.
@@ -213,5 +215,5 @@ ORDER BY days.day
 """
 
 
-async def daily(conn: asyncpg.Connection | asyncpg.Pool, window: DayWindow) -> list[asyncpg.Record]:
+async def daily(conn: DbConnection | asyncpg.Pool, window: DayWindow) -> list[asyncpg.Record]:
     return await conn.fetch(DAILY_SQL, window.first, window.last, window.starts, window.ends)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
@@ -18,12 +18,12 @@ class DayWindow:
 
     @property
     def starts(self) -> datetime:
-        return datetime.combine(self.first, time.min, timezone.utc)
+        return datetime.combine(self.first, time.min, UTC)
 
     @property
     def ends(self) -> datetime:
         """Exclusive: midnight UTC after the last day."""
-        return datetime.combine(self.last + timedelta(days=1), time.min, timezone.utc)
+        return datetime.combine(self.last + timedelta(days=1), time.min, UTC)
 
 
 def day_window(today: date, days: int) -> DayWindow:

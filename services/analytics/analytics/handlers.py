@@ -3,12 +3,20 @@ fact through its use case (application.py), in the consumer's transaction."""
 
 from __future__ import annotations
 
-import asyncpg
 from shop_events import Event, Router
 from shop_events.catalogue import (
-    OrderCancelled, OrderCreated, OrderPaid, ProductCreated, ProductReviewed, ReviewModerated, StockRejected,
-    StockReserved, UserBanned, UserRegistered,
+    OrderCancelled,
+    OrderCreated,
+    OrderPaid,
+    ProductCreated,
+    ProductReviewed,
+    ReviewModerated,
+    StockRejected,
+    StockReserved,
+    UserBanned,
+    UserRegistered,
 )
+from shop_events.db_types import DbConnection
 
 from . import application
 
@@ -16,50 +24,50 @@ router = Router()
 
 
 @router.handles(UserRegistered)
-async def on_user_registered(event: Event[UserRegistered], conn: asyncpg.Connection) -> None:
+async def on_user_registered(event: Event[UserRegistered], conn: DbConnection) -> None:
     await application.record_registration(conn, event)
 
 
 @router.handles(UserBanned)
-async def on_user_banned(event: Event[UserBanned], conn: asyncpg.Connection) -> None:
+async def on_user_banned(event: Event[UserBanned], conn: DbConnection) -> None:
     await application.record_ban(conn, event)
 
 
 @router.handles(ProductCreated)
-async def on_product_created(event: Event[ProductCreated], conn: asyncpg.Connection) -> None:
+async def on_product_created(event: Event[ProductCreated], conn: DbConnection) -> None:
     await application.record_product(conn, event)
 
 
 @router.handles(ProductReviewed)
-async def on_product_reviewed(event: Event[ProductReviewed], conn: asyncpg.Connection) -> None:
+async def on_product_reviewed(event: Event[ProductReviewed], conn: DbConnection) -> None:
     await application.record_review_submitted(conn, event)
 
 
 @router.handles(ReviewModerated)
-async def on_review_moderated(event: Event[ReviewModerated], conn: asyncpg.Connection) -> None:
+async def on_review_moderated(event: Event[ReviewModerated], conn: DbConnection) -> None:
     await application.record_moderation(conn, event)
 
 
 @router.handles(OrderCreated, batch=True)
-async def on_orders_created(events: list[Event[OrderCreated]], conn: asyncpg.Connection) -> None:
+async def on_orders_created(events: list[Event[OrderCreated]], conn: DbConnection) -> None:
     await application.record_orders_placed(conn, events)
 
 
 @router.handles(StockReserved)
-async def on_stock_reserved(event: Event[StockReserved], conn: asyncpg.Connection) -> None:
+async def on_stock_reserved(event: Event[StockReserved], conn: DbConnection) -> None:
     await application.record_stock_reserved(conn, event)
 
 
 @router.handles(StockRejected)
-async def on_stock_rejected(event: Event[StockRejected], conn: asyncpg.Connection) -> None:
+async def on_stock_rejected(event: Event[StockRejected], conn: DbConnection) -> None:
     await application.record_stock_rejected(conn, event)
 
 
 @router.handles(OrderPaid)
-async def on_order_paid(event: Event[OrderPaid], conn: asyncpg.Connection) -> None:
+async def on_order_paid(event: Event[OrderPaid], conn: DbConnection) -> None:
     await application.record_payment(conn, event)
 
 
 @router.handles(OrderCancelled)
-async def on_order_cancelled(event: Event[OrderCancelled], conn: asyncpg.Connection) -> None:
+async def on_order_cancelled(event: Event[OrderCancelled], conn: DbConnection) -> None:
     await application.record_cancellation(conn, event)

@@ -1,10 +1,16 @@
 """The analytics routes: admin only, their validation, and figures that do not depend on arrival order."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from shop_common.testing import bearer
 from shop_events.catalogue import (
-    OrderCreated, OrderItem, OrderPaid, ProductCreated, ProductReviewed, ReviewModerated, StockReserved,
+    OrderCreated,
+    OrderItem,
+    OrderPaid,
+    ProductCreated,
+    ProductReviewed,
+    ReviewModerated,
+    StockReserved,
 )
 from shop_events.testing import publish_events
 
@@ -26,7 +32,7 @@ async def test_a_fresh_service_reports_zeros_and_a_month_of_empty_days(analytics
         "revenue": "0.00", "reviews": 0, "events_processed": 0,
     }
     daily = (await analytics.get("daily")).json()
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     assert [row["date"] for row in daily] == [str(today - timedelta(days=n)) for n in range(29, -1, -1)]
     assert {(r["registrations"], r["orders"], r["sales"], r["revenue"]) for r in daily} == {(0, 0, "0.00", "0.00")}
 
@@ -50,7 +56,7 @@ async def test_a_product_no_event_named_is_404_and_a_created_one_that_sold_nothi
 
 
 async def test_a_payment_that_arrives_before_its_order_counts_once_the_order_arrives(analytics, amqp_url, make_event):
-    placed_at = datetime.now(timezone.utc) - timedelta(hours=1)
+    placed_at = datetime.now(UTC) - timedelta(hours=1)
     created = OrderCreated(
         order_id=9, user_id=4, email="ann@example.com", total="25.00",
         items=[OrderItem(product_id=3, quantity=2, unit_price="7.50"), OrderItem(product_id=8, quantity=1, unit_price="10.00")],

@@ -6,14 +6,23 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import aio_pika
 from shop_events import parking
 from shop_events.catalogue import (
-    OrderCancelled, OrderCreated, OrderItem, OrderPaid, ProductCreated, ProductReviewed, ReviewModerated,
-    StockRejected, StockReserved, UserBanned, UserRegistered,
+    OrderCancelled,
+    OrderCreated,
+    OrderItem,
+    OrderPaid,
+    ProductCreated,
+    ProductReviewed,
+    ReviewModerated,
+    StockRejected,
+    StockReserved,
+    UserBanned,
+    UserRegistered,
 )
 from shop_events.publisher import OutgoingEvent
 from shop_events.testing import publish_events
@@ -44,7 +53,7 @@ class History:
 
 def make_history(seed: int = 20240601) -> History:
     rng = random.Random(seed)
-    history = History(now=datetime.now(timezone.utc), rng=rng)
+    history = History(now=datetime.now(UTC), rng=rng)
     days = [0, 0, 1, 2, 3, 5, 8, 13, 29, 45]  # 45 is outside the default 30-day window
     for user_id in range(1, 41):
         history.add(UserRegistered(user_id=user_id, email=f"u{user_id}@example.com", name=None), history.at(rng.choice(days)))
@@ -175,7 +184,7 @@ async def test_a_shuffled_burst_with_duplicates_gives_exactly_the_figures_of_its
     by_day = expected_days(history)
     for days in (30, 60):
         rows = (await analytics.get("daily", days=days)).json()
-        today = datetime.now(timezone.utc).date()
+        today = datetime.now(UTC).date()
         assert [r["date"] for r in rows] == [str(today - timedelta(days=n)) for n in range(days - 1, -1, -1)]
         assert rows == [by_day.get(date.fromisoformat(r["date"]), empty_day(date.fromisoformat(r["date"]))) for r in rows]
         if days == 60:  # the whole history fits in it: every registration and order is on some row

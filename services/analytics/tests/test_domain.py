@@ -1,6 +1,6 @@
 """The pure rules: which days a daily report covers, and how a rating average is rounded."""
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -10,14 +10,14 @@ from analytics.domain import MAX_DAYS, day_window
 def test_a_window_ends_today_and_holds_exactly_the_days_asked_for():
     window = day_window(date(2024, 3, 1), 30)
     assert (window.first, window.last) == (date(2024, 2, 1), date(2024, 3, 1))  # 29 days of a leap February + 1
-    assert window.starts == datetime(2024, 2, 1, tzinfo=timezone.utc)
-    assert window.ends == datetime(2024, 3, 2, tzinfo=timezone.utc)  # exclusive: the whole of today is in
+    assert window.starts == datetime(2024, 2, 1, tzinfo=UTC)
+    assert window.ends == datetime(2024, 3, 2, tzinfo=UTC)  # exclusive: the whole of today is in
 
 
 def test_a_one_day_window_is_today_from_midnight_to_midnight_utc():
     window = day_window(date(2024, 12, 31), 1)
     assert window.first == window.last == date(2024, 12, 31)
-    assert window.ends == datetime(2025, 1, 1, tzinfo=timezone.utc)
+    assert window.ends == datetime(2025, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("days", [0, -1, MAX_DAYS + 1])

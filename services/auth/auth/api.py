@@ -10,7 +10,14 @@ from shop_common.auth import Admin, CurrentUser, Principal
 
 from . import application
 from .application import (
-    AccountBanned, AccountGone, EmailTaken, NotAnActiveAdmin, RefreshRefused, SelfBan, UserNotFound, WrongCredentials,
+    AccountBanned,
+    AccountGone,
+    EmailTaken,
+    NotAnActiveAdmin,
+    RefreshRefused,
+    SelfBan,
+    UserNotFound,
+    WrongCredentials,
 )
 from .schemas import BanOut, BanRequest, Credentials, RefreshRequest, Registration, TokenPair, UserOut
 from .tokens import TokenIssuer
@@ -22,7 +29,8 @@ _BEARER = {"WWW-Authenticate": "Bearer"}
 
 
 def _issuer(request: Request) -> TokenIssuer:
-    return request.app.state.token_issuer
+    issuer: TokenIssuer = request.app.state.token_issuer
+    return issuer
 
 
 Issuer = Annotated[TokenIssuer, Depends(_issuer)]

@@ -12,14 +12,24 @@ Bans: ban_user.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 from shop_events import add_event
 from shop_events.catalogue import UserBanned, UserRegistered
+from shop_events.db_types import DbConnection
 
 from . import db
-from .domain import ADMIN, BanDecision, RefreshVerdict, StoredRefreshToken, decide_ban, judge_refresh, normalise_email, refresh_token_hash
+from .domain import (
+    ADMIN,
+    BanDecision,
+    RefreshVerdict,
+    StoredRefreshToken,
+    decide_ban,
+    judge_refresh,
+    normalise_email,
+    refresh_token_hash,
+)
 from .passwords import hash_password, needs_rehash, password_matches, spend_a_check
 from .schemas import TokenPair
 from .tokens import TokenIssuer, new_refresh_token
@@ -124,6 +134,7 @@ async def login(pool: asyncpg.Pool, issuer: TokenIssuer, email: str, password: s
     async with pool.acquire() as conn, conn.transaction():
         # FOR SHARE: a ban committing now waits for us and then revokes the token we issue, or we see it.
         current = await db.user_by_id(conn, user["id"], lock="FOR SHARE")
+        assert current is not None  # users are never deleted
         if current["banned"]:
             raise AccountBanned()
         return await _issue_pair(conn, issuer, current, family_id=uuid.uuid4())
@@ -139,8 +150,9 @@ async def refresh(pool: asyncpg.Pool, issuer: TokenIssuer, refresh_token: str) -
             raise RefreshRefused("unknown refresh token")
         user = await db.user_by_id(conn, owner, lock="FOR SHARE")
         stored = await db.lock_refresh_token(conn, token_hash)
+        assert user is not None and stored is not None  # users and refresh tokens are never deleted
         verdict = judge_refresh(
-            StoredRefreshToken(stored["expires_at"], stored["spent_at"], stored["revoked_at"]), datetime.now(timezone.utc)
+            StoredRefreshToken(stored["expires_at"], stored["spent_at"], stored["revoked_at"]), datetime.now(UTC)
         )
         if verdict is RefreshVerdict.REUSED:
             # Refused after commit, so the family's revocation is kept.
@@ -158,9 +170,9 @@ async def refresh(pool: asyncpg.Pool, issuer: TokenIssuer, refresh_token: str) -
     return pair
 
 
-async def _issue_pair(conn: asyncpg.Connection, issuer: TokenIssuer, user: asyncpg.Record, family_id: uuid.UUID) -> TokenPair:
+async def _issue_pair(conn: DbConnection, issuer: TokenIssuer, user: asyncpg.Record, family_id: uuid.UUID) -> TokenPair:
     refresh_token = new_refresh_token()
-    expires_at = datetime.now(timezone.utc) + issuer.refresh_lifetime
+    expires_at = datetime.now(UTC) + issuer.refresh_lifetime
     await db.insert_refresh_token(conn, user["id"], family_id, refresh_token_hash(refresh_token), expires_at)
     return TokenPair(
         access_token=issuer.access_token(user_id=user["id"], email=user["email"], role=user["role"]),

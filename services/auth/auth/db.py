@@ -10,13 +10,15 @@ import uuid
 from datetime import datetime
 
 import asyncpg
+from shop_common.db import fetch_one
+from shop_events.db_types import DbConnection
 
 from .domain import ADMIN, CUSTOMER
 
 USER_COLUMNS = "id, email, name, role, banned, created_at"
 
 
-async def insert_customer(conn: asyncpg.Connection, email: str, name: str | None, password_hash: str) -> asyncpg.Record | None:
+async def insert_customer(conn: DbConnection, email: str, name: str | None, password_hash: str) -> asyncpg.Record | None:
     """The new user, or None when the email is taken."""
     return await conn.fetchrow(
         "INSERT INTO users (email, name, password_hash, role) VALUES ($1, $2, $3, $4)"
@@ -25,9 +27,10 @@ async def insert_customer(conn: asyncpg.Connection, email: str, name: str | None
     )
 
 
-async def upsert_admin(conn: asyncpg.Connection, email: str, name: str, password_hash: str) -> asyncpg.Record:
+async def upsert_admin(conn: DbConnection, email: str, name: str, password_hash: str) -> asyncpg.Record:
     """Create the admin, or make the existing account an admin with this password (one statement: replica-safe)."""
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         "INSERT INTO users (email, name, password_hash, role) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = EXCLUDED.role"
         f" RETURNING {USER_COLUMNS}",
@@ -35,25 +38,25 @@ async def upsert_admin(conn: asyncpg.Connection, email: str, name: str, password
     )
 
 
-async def user_with_password(conn: asyncpg.Connection, email: str) -> asyncpg.Record | None:
+async def user_with_password(conn: DbConnection | asyncpg.Pool, email: str) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1", email)
 
 
-async def user_by_id(conn: asyncpg.Connection, user_id: int, *, lock: str = "") -> asyncpg.Record | None:
+async def user_by_id(conn: DbConnection | asyncpg.Pool, user_id: int, *, lock: str = "") -> asyncpg.Record | None:
     """lock: "" (none), "FOR SHARE" (keep a ban out until commit) or "FOR UPDATE" (to ban)."""
     assert lock in ("", "FOR SHARE", "FOR UPDATE")
     return await conn.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE id = $1 {lock}", user_id)
 
 
-async def list_users(conn: asyncpg.Connection, limit: int, offset: int) -> list[asyncpg.Record]:
+async def list_users(conn: DbConnection | asyncpg.Pool, limit: int, offset: int) -> list[asyncpg.Record]:
     return await conn.fetch(f"SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT $1 OFFSET $2", limit, offset)
 
 
-async def set_password_hash(conn: asyncpg.Connection, user_id: int, password_hash: str) -> None:
+async def set_password_hash(conn: DbConnection | asyncpg.Pool, user_id: int, password_hash: str) -> None:
     await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, password_hash)
 
 
-async def mark_banned(conn: asyncpg.Connection, user_id: int, reason: str, banned_by: int) -> None:
+async def mark_banned(conn: DbConnection, user_id: int, reason: str, banned_by: int) -> None:
     await conn.execute(
         "UPDATE users SET banned = true, banned_at = now(), banned_reason = $2, banned_by = $3 WHERE id = $1",
         user_id, reason, banned_by,
@@ -61,7 +64,7 @@ async def mark_banned(conn: asyncpg.Connection, user_id: int, reason: str, banne
 
 
 async def insert_refresh_token(
-    conn: asyncpg.Connection, user_id: int, family_id: uuid.UUID, token_hash: str, expires_at: datetime
+    conn: DbConnection, user_id: int, family_id: uuid.UUID, token_hash: str, expires_at: datetime
 ) -> None:
     await conn.execute(
         "INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at) VALUES ($1, $2, $3, $4)",
@@ -69,11 +72,12 @@ async def insert_refresh_token(
     )
 
 
-async def owner_of_refresh_token(conn: asyncpg.Connection, token_hash: str) -> int | None:
-    return await conn.fetchval("SELECT user_id FROM refresh_tokens WHERE token_hash = $1", token_hash)
+async def owner_of_refresh_token(conn: DbConnection, token_hash: str) -> int | None:
+    owner: int | None = await conn.fetchval("SELECT user_id FROM refresh_tokens WHERE token_hash = $1", token_hash)
+    return owner
 
 
-async def lock_refresh_token(conn: asyncpg.Connection, token_hash: str) -> asyncpg.Record | None:
+async def lock_refresh_token(conn: DbConnection, token_hash: str) -> asyncpg.Record | None:
     """The token row, locked: two refreshes with one token take turns, and the second sees it spent."""
     return await conn.fetchrow(
         "SELECT id, user_id, family_id, expires_at, spent_at, revoked_at FROM refresh_tokens"
@@ -82,17 +86,17 @@ async def lock_refresh_token(conn: asyncpg.Connection, token_hash: str) -> async
     )
 
 
-async def spend_refresh_token(conn: asyncpg.Connection, token_id: int) -> None:
+async def spend_refresh_token(conn: DbConnection, token_id: int) -> None:
     await conn.execute("UPDATE refresh_tokens SET spent_at = now() WHERE id = $1", token_id)
 
 
-async def revoke_family(conn: asyncpg.Connection, family_id: uuid.UUID) -> None:
+async def revoke_family(conn: DbConnection, family_id: uuid.UUID) -> None:
     await conn.execute(
         "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL", family_id
     )
 
 
-async def revoke_all_of_user(conn: asyncpg.Connection, user_id: int) -> int:
+async def revoke_all_of_user(conn: DbConnection, user_id: int) -> int:
     status = await conn.execute(
         "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL", user_id
     )

@@ -42,7 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def invalid_input(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422, without echoing the input back: it may be a password."""
+    if not isinstance(exc, RequestValidationError):  # never: registered for that alone (Starlette types it Exception)
+        raise exc
     errors = [{key: value for key, value in error.items() if key != "input"} for error in exc.errors()]
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)

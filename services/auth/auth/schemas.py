@@ -62,7 +62,7 @@ class UserOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, row: asyncpg.Record) -> "UserOut":
+    def of(cls, row: asyncpg.Record) -> UserOut:
         return cls(**{field: row[field] for field in cls.model_fields})
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
@@ -27,7 +27,7 @@ class TokenIssuer:
     @classmethod
     def from_files(
         cls, private_path: Path, public_path: Path, access_lifetime: timedelta, refresh_lifetime: timedelta
-    ) -> "TokenIssuer":
+    ) -> TokenIssuer:
         """Loads the private key and checks it matches the public key every service verifies with."""
         key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
         if not isinstance(key, Ed25519PrivateKey):
@@ -42,7 +42,7 @@ class TokenIssuer:
 
     def access_token(self, *, user_id: int, email: str, role: str, now: datetime | None = None) -> str:
         claims = access_claims(
-            user_id=user_id, email=email, role=role, now=now or datetime.now(timezone.utc), lifetime=self.access_lifetime
+            user_id=user_id, email=email, role=role, now=now or datetime.now(UTC), lifetime=self.access_lifetime
         )
         return jwt.encode(claims, self._key, algorithm=ALGORITHM)
 

@@ -1,13 +1,20 @@
 """The pure rules: emails, token claims, when a refresh token may be used, when a ban applies."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from auth.domain import (
-    BanDecision, RefreshVerdict, StoredRefreshToken, access_claims, decide_ban, judge_refresh, normalise_email,
-    normalise_name, refresh_token_hash,
+    BanDecision,
+    RefreshVerdict,
+    StoredRefreshToken,
+    access_claims,
+    decide_ban,
+    judge_refresh,
+    normalise_email,
+    normalise_name,
+    refresh_token_hash,
 )
 
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(days=14)
 
 

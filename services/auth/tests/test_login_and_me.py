@@ -4,10 +4,10 @@ import base64
 import hashlib
 import hmac
 import json
+from datetime import timedelta
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from datetime import timedelta
 
 
 async def test_login_returns_a_pair_whose_access_token_verifies_with_the_public_key(auth, jwt_keys):

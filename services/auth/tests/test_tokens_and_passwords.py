@@ -1,6 +1,6 @@
 """Signing with auth's private key, verifying with the shared helper and the public key; argon2 hashes."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
@@ -31,7 +31,7 @@ def test_an_access_token_verifies_with_the_public_key_alone(jwt_keys):
 
 
 def test_an_expired_access_token_is_refused(jwt_keys):
-    an_hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
     token = issuer_of(jwt_keys).access_token(user_id=1, email="a@example.com", role="customer", now=an_hour_ago)
     with pytest.raises(InvalidToken):
         verify_token(token, jwt_keys[1].read_text())

@@ -18,22 +18,22 @@ from __future__ import annotations
 import asyncpg
 from shop_events import Event
 from shop_events.catalogue import OrderCreated, OrderPaid, PaymentFailed, StockLow, StockRejected, UserBanned, UserRegistered
+from shop_events.db_types import DbConnection
 
 from . import db, domain
 from .domain import RecipientUnknown
 from .mail import PostRoom
 
-
 # ---- to customers ----
 
 
-async def welcome(conn: asyncpg.Connection, event: Event[UserRegistered], post: PostRoom) -> None:
+async def welcome(conn: DbConnection, event: Event[UserRegistered], post: PostRoom) -> None:
     data = event.data
     await db.save_user(conn, data.user_id, data.email, data.name)
     await post.send(event, domain.welcome(data.user_id, data.email, data.name))
 
 
-async def tell_banned(conn: asyncpg.Connection, event: Event[UserBanned], post: PostRoom) -> None:
+async def tell_banned(conn: DbConnection, event: Event[UserBanned], post: PostRoom) -> None:
     data = event.data
     known = await db.find_user(conn, data.user_id)
     email = data.email or (known.email if known else None)
@@ -43,20 +43,20 @@ async def tell_banned(conn: asyncpg.Connection, event: Event[UserBanned], post: 
     await post.send(event, domain.account_banned(data.user_id, email, name, data.reason))
 
 
-async def confirm_order(conn: asyncpg.Connection, event: Event[OrderCreated], post: PostRoom) -> None:
+async def confirm_order(conn: DbConnection, event: Event[OrderCreated], post: PostRoom) -> None:
     data = event.data
     await db.save_order(conn, data.order_id, data.user_id, data.email)
     lines = [(item.product_id, item.quantity, item.unit_price) for item in data.items]
     await post.send(event, domain.order_confirmation(data.user_id, data.email, data.order_id, data.total, lines))
 
 
-async def tell_rejected(conn: asyncpg.Connection, event: Event[StockRejected], post: PostRoom) -> None:
+async def tell_rejected(conn: DbConnection, event: Event[StockRejected], post: PostRoom) -> None:
     data = event.data
     customer = await _customer(conn, data.order_id, data.user_id, data.email)
     await post.send(event, domain.order_rejected(data.user_id, customer.email, data.order_id, data.reason))
 
 
-async def confirm_payment(conn: asyncpg.Connection, event: Event[OrderPaid], post: PostRoom) -> None:
+async def confirm_payment(conn: DbConnection, event: Event[OrderPaid], post: PostRoom) -> None:
     data = event.data
     customer = await _customer(conn, data.order_id, data.user_id, data.email)
     await post.send(event, domain.payment_received(data.user_id, customer.email, data.order_id, data.amount, data.payment_id))
@@ -65,13 +65,13 @@ async def confirm_payment(conn: asyncpg.Connection, event: Event[OrderPaid], pos
     ))
 
 
-async def tell_payment_failed(conn: asyncpg.Connection, event: Event[PaymentFailed], post: PostRoom) -> None:
+async def tell_payment_failed(conn: DbConnection, event: Event[PaymentFailed], post: PostRoom) -> None:
     data = event.data
     customer = await _customer(conn, data.order_id, data.user_id, data.email)
     await post.send(event, domain.payment_failed(data.user_id, customer.email, data.order_id, data.error))
 
 
-async def _customer(conn: asyncpg.Connection, order_id: int, user_id: int, email: str | None) -> db.Contact:
+async def _customer(conn: DbConnection, order_id: int, user_id: int, email: str | None) -> db.Contact:
     """The address the event carries, else the copy kept from OrderCreated / UserRegistered."""
     if email is not None:
         known = await db.find_user(conn, user_id)

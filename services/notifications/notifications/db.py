@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
+from shop_events.db_types import DbConnection
 
 from .domain import Notice
 
@@ -28,7 +29,7 @@ class Contact:
 # ---- the copies of users and orders (consumer's transaction) ----
 
 
-async def save_user(conn: asyncpg.Connection, user_id: int, email: str, name: str | None) -> None:
+async def save_user(conn: DbConnection, user_id: int, email: str, name: str | None) -> None:
     await conn.execute(
         "INSERT INTO users (user_id, email, name) VALUES ($1, $2, $3)"
         " ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name, updated_at = now()",
@@ -36,19 +37,19 @@ async def save_user(conn: asyncpg.Connection, user_id: int, email: str, name: st
     )
 
 
-async def save_order(conn: asyncpg.Connection, order_id: int, user_id: int, email: str) -> None:
+async def save_order(conn: DbConnection, order_id: int, user_id: int, email: str) -> None:
     await conn.execute(
         "INSERT INTO orders (order_id, user_id, email) VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
         order_id, user_id, email,
     )
 
 
-async def find_user(conn: asyncpg.Connection, user_id: int) -> Contact | None:
+async def find_user(conn: DbConnection, user_id: int) -> Contact | None:
     row = await conn.fetchrow("SELECT user_id, email, name FROM users WHERE user_id = $1", user_id)
     return Contact(row["user_id"], row["email"], row["name"]) if row else None
 
 
-async def find_customer_of_order(conn: asyncpg.Connection, order_id: int, user_id: int) -> Contact | None:
+async def find_customer_of_order(conn: DbConnection, order_id: int, user_id: int) -> Contact | None:
     """The address the order was placed with, else the user's own; None while neither is known."""
     order_email = await conn.fetchval("SELECT email FROM orders WHERE order_id = $1 AND user_id = $2", order_id, user_id)
     user = await find_user(conn, user_id)
@@ -83,6 +84,7 @@ async def record_notice(pool: asyncpg.Pool, event_id: uuid.UUID, notice: Notice,
             "SELECT id, status FROM notifications WHERE event_id = $1 AND type = $2 AND recipient = $3",
             event_id, notice.type.value, notice.recipient,
         )
+    assert row is not None  # the row that conflicted is there (notifications are never deleted)
     return MailRecord(row["id"], row["status"])
 
 

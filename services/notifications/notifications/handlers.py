@@ -4,11 +4,17 @@ use case (application.py) with the consumer's connection and the post room that 
 
 from __future__ import annotations
 
-import asyncpg
 from shop_events import Event, Router
 from shop_events.catalogue import (
-    OrderCreated, OrderPaid, PaymentFailed, StockLow, StockRejected, UserBanned, UserRegistered,
+    OrderCreated,
+    OrderPaid,
+    PaymentFailed,
+    StockLow,
+    StockRejected,
+    UserBanned,
+    UserRegistered,
 )
+from shop_events.db_types import DbConnection
 
 from . import application
 from .mail import PostRoom
@@ -17,35 +23,35 @@ router = Router()
 
 
 @router.handles(UserRegistered)
-async def on_user_registered(event: Event[UserRegistered], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+async def on_user_registered(event: Event[UserRegistered], conn: DbConnection, *, post: PostRoom) -> None:
     await application.welcome(conn, event, post)
 
 
 @router.handles(UserBanned)
-async def on_user_banned(event: Event[UserBanned], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+async def on_user_banned(event: Event[UserBanned], conn: DbConnection, *, post: PostRoom) -> None:
     await application.tell_banned(conn, event, post)
 
 
 @router.handles(OrderCreated)
-async def on_order_created(event: Event[OrderCreated], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+async def on_order_created(event: Event[OrderCreated], conn: DbConnection, *, post: PostRoom) -> None:
     await application.confirm_order(conn, event, post)
 
 
 @router.handles(StockRejected)
-async def on_stock_rejected(event: Event[StockRejected], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+async def on_stock_rejected(event: Event[StockRejected], conn: DbConnection, *, post: PostRoom) -> None:
     await application.tell_rejected(conn, event, post)
 
 
 @router.handles(OrderPaid)
-async def on_order_paid(event: Event[OrderPaid], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+async def on_order_paid(event: Event[OrderPaid], conn: DbConnection, *, post: PostRoom) -> None:
     await application.confirm_payment(conn, event, post)
 
 
 @router.handles(PaymentFailed)
-async def on_payment_failed(event: Event[PaymentFailed], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+async def on_payment_failed(event: Event[PaymentFailed], conn: DbConnection, *, post: PostRoom) -> None:
     await application.tell_payment_failed(conn, event, post)
 
 
 @router.handles(StockLow)
-async def on_stock_low(event: Event[StockLow], conn: asyncpg.Connection, *, post: PostRoom) -> None:
+async def on_stock_low(event: Event[StockLow], conn: DbConnection, *, post: PostRoom) -> None:
     await application.alert_stock_low(event, post)

@@ -36,7 +36,7 @@ class SmtpRelay:
         self.host, self.port, self.sender, self.timeout = host, port, sender, timeout
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "SmtpRelay":
+    def from_settings(cls, settings: Settings) -> SmtpRelay:
         return cls(settings.smtp_host, settings.smtp_port, settings.mail_from, settings.smtp_timeout_seconds)
 
     def compose(self, notice: Notice, mail_id: str) -> EmailMessage:

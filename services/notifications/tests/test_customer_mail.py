@@ -5,7 +5,13 @@ from decimal import Decimal
 from prometheus_client import REGISTRY
 from shop_common.testing import bearer, eventually, running
 from shop_events.catalogue import (
-    OrderCreated, OrderItem, OrderPaid, PaymentFailed, StockRejected, UserBanned, UserRegistered,
+    OrderCreated,
+    OrderItem,
+    OrderPaid,
+    PaymentFailed,
+    StockRejected,
+    UserBanned,
+    UserRegistered,
 )
 from shop_events.testing import pass_marker, publish_events
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
@@ -57,7 +57,7 @@ class OrderOut(BaseModel):
     reason: str | None = Field(None, description="why the order was rejected or cancelled")
 
     @classmethod
-    def of(cls, order: Order) -> "OrderOut":
+    def of(cls, order: Order) -> OrderOut:
         return cls(
             id=order.id,
             user_id=order.user_id,
@@ -80,11 +80,12 @@ class Detail(BaseModel):
 class Unprocessable(BaseModel):
     """A 422: the shop's own reason (a string), or FastAPI's list of what failed validation."""
 
-    detail: str | list[dict]
+    detail: str | list[dict[str, Any]]
 
 
 def payment_provider(request: Request) -> PaymentProvider:
-    return request.app.state.payment_provider
+    provider: PaymentProvider = request.app.state.payment_provider
+    return provider
 
 
 Payments = Annotated[PaymentProvider, Depends(payment_provider)]

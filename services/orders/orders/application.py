@@ -18,14 +18,32 @@ import asyncpg
 from shop_common.auth import Principal, record_ban
 from shop_events import Event, add_event
 from shop_events.catalogue import (
-    OrderCancelled, OrderCreated, OrderItem, OrderPaid, PaymentFailed, ProductCreated, ProductUpdated, StockRejected,
-    StockReserved, UserBanned,
+    OrderCancelled,
+    OrderCreated,
+    OrderItem,
+    OrderPaid,
+    PaymentFailed,
+    ProductCreated,
+    ProductUpdated,
+    StockRejected,
+    StockReserved,
+    UserBanned,
 )
+from shop_events.db_types import DbConnection
 
 from . import db
 from .domain import (
-    Order, OrderStatus, PricedLine, RequestedLine, ensure_payable, ensure_same_request, may_see, order_total,
-    price_lines, request_fingerprint, status_after_stock_event,
+    Order,
+    OrderStatus,
+    PricedLine,
+    RequestedLine,
+    ensure_payable,
+    ensure_same_request,
+    may_see,
+    order_total,
+    price_lines,
+    request_fingerprint,
+    status_after_stock_event,
 )
 from .payments import PaymentProvider
 
@@ -66,7 +84,7 @@ async def place_order(pool: asyncpg.Pool, user: Principal, lines: list[Requested
         return Placed(order, replayed=True)
 
 
-async def _place(conn: asyncpg.Connection, user: Principal, lines: list[RequestedLine], key: str | None) -> Order | int:
+async def _place(conn: DbConnection, user: Principal, lines: list[RequestedLine], key: str | None) -> Order | int:
     """The new order, or the id of the order an earlier call with the same Idempotency-Key made."""
     fingerprint = request_fingerprint(lines)
     if key is not None:
@@ -79,6 +97,7 @@ async def _place(conn: asyncpg.Connection, user: Principal, lines: list[Requeste
     # Claim the key before writing: a racing call with the same key waits here for ours to commit.
     if key is not None and not await db.claim_idempotency_key(conn, user.id, key, fingerprint, order_id):
         earlier = await db.find_idempotency_key(conn, user.id, key)
+        assert earlier is not None  # the claim failed on it: it is there, committed
         ensure_same_request(earlier["fingerprint"], fingerprint)
         return int(earlier["order_id"])
     total = order_total(priced)
@@ -147,7 +166,7 @@ def _items(lines: list[PricedLine]) -> list[OrderItem]:
 # ---- from events (in the consumer's transaction) ----
 
 
-async def keep_catalogue_copy(conn: asyncpg.Connection, event: Event[ProductCreated | ProductUpdated]) -> None:
+async def keep_catalogue_copy(conn: DbConnection, event: Event[ProductCreated | ProductUpdated]) -> None:
     """The copy orders are priced from; out-of-order delivery never rolls a price back."""
     product = event.data
     written = await db.upsert_product(
@@ -157,7 +176,7 @@ async def keep_catalogue_copy(conn: asyncpg.Connection, event: Event[ProductCrea
         log.info("older product event ignored", extra={"product_id": product.product_id})
 
 
-async def settle_reservation(conn: asyncpg.Connection, event: Event[StockReserved | StockRejected]) -> None:
+async def settle_reservation(conn: DbConnection, event: Event[StockReserved | StockRejected]) -> None:
     """Pending → confirmed or rejected; a stale or repeated stock event changes nothing."""
     order = await db.get_order(conn, event.data.order_id, for_update=True)
     if order is None:
@@ -172,6 +191,6 @@ async def settle_reservation(conn: asyncpg.Connection, event: Event[StockReserve
     await db.set_status(conn, order.id, new_status, reason=reason)
 
 
-async def refuse_banned_user(conn: asyncpg.Connection, ban: UserBanned) -> None:
+async def refuse_banned_user(conn: DbConnection, ban: UserBanned) -> None:
     """The banned user's unexpired tokens are refused from now on."""
     await record_ban(conn, ban)

@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import asyncpg
+from shop_events.db_types import DbConnection
 
 from .domain import Order, OrderStatus, PricedLine
 
@@ -15,7 +16,7 @@ from .domain import Order, OrderStatus, PricedLine
 
 
 async def upsert_product(
-    conn: asyncpg.Connection, product_id: int, name: str, price: Decimal, stock: int, changed_at: datetime
+    conn: DbConnection, product_id: int, name: str, price: Decimal, stock: int, changed_at: datetime
 ) -> bool:
     """Write the product as of `changed_at`; an event older than what we hold changes nothing (False)."""
     written = await conn.fetchval(
@@ -29,7 +30,7 @@ async def upsert_product(
     return bool(written)
 
 
-async def prices_of(conn: asyncpg.Connection, product_ids: Iterable[int]) -> dict[int, Decimal]:
+async def prices_of(conn: DbConnection, product_ids: Iterable[int]) -> dict[int, Decimal]:
     rows = await conn.fetch(
         "SELECT product_id, price FROM catalogue WHERE product_id = ANY($1::bigint[])", list(product_ids)
     )
@@ -39,14 +40,14 @@ async def prices_of(conn: asyncpg.Connection, product_ids: Iterable[int]) -> dic
 # ---- idempotency keys ----
 
 
-async def find_idempotency_key(conn: asyncpg.Connection, user_id: int, key: str) -> asyncpg.Record | None:
+async def find_idempotency_key(conn: DbConnection, user_id: int, key: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT order_id, fingerprint FROM idempotency_keys WHERE user_id = $1 AND key = $2", user_id, key
     )
 
 
 async def claim_idempotency_key(
-    conn: asyncpg.Connection, user_id: int, key: str, fingerprint: str, order_id: int
+    conn: DbConnection, user_id: int, key: str, fingerprint: str, order_id: int
 ) -> bool:
     """True if this call owns the key now. A racing call with the same key waits here until the first
     commits, then gets False (and reads the first's order) or, if the first rolled back, True."""
@@ -61,15 +62,16 @@ async def claim_idempotency_key(
 # ---- orders ----
 
 
-async def next_order_id(conn: asyncpg.Connection) -> int:
-    return await conn.fetchval("SELECT nextval(pg_get_serial_sequence('orders', 'id'))")
+async def next_order_id(conn: DbConnection) -> int:
+    order_id: int = await conn.fetchval("SELECT nextval(pg_get_serial_sequence('orders', 'id'))")
+    return order_id
 
 
 async def insert_order(
-    conn: asyncpg.Connection, order_id: int, user_id: int, email: str, total: Decimal, lines: Sequence[PricedLine]
+    conn: DbConnection, order_id: int, user_id: int, email: str, total: Decimal, lines: Sequence[PricedLine]
 ) -> datetime:
     """Writes a pending order and its lines; returns its created_at."""
-    created_at = await conn.fetchval(
+    created_at: datetime = await conn.fetchval(
         "INSERT INTO orders (id, user_id, email, status, total) VALUES ($1, $2, $3, $4, $5) RETURNING created_at",
         order_id, user_id, email, OrderStatus.PENDING.value, total,
     )
@@ -83,7 +85,7 @@ async def insert_order(
 _ORDER_COLUMNS = "id, user_id, email, status, total, payment_id, reason, created_at"
 
 
-async def get_order(conn: asyncpg.Connection, order_id: int, *, for_update: bool = False) -> Order | None:
+async def get_order(conn: DbConnection, order_id: int, *, for_update: bool = False) -> Order | None:
     """One order with its lines; `for_update` locks the row until the transaction ends."""
     row = await conn.fetchrow(
         f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = $1" + (" FOR UPDATE" if for_update else ""), order_id
@@ -93,7 +95,7 @@ async def get_order(conn: asyncpg.Connection, order_id: int, *, for_update: bool
     return (await _with_lines(conn, [row]))[0]
 
 
-async def list_orders(conn: asyncpg.Connection, user_id: int | None, limit: int, offset: int) -> list[Order]:
+async def list_orders(conn: DbConnection, user_id: int | None, limit: int, offset: int) -> list[Order]:
     """Newest first; every user's when user_id is None (admin)."""
     rows = await conn.fetch(
         f"SELECT {_ORDER_COLUMNS} FROM orders WHERE $1::bigint IS NULL OR user_id = $1"
@@ -104,7 +106,7 @@ async def list_orders(conn: asyncpg.Connection, user_id: int | None, limit: int,
 
 
 async def set_status(
-    conn: asyncpg.Connection,
+    conn: DbConnection,
     order_id: int,
     status: OrderStatus,
     *,
@@ -117,7 +119,7 @@ async def set_status(
     )
 
 
-async def _with_lines(conn: asyncpg.Connection, rows: Sequence[asyncpg.Record]) -> list[Order]:
+async def _with_lines(conn: DbConnection, rows: Sequence[asyncpg.Record]) -> list[Order]:
     if not rows:
         return []
     lines: dict[int, list[PricedLine]] = {r["id"]: [] for r in rows}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncpg
 from shop_events import Event, Router
 from shop_events.catalogue import ProductCreated, ProductUpdated, StockRejected, StockReserved, UserBanned
+from shop_events.db_types import DbConnection
 
 from . import application
 
@@ -12,15 +12,15 @@ router = Router()
 
 
 @router.handles(UserBanned)
-async def on_user_banned(event: Event[UserBanned], conn: asyncpg.Connection) -> None:
+async def on_user_banned(event: Event[UserBanned], conn: DbConnection) -> None:
     await application.refuse_banned_user(conn, event.data)
 
 
 @router.handles(ProductCreated, ProductUpdated)
-async def on_product_changed(event: Event[ProductCreated | ProductUpdated], conn: asyncpg.Connection) -> None:
+async def on_product_changed(event: Event[ProductCreated | ProductUpdated], conn: DbConnection) -> None:
     await application.keep_catalogue_copy(conn, event)
 
 
 @router.handles(StockReserved, StockRejected)
-async def on_stock_event(event: Event[StockReserved | StockRejected], conn: asyncpg.Connection) -> None:
+async def on_stock_event(event: Event[StockReserved | StockRejected], conn: DbConnection) -> None:
     await application.settle_reservation(conn, event)

@@ -15,11 +15,11 @@ class PaymentResult:
     error: str | None = None
 
     @classmethod
-    def paid(cls, payment_id: str) -> "PaymentResult":
+    def paid(cls, payment_id: str) -> PaymentResult:
         return cls(ok=True, payment_id=payment_id)
 
     @classmethod
-    def failed(cls, error: str) -> "PaymentResult":
+    def failed(cls, error: str) -> PaymentResult:
         return cls(ok=False, error=error)
 
 

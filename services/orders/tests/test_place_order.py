@@ -4,9 +4,8 @@ from decimal import Decimal
 
 from shop_common.testing import bearer, eventually
 from shop_events.catalogue import ProductCreated, ProductUpdated
-from shop_events.testing import build_envelope
 from shop_events.publisher import OutgoingEvent
-from shop_events.testing import EventProbe, publish_events
+from shop_events.testing import EventProbe, build_envelope, publish_events
 
 
 async def test_an_order_is_pending_at_once_priced_from_the_copy_and_announced(orders, make_token, amqp_url):

@@ -19,9 +19,17 @@ import asyncpg
 from shop_common.auth import record_ban
 from shop_events import EventData, add_event, add_events
 from shop_events.catalogue import (
-    OrderCreated, ProductCreated, ProductReviewed, ProductUpdated, ReviewModerated, StockLow, StockRejected,
-    StockReserved, UserBanned,
+    OrderCreated,
+    ProductCreated,
+    ProductReviewed,
+    ProductUpdated,
+    ReviewModerated,
+    StockLow,
+    StockRejected,
+    StockReserved,
+    UserBanned,
 )
+from shop_events.db_types import DbConnection
 
 from . import db
 from .domain import Refusal, Reservation, ReviewStatus, Shelf, decide_in_turn, moderate, wanted_quantities
@@ -119,7 +127,7 @@ async def list_reviews(pool: asyncpg.Pool, product_id: int, limit: int, offset: 
         return await db.published_reviews(conn, product_id, limit, offset)
 
 
-async def moderate_review(conn: asyncpg.Connection, review_id: int) -> None:
+async def moderate_review(conn: DbConnection, review_id: int) -> None:
     """Publish the review or reject it as spam, count a published rating, tell analytics (once per review)."""
     review = await db.get_review(conn, review_id, lock=True)
     if review is None:
@@ -142,7 +150,7 @@ async def moderate_review(conn: asyncpg.Connection, review_id: int) -> None:
 # ---- stock ----
 
 
-async def reserve_stock(conn: asyncpg.Connection, orders: list[tuple[OrderCreated, str | None]]) -> None:
+async def reserve_stock(conn: DbConnection, orders: list[tuple[OrderCreated, str | None]]) -> None:
     """Reserve every line of each order or none, deciding the orders one after the other as they came.
 
     Every product of the run is locked once, in id order, before anything is read: the rows stay locked
@@ -163,7 +171,7 @@ async def reserve_stock(conn: asyncpg.Connection, orders: list[tuple[OrderCreate
     )
 
     events: list[tuple[EventData, str | None]] = []
-    for (order, correlation), decision in zip(fresh, outcomes):
+    for (order, correlation), decision in zip(fresh, outcomes, strict=True):
         events += [(_stock_low(products[pid], left), correlation) for pid, left in decision.low_stock]
         if isinstance(decision.outcome, Refusal):
             reason = decision.outcome.reason
@@ -173,12 +181,12 @@ async def reserve_stock(conn: asyncpg.Connection, orders: list[tuple[OrderCreate
             events.append((StockReserved(order_id=order.order_id), correlation))
     taken = sorted({pid for d in outcomes if isinstance(d.outcome, Reservation) for pid in d.outcome.lines})
     await db.write_stocks(conn, [(pid, shelves[pid].stock, shelves[pid].alerted) for pid in taken])
-    await db.record_decisions(conn, [(order.user_id, decision) for (order, _), decision in zip(fresh, outcomes)])
+    await db.record_decisions(conn, [(order.user_id, decision) for (order, _), decision in zip(fresh, outcomes, strict=True)])
     if events:
         await add_events(conn, events)
 
 
-async def release_stock(conn: asyncpg.Connection, order_id: int) -> None:
+async def release_stock(conn: DbConnection, order_id: int) -> None:
     """Put back exactly what was reserved for the order, once; nothing for an order never reserved."""
     reservation = await db.find_reservation(conn, order_id, lock=True)
     if reservation is None or reservation["status"] != "reserved":
@@ -196,7 +204,7 @@ async def release_stock(conn: asyncpg.Connection, order_id: int) -> None:
 # ---- bans ----
 
 
-async def refuse_banned_user(conn: asyncpg.Connection, ban: UserBanned) -> None:
+async def refuse_banned_user(conn: DbConnection, ban: UserBanned) -> None:
     """The banned user's unexpired tokens are refused from now on."""
     await record_ban(conn, ban)
 

@@ -8,6 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from shop_common.db import fetch_one
+from shop_events.db_types import DbConnection
 
 from .domain import Decided, Refusal, Reservation, ReviewStatus
 
@@ -23,7 +25,7 @@ EDITABLE = ("name", "description", "price", "stock", "low_stock_threshold", "sup
 
 
 async def insert_product(
-    conn: asyncpg.Connection,
+    conn: DbConnection,
     *,
     name: str,
     description: str,
@@ -32,34 +34,36 @@ async def insert_product(
     low_stock_threshold: int,
     supplier_email: str | None,
 ) -> asyncpg.Record:
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         "INSERT INTO products (name, description, price, stock, low_stock_threshold, supplier_email)"
         f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {PRODUCT_COLUMNS}",
         name, description, price, stock, low_stock_threshold, supplier_email,
     )
 
 
-async def list_products(conn: asyncpg.Connection, limit: int, offset: int) -> list[asyncpg.Record]:
+async def list_products(conn: DbConnection, limit: int, offset: int) -> list[asyncpg.Record]:
     return await conn.fetch(f"SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id LIMIT $1 OFFSET $2", limit, offset)
 
 
-async def get_product(conn: asyncpg.Connection, product_id: int, *, lock: bool = False) -> asyncpg.Record | None:
+async def get_product(conn: DbConnection, product_id: int, *, lock: bool = False) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1" + (" FOR UPDATE" if lock else ""), product_id
     )
 
 
-async def update_product(conn: asyncpg.Connection, product_id: int, changes: Mapping[str, Any]) -> asyncpg.Record:
+async def update_product(conn: DbConnection, product_id: int, changes: Mapping[str, Any]) -> asyncpg.Record:
     """Set the given editable columns (and the low-stock flag), in one statement."""
     names = [name for name in changes if name in EDITABLE or name == "low_stock_alerted"]
     assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
-    return await conn.fetchrow(
+    return await fetch_one(
+        conn,
         f"UPDATE products SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {PRODUCT_COLUMNS}",
         product_id, *(changes[name] for name in names),
     )
 
 
-async def lock_products(conn: asyncpg.Connection, product_ids: Iterable[int]) -> dict[int, asyncpg.Record]:
+async def lock_products(conn: DbConnection, product_ids: Iterable[int]) -> dict[int, asyncpg.Record]:
     """Lock the rows in product id order, so orders racing for the same products queue instead of deadlocking."""
     rows = await conn.fetch(
         f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
@@ -68,7 +72,7 @@ async def lock_products(conn: asyncpg.Connection, product_ids: Iterable[int]) ->
     return {row["id"]: row for row in rows}
 
 
-async def write_stocks(conn: asyncpg.Connection, stocks: list[tuple[int, int, bool]]) -> None:
+async def write_stocks(conn: DbConnection, stocks: list[tuple[int, int, bool]]) -> None:
     """Set locked products' (id, stock, low-stock flag) in one statement; the domain decided the flags."""
     if stocks:
         await conn.execute(
@@ -81,20 +85,20 @@ async def write_stocks(conn: asyncpg.Connection, stocks: list[tuple[int, int, bo
 # ---- reservations ----
 
 
-async def find_reservation(conn: asyncpg.Connection, order_id: int, *, lock: bool = False) -> asyncpg.Record | None:
+async def find_reservation(conn: DbConnection, order_id: int, *, lock: bool = False) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT order_id, user_id, status, reason FROM reservations WHERE order_id = $1" + (" FOR UPDATE" if lock else ""),
         order_id,
     )
 
 
-async def decided_orders(conn: asyncpg.Connection, order_ids: list[int]) -> set[int]:
+async def decided_orders(conn: DbConnection, order_ids: list[int]) -> set[int]:
     """Which of these orders already have a reservation (reserved, released or rejected)."""
     rows = await conn.fetch("SELECT order_id FROM reservations WHERE order_id = ANY($1::bigint[])", order_ids)
     return {row["order_id"] for row in rows}
 
 
-async def record_decisions(conn: asyncpg.Connection, decisions: list[tuple[int, Decided]]) -> None:
+async def record_decisions(conn: DbConnection, decisions: list[tuple[int, Decided]]) -> None:
     """Many (user_id, decision) as reservations and their lines, in two statements."""
     reservations = [
         (d.order_id, user_id, "rejected", d.outcome.reason) if isinstance(d.outcome, Refusal)
@@ -120,14 +124,14 @@ async def record_decisions(conn: asyncpg.Connection, decisions: list[tuple[int, 
         )
 
 
-async def reserved_lines(conn: asyncpg.Connection, order_id: int) -> dict[int, int]:
+async def reserved_lines(conn: DbConnection, order_id: int) -> dict[int, int]:
     rows = await conn.fetch(
         "SELECT product_id, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY product_id", order_id
     )
     return {row["product_id"]: row["quantity"] for row in rows}
 
 
-async def mark_released(conn: asyncpg.Connection, order_id: int) -> None:
+async def mark_released(conn: DbConnection, order_id: int) -> None:
     await conn.execute(
         "UPDATE reservations SET status = 'released', released_at = now() WHERE order_id = $1", order_id
     )
@@ -139,7 +143,7 @@ REVIEW_COLUMNS = "id, product_id, user_id, rating, comment, status, created_at"
 
 
 async def insert_review(
-    conn: asyncpg.Connection, *, product_id: int, user_id: int, rating: int, comment: str
+    conn: DbConnection, *, product_id: int, user_id: int, rating: int, comment: str
 ) -> asyncpg.Record | None:
     """The new pending review, or None when this customer already reviewed this product."""
     return await conn.fetchrow(
@@ -149,26 +153,26 @@ async def insert_review(
     )
 
 
-async def get_review(conn: asyncpg.Connection, review_id: int, *, lock: bool = False) -> asyncpg.Record | None:
+async def get_review(conn: DbConnection, review_id: int, *, lock: bool = False) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"SELECT {REVIEW_COLUMNS} FROM reviews WHERE id = $1" + (" FOR UPDATE" if lock else ""), review_id
     )
 
 
-async def set_review_status(conn: asyncpg.Connection, review_id: int, status: ReviewStatus) -> None:
+async def set_review_status(conn: DbConnection, review_id: int, status: ReviewStatus) -> None:
     await conn.execute(
         "UPDATE reviews SET status = $2, moderated_at = now() WHERE id = $1", review_id, status.value
     )
 
 
-async def count_published_rating(conn: asyncpg.Connection, product_id: int, rating: int) -> None:
+async def count_published_rating(conn: DbConnection, product_id: int, rating: int) -> None:
     await conn.execute(
         "UPDATE products SET rating_sum = rating_sum + $2, rating_count = rating_count + 1 WHERE id = $1",
         product_id, rating,
     )
 
 
-async def published_reviews(conn: asyncpg.Connection, product_id: int, limit: int, offset: int) -> list[asyncpg.Record]:
+async def published_reviews(conn: DbConnection, product_id: int, limit: int, offset: int) -> list[asyncpg.Record]:
     return await conn.fetch(
         f"SELECT {REVIEW_COLUMNS} FROM reviews WHERE product_id = $1 AND status = 'published'"
         " ORDER BY id DESC LIMIT $2 OFFSET $3",

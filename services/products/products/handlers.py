@@ -6,9 +6,9 @@ so an event redelivered under the same id never gets here twice.
 
 from __future__ import annotations
 
-import asyncpg
 from shop_events import Event, Router
 from shop_events.catalogue import OrderCancelled, OrderCreated, ProductReviewed, UserBanned
+from shop_events.db_types import DbConnection
 
 from . import application
 
@@ -16,21 +16,21 @@ router = Router()
 
 
 @router.handles(OrderCreated, batch=True)
-async def on_orders_created(events: list[Event[OrderCreated]], conn: asyncpg.Connection) -> None:
+async def on_orders_created(events: list[Event[OrderCreated]], conn: DbConnection) -> None:
     """A run of OrderCreated decided together: a few statements for the run instead of several per order."""
     await application.reserve_stock(conn, [(event.data, event.correlation_id) for event in events])
 
 
 @router.handles(OrderCancelled)
-async def on_order_cancelled(event: Event[OrderCancelled], conn: asyncpg.Connection) -> None:
+async def on_order_cancelled(event: Event[OrderCancelled], conn: DbConnection) -> None:
     await application.release_stock(conn, event.data.order_id)
 
 
 @router.handles(ProductReviewed)
-async def on_product_reviewed(event: Event[ProductReviewed], conn: asyncpg.Connection) -> None:
+async def on_product_reviewed(event: Event[ProductReviewed], conn: DbConnection) -> None:
     await application.moderate_review(conn, event.data.review_id)
 
 
 @router.handles(UserBanned)
-async def on_user_banned(event: Event[UserBanned], conn: asyncpg.Connection) -> None:
+async def on_user_banned(event: Event[UserBanned], conn: DbConnection) -> None:
     await application.refuse_banned_user(conn, event.data)

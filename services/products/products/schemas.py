@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
-from shop_events import Money
-
 from shop_common.ratings import rating_average
+from shop_events import Money
 
 from .domain import DEFAULT_LOW_STOCK_THRESHOLD, MAX_COMMENT_LENGTH
 
@@ -46,7 +45,7 @@ class ProductPatch(_Input):
     supplier_email: EmailStr | None = None
 
     @model_validator(mode="after")
-    def _something_and_no_null_required_field(self) -> "ProductPatch":
+    def _something_and_no_null_required_field(self) -> ProductPatch:
         if not self.model_fields_set:
             raise ValueError("nothing to change: send at least one field")
         for field in ("name", "price", "stock", "low_stock_threshold"):
@@ -54,7 +53,7 @@ class ProductPatch(_Input):
                 raise ValueError(f"{field} cannot be null")
         return self
 
-    def changes(self) -> dict[str, object]:
+    def changes(self) -> dict[str, Any]:
         sent = {name: getattr(self, name) for name in self.model_fields_set}
         if "description" in sent and sent["description"] is None:
             sent["description"] = ""
@@ -72,7 +71,7 @@ class Product(BaseModel):
     rating_count: int = Field(description="how many published reviews")
 
     @classmethod
-    def of(cls, row: asyncpg.Record) -> "Product":
+    def of(cls, row: asyncpg.Record) -> Product:
         return cls(**_product_fields(row))
 
 
@@ -82,7 +81,7 @@ class AdminProduct(Product):
     supplier_email: str | None
 
     @classmethod
-    def of(cls, row: asyncpg.Record) -> "AdminProduct":
+    def of(cls, row: asyncpg.Record) -> AdminProduct:
         return cls(**_product_fields(row), supplier_email=row["supplier_email"])
 
 
@@ -119,5 +118,5 @@ class Review(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, row: asyncpg.Record) -> "Review":
+    def of(cls, row: asyncpg.Record) -> Review:
         return cls(**{name: row[name] for name in cls.model_fields})

@@ -3,7 +3,13 @@
 import pytest
 
 from products.domain import (
-    Refusal, Reservation, ReviewStatus, decide_reservation, low_stock_check, moderate, wanted_quantities,
+    Refusal,
+    Reservation,
+    ReviewStatus,
+    decide_reservation,
+    low_stock_check,
+    moderate,
+    wanted_quantities,
 )
 
 

@@ -10,10 +10,9 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
-
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -76,13 +75,14 @@ async def _shut_down(tasks: list[asyncio.Task[None]], bus: Bus, pool: asyncpg.Po
         log.warning("broker connection not closed cleanly")
     try:
         await asyncio.wait_for(pool.close(), grace)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.warning("database connections still busy at stop; terminated")
         pool.terminate()
 
 
 def get_pool(request: Request) -> asyncpg.Pool:
-    return request.app.state.pool
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
 
 
 DbPool = Annotated[asyncpg.Pool, Depends(get_pool)]
@@ -179,11 +179,11 @@ def create_service_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @ops.get("/asyncapi.json", summary="The event catalogue as an AsyncAPI document")
-    async def asyncapi() -> dict:
+    async def asyncapi() -> dict[str, Any]:
         return asyncapi_document()
 
     @ops.get("/events", summary="What this service published and handled for one correlation id (admin)")
-    async def events(correlation_id: str, _: Admin, pool: DbPool) -> dict:
+    async def events(correlation_id: str, _: Admin, pool: DbPool) -> dict[str, Any]:
         published = await pool.fetch(
             "SELECT event_id, event_type, created_at AS at, sent_at FROM outbox WHERE correlation_id = $1 ORDER BY id",
             correlation_id,

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-import asyncpg
 import jwt
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from shop_events.catalogue import UserBanned
+from shop_events.db_types import DbConnection
 
 ALGORITHMS = ["EdDSA"]
 ADMIN = "admin"
@@ -55,7 +55,7 @@ def verify_token(token: str, public_key: str) -> Principal:
         raise InvalidToken(str(exc)) from exc
 
 
-async def record_ban(conn: asyncpg.Connection, ban: UserBanned) -> None:
+async def record_ban(conn: DbConnection, ban: UserBanned) -> None:
     """What a service that refuses banned users' unexpired tokens does with UserBanned (its handler calls this)."""
     await conn.execute(
         "INSERT INTO banned_users (user_id, reason) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING",
@@ -75,7 +75,9 @@ async def current_user(
     try:
         principal = verify_token(credentials.credentials, request.app.state.jwt_public_key)
     except InvalidToken as exc:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"invalid token: {exc}", headers={"WWW-Authenticate": "Bearer"}) from exc
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, f"invalid token: {exc}", headers={"WWW-Authenticate": "Bearer"}
+        ) from exc
     if request.app.state.checks_bans:
         banned = await request.app.state.pool.fetchval("SELECT true FROM banned_users WHERE user_id = $1", principal.id)
         if banned:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncpg
-from shop_events import install_schema
+from shop_events import DbConnection, install_schema
 
 # One lock for every migrating replica of any service (each service has its own database anyway).
 MIGRATION_LOCK = 0x5140_0001
@@ -45,3 +45,11 @@ async def migrate(pool: asyncpg.Pool, directory: Path, extra: list[str] | None =
 
 def _has_statements(sql: str) -> bool:
     return any(line.strip() and not line.strip().startswith("--") for line in sql.splitlines())
+
+
+async def fetch_one(conn: DbConnection | asyncpg.Pool, query: str, *args: object) -> asyncpg.Record:
+    """The row of a statement that always returns one (an aggregate, an INSERT or upsert ... RETURNING)."""
+    row = await conn.fetchrow(query, *args)
+    if row is None:
+        raise LookupError(f"no row from a statement that always returns one: {query[:80]}")
+    return row

@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
@@ -48,7 +49,7 @@ class DatabaseFault:
         self.name = f"fault_{table}_{sqlstate}".lower()
         self._table, self._when, self._sqlstate = table, when, sqlstate
 
-    async def install(self) -> "DatabaseFault":
+    async def install(self) -> DatabaseFault:
         constraint = "CONSTRAINT " if "DEFERRABLE" in self._when else ""
         async with self._pool.acquire() as conn:
             await conn.execute(SWITCH_SQL)
@@ -71,7 +72,8 @@ class DatabaseFault:
 
     async def hits(self) -> int:
         """How many times it raised (a sequence: rolled-back transactions still count)."""
-        return await self._pool.fetchval("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM fault_hits")
+        hits: int = await self._pool.fetchval("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM fault_hits")
+        return hits
 
 
 @contextlib.asynccontextmanager
@@ -117,16 +119,17 @@ def delete_queue(amqp_url: str, queue: str) -> None:
     throwaway.rabbitmqctl("delete_queue", "-p", vhost_of(amqp_url), queue)
 
 
-def _rabbitmqctl_json(*args: str) -> list[dict]:
+def _rabbitmqctl_json(*args: str) -> list[dict[str, Any]]:
     """What rabbitmqctl lists, as JSON rows."""
     listed = subprocess.run(
         [shutil.which("rabbitmqctl") or "rabbitmqctl", "-q", *args, "--formatter", "json"],
         check=True, capture_output=True, text=True, timeout=60,
     ).stdout
-    return json.loads(listed or "[]")
+    rows: list[dict[str, Any]] = json.loads(listed or "[]")
+    return rows
 
 
-def list_queues(amqp_url: str, *columns: str) -> list[dict]:
+def list_queues(amqp_url: str, *columns: str) -> list[dict[str, Any]]:
     """The vhost's queues with these columns of `rabbitmqctl list_queues`."""
     return _rabbitmqctl_json("list_queues", "-p", vhost_of(amqp_url), *columns)
 
@@ -167,7 +170,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self.port = 0
 
-    async def __aenter__(self) -> "TcpProxy":
+    async def __aenter__(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self

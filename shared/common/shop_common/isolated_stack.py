@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from shop_events.registry import NAMES as SERVICES, PORT_BASE, service
+from shop_events.registry import NAMES as SERVICES
+from shop_events.registry import PORT_BASE, service
 
 from . import throwaway
 
@@ -101,13 +102,14 @@ class IsolatedStack:
     def down(self) -> None:
         subprocess.run(["deploy/local/down.sh"], cwd=ROOT, env=self.env, capture_output=True, timeout=120)
         databases = [throwaway.with_database(throwaway.POSTGRES_URL, f"{self.prefix}{s}") for s in SERVICES]
-        subprocess.run([sys.executable, "deploy/local/stackctl.py", "dropdb", *databases], cwd=ROOT, capture_output=True, timeout=120)
+        subprocess.run([sys.executable, "deploy/local/stackctl.py", "dropdb", *databases],
+                       cwd=ROOT, capture_output=True, timeout=120)
         try:
             throwaway.delete_vhost(self.vhost)
         except subprocess.CalledProcessError:
             pass  # never made: up() failed before it
-        for service in SERVICES:  # the per-service broker users local mode makes
-            subprocess.run(["rabbitmqctl", "-q", "delete_user", f"shop_{self.prefix}{service}"], capture_output=True, timeout=60)
+        for name in SERVICES:  # the per-service broker users local mode makes
+            subprocess.run(["rabbitmqctl", "-q", "delete_user", f"shop_{self.prefix}{name}"], capture_output=True, timeout=60)
 
     def log(self, name: str) -> str:
         return (self.run_dir / "logs" / f"{name}.log").read_text(errors="replace")

@@ -1,6 +1,7 @@
 """What the people who run the shop look at: one JSON log line and metrics per request, this service's queues
 (depth and consumers, by a passive declare: no management plugin needed), its parked messages (read from
-their streams, never taken) and their replay, and the correlation ids of the events it published about one thing (an order, a product)."""
+their streams, never taken) and their replay, and the correlation ids of the events it published about one thing
+(an order, a product)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from aio_pika.exceptions import ChannelClosed
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel
-from shop_events import Lane, parking
+from shop_events import Bus, Lane, parking
 from shop_events.outbox import outbox_backlog, record_backlog
 from shop_events.topology import parking_queue, retry_queue, work_queue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -122,7 +123,7 @@ async def queue_states(connection: AbstractConnection, queues: list[tuple[str, L
                 await channel.close()
     parked = [state for state in states if state.kind == "parked" and state.exists]
     counts = await asyncio.gather(*(parking.count_parked(connection, state.name) for state in parked))
-    for state, count in zip(parked, counts):
+    for state, count in zip(parked, counts, strict=True):
         state.messages = count
     return states
 
@@ -190,8 +191,8 @@ def operations_router(service: str, lanes: Iterable[Lane], retries: int) -> APIR
     ops = APIRouter(prefix=f"/api/{service}", tags=["operations"])
 
     def bus_connection(request: Request) -> AbstractConnection:
-        bus = request.app.state.bus
-        if not bus.connected:
+        bus: Bus = request.app.state.bus
+        if not bus.connected or bus.connection is None:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the broker is unreachable")
         return bus.connection
 

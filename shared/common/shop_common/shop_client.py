@@ -10,6 +10,7 @@ import email
 import email.policy
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from email.message import EmailMessage
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from shop_events.registry import NAMES as SERVICES
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def unique_email(who: str = "customer") -> str:
     return f"{who}-{uuid.uuid4().hex[:10]}@example.com"
 
 
-async def eventually(check, timeout: float = 15.0, interval: float = 0.1) -> Any:
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0, interval: float = 0.1) -> Any:
     """Polls an async check until it returns something truthy; fails with the last value."""
     deadline = time.monotonic() + timeout
     value = None

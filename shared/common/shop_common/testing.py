@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -86,7 +86,7 @@ def make_token(jwt_keys: tuple[Path, Path]) -> Callable[..., str]:
             "sub": str(user_id),
             "email": email or f"user{user_id}@example.com",
             "role": role,
-            "exp": datetime.now(timezone.utc) + ttl,
+            "exp": datetime.now(UTC) + ttl,
         }
         return jwt.encode(claims, private_pem, algorithm="EdDSA")
 

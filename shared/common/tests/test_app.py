@@ -10,6 +10,7 @@ from shop_common.testing import bearer, running
 from shop_events import Router, add_event
 from shop_events.catalogue import CATALOGUE, StockReserved
 
+
 def build(database_url):
     from fastapi import Request
 
@@ -90,7 +91,7 @@ async def test_a_process_without_the_api_role_answers_health_but_not_the_service
     assert refused.status_code == 404
 
 
-def test_a_service_that_checks_bans_must_declare_its_UserBanned_handler(database_url):
+def test_a_service_that_checks_bans_must_declare_its_UserBanned_handler(database_url):  # noqa: N802 - the event's name
     class Settings(ServiceSettings):
         service = "demo"
 

@@ -3,14 +3,13 @@ its queues, its parked messages and their replay, and the correlation ids behind
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import APIRouter, Request
 from shop_common.app import create_service_app
 from shop_common.config import ServiceSettings
 from shop_common.testing import bearer, eventually, running
-from collections.abc import Awaitable, Callable
-
 from shop_events import Event, Router, add_event
 from shop_events.catalogue import StockReserved
 from shop_events.testing import publish_events, publish_raw

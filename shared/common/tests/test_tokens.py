@@ -2,18 +2,18 @@
 
 import base64
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from shop_common.auth import InvalidToken, verify_token
 
 
 def claims(**over):
     return {"sub": "7", "email": "a@example.com", "role": "customer",
-            "exp": datetime.now(timezone.utc) + timedelta(minutes=5)} | over
+            "exp": datetime.now(UTC) + timedelta(minutes=5)} | over
 
 
 def test_a_token_signed_by_auth_is_accepted(jwt_keys, make_token):

@@ -23,7 +23,7 @@ def asyncapi_document() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    for spec, envelope in zip(CATALOGUE.values(), envelopes):
+    for spec, envelope in zip(CATALOGUE.values(), envelopes, strict=True):
         messages[spec.name] = {
             "name": spec.name,
             "summary": spec.summary,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import aio_pika
 import asyncpg
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractRobustConnection, AbstractRobustQueue
 
 from .consumer import LaneConsumer
 from .inbox import prune_forever
@@ -50,6 +50,8 @@ class Bus:
             channel = await self.connection.channel()
             await channel.set_qos(prefetch_count=self.settings.prefetch)
             queue = await declare_lane(channel, self.service, lane, routing_keys, self.settings.retry_delays_ms)
+            if not isinstance(queue, AbstractRobustQueue):  # never: a robust channel's queues are robust
+                raise TypeError(f"{queue.name} was not declared on a robust channel")
             consumer = LaneConsumer(
                 service=self.service, queue=queue, pool=pool, routes=routes, settler=settler, settings=self.settings
             )

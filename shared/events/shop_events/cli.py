@@ -11,6 +11,7 @@ from dataclasses import asdict
 from typing import TypeVar
 
 import typer
+from aio_pika.abc import AbstractConnection
 
 from . import parking
 from .settings import amqp_url_from_env
@@ -22,9 +23,10 @@ parked = typer.Typer(help="Messages parked in <service>.<lane>.dlq after their l
 app.add_typer(parked, name="parked")
 
 AmqpUrl = typer.Option(amqp_url_from_env(), help="Broker URL (AMQP_URL).")
+EveryQueue = typer.Argument(None, help="e.g. orders.background (default: every queue)")
 
 
-async def _queues(connection, queue: str | None) -> list[str]:  # noqa: ANN001
+async def _queues(connection: AbstractConnection, queue: str | None) -> list[str]:
     if queue:
         return [queue if queue.endswith(".dlq") else f"{queue}.dlq"]
     return await parking.parking_queues(connection)
@@ -45,7 +47,7 @@ def _on_each(amqp_url: str, queue: str | None, each: Callable[..., Awaitable[T]]
 
 
 @parked.command("list")
-def list_(queue: str = typer.Argument(None, help="e.g. orders.background (default: every queue)"), amqp_url: str = AmqpUrl) -> None:
+def list_(queue: str = EveryQueue, amqp_url: str = AmqpUrl) -> None:
     """One line per parked message, oldest first: queue, message id, event type, attempts, parked at, reason."""
     for messages in _on_each(amqp_url, queue, parking.list_parked):
         for m in messages:
@@ -53,10 +55,10 @@ def list_(queue: str = typer.Argument(None, help="e.g. orders.background (defaul
 
 
 @parked.command("count")
-def count(queue: str = typer.Argument(None, help="e.g. orders.background (default: every queue)"), amqp_url: str = AmqpUrl) -> None:
+def count(queue: str = EveryQueue, amqp_url: str = AmqpUrl) -> None:
     """One line per parking queue: its name and how many messages wait there (none are read)."""
 
-    async def each(connection, name: str) -> str:  # noqa: ANN001
+    async def each(connection: AbstractConnection, name: str) -> str:
         return f"{name}\t{await parking.count_parked(connection, name)}"
 
     for line in _on_each(amqp_url, queue, each):
@@ -111,7 +113,7 @@ def discard(
 
 
 @parked.command("upgrade")
-def upgrade(queue: str = typer.Argument(None, help="e.g. orders.background (default: every queue)"), amqp_url: str = AmqpUrl) -> None:
+def upgrade(queue: str = EveryQueue, amqp_url: str = AmqpUrl) -> None:
     """Make parking queues left as quorum queues by an older version streams, keeping their messages.
     Stop the services first."""
     moved = sum(_on_each(amqp_url, queue, parking.upgrade))

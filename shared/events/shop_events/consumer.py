@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from . import metrics
 from .catalogue import ANY_ENVELOPE, CATALOGUE
+from .db_types import DbConnection
 from .envelope import Envelope, Event, EventData, correlation_id, handling_event
 from .router import Route
 from .settings import BusSettings
@@ -62,7 +63,7 @@ class Poison(Exception):
     """The message can never be handled as it is: parked at once, with this reason."""
 
 
-def decode(message: DeliveredMessage, routes: Mapping[str, Route]) -> Event:
+def decode(message: DeliveredMessage, routes: Mapping[str, Route]) -> Event[EventData]:
     try:
         envelope = ANY_ENVELOPE.validate_json(message.body)
     except ValidationError:
@@ -71,7 +72,7 @@ def decode(message: DeliveredMessage, routes: Mapping[str, Route]) -> Event:
     return _event(envelope, envelope.data)
 
 
-def _decode_step_by_step(message: DeliveredMessage, routes: Mapping[str, Route]) -> Event:
+def _decode_step_by_step(message: DeliveredMessage, routes: Mapping[str, Route]) -> Event[EventData]:
     try:
         envelope = Envelope.model_validate_json(message.body)
     except ValidationError as exc:
@@ -87,7 +88,7 @@ def _decode_step_by_step(message: DeliveredMessage, routes: Mapping[str, Route])
     return _event(envelope, data)
 
 
-def _event(envelope: Envelope, data: EventData) -> Event:
+def _event(envelope: Envelope, data: EventData) -> Event[EventData]:
     return Event(
         event_id=envelope.event_id,
         event_type=envelope.event_type,
@@ -119,7 +120,7 @@ class HandlerFailed(Exception):
         self.indices = indices  # the positions in the batch of the events the failing call was given
 
 
-Failure = tuple[DeliveredMessage, Event, BaseException]
+Failure = tuple[DeliveredMessage, Event[EventData], BaseException]
 
 
 class LaneConsumer:
@@ -194,7 +195,7 @@ class LaneConsumer:
     async def handle_batch(self, batch: list[DeliveredMessage]) -> None:
         """Settle every delivery of the batch: committed and acked, sent to a wait queue, parked, or (when
         even that fails) requeued. Nothing is acked before its own fate is decided."""
-        decoded: list[tuple[DeliveredMessage, Event]] = []
+        decoded: list[tuple[DeliveredMessage, Event[EventData]]] = []
         poison: list[tuple[DeliveredMessage, str]] = []
         for message in batch:
             try:
@@ -203,7 +204,7 @@ class LaneConsumer:
                 poison.append((message, str(exc)))
 
         failed = await self._commit(decoded)
-        for message, event, error in failed:
+        for _, event, error in failed:
             metrics.EVENTS_FAILED.labels(self._service, event.event_type).inc()
             log.warning(
                 "handler failed; will retry",
@@ -228,7 +229,7 @@ class LaneConsumer:
                 return []
             results = await asyncio.gather(*(send() for _, send in settles), return_exceptions=True)
             errors = {repr(r) for r in results if isinstance(r, BaseException)}
-            settles = [item for item, result in zip(settles, results) if isinstance(result, BaseException)]
+            settles = [item for item, result in zip(settles, results, strict=True) if isinstance(result, BaseException)]
             if settles and pause is not None:
                 log.warning("could not settle; trying again", extra={"queue": self.queue_name, "error": "; ".join(errors)})
                 await asyncio.sleep(pause)
@@ -236,7 +237,7 @@ class LaneConsumer:
         metrics.EVENTS_REQUEUED.labels(self._service, self.queue_name).inc(len(settles))
         return [message for message, _ in settles]
 
-    async def _commit(self, items: list[tuple[DeliveredMessage, Event]]) -> list[Failure]:
+    async def _commit(self, items: list[tuple[DeliveredMessage, Event[EventData]]]) -> list[Failure]:
         """Commit the batch's effects and inbox rows; returns the events whose handlers failed. Raises
         nothing but cancellation: every other error is one of the cases of the rule at the top."""
         for tries in itertools.count(1):
@@ -244,7 +245,7 @@ class LaneConsumer:
                 return await self._apply(items)
             except (DatabaseAway, *AWAY_OUTSIDE_HANDLERS) as exc:
                 await self._pause("database unavailable; batch held", exc.__cause__ or exc, tries)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever else failed is sorted out below, by the rule at the top
                 if isinstance(exc, CONTENTION) and tries <= self._settings.contention_retries:
                     await self._pause("contention; batch tried again", exc, tries)
                     continue
@@ -265,7 +266,7 @@ class LaneConsumer:
         log.warning(what, extra={"queue": self.queue_name, "error": repr(error), "tries": tries})
         await asyncio.sleep(min(0.1 * 2**tries, 5.0))
 
-    async def _apply(self, items: list[tuple[DeliveredMessage, Event]]) -> list[Failure]:
+    async def _apply(self, items: list[tuple[DeliveredMessage, Event[EventData]]]) -> list[Failure]:
         """Handle a batch in one transaction; a failing message is taken out and the rest redone.
 
         No savepoints: a subtransaction per message would cost round trips and, past 64 in one
@@ -297,7 +298,7 @@ class LaneConsumer:
         return failed
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _connection(self) -> AsyncIterator[DbConnection]:
         try:
             conn = await self._pool.acquire()
         except Exception as exc:
@@ -307,7 +308,7 @@ class LaneConsumer:
         finally:
             await self._pool.release(conn)
 
-    async def _apply_all(self, items: list[tuple[DeliveredMessage, Event]], alone: set[uuid.UUID]) -> None:
+    async def _apply_all(self, items: list[tuple[DeliveredMessage, Event[EventData]]], alone: set[uuid.UUID]) -> None:
         """Inbox rows and handler effects of these events, all or nothing; raises HandlerFailed."""
         async with self._connection() as conn, conn.transaction():
             fresh = {
@@ -322,7 +323,7 @@ class LaneConsumer:
                     [self.queue_name] * len(items),
                 )
             }
-            todo: list[tuple[int, Event]] = []
+            todo: list[tuple[int, Event[EventData]]] = []
             for index, (_, event) in enumerate(items):
                 if event.event_id in fresh:
                     fresh.discard(event.event_id)  # the same event twice in one batch runs once
@@ -332,9 +333,9 @@ class LaneConsumer:
             for run in self._runs(todo, alone):
                 await self._run_handler(run, conn)
 
-    def _runs(self, todo: list[tuple[int, Event]], alone: set[uuid.UUID]) -> list[list[tuple[int, Event]]]:
+    def _runs(self, todo: list[tuple[int, Event[EventData]]], alone: set[uuid.UUID]) -> list[list[tuple[int, Event[EventData]]]]:
         """Consecutive events of one type with a batch handler go together; order is kept across types."""
-        runs: list[list[tuple[int, Event]]] = []
+        runs: list[list[tuple[int, Event[EventData]]]] = []
         for index, event in todo:
             groupable = self._routes[event.event_type].batch and event.event_id not in alone
             last = runs[-1] if runs else None
@@ -344,7 +345,7 @@ class LaneConsumer:
                 runs.append([(index, event)])
         return runs
 
-    async def _run_handler(self, run: list[tuple[int, Event]], conn: asyncpg.Connection) -> None:
+    async def _run_handler(self, run: list[tuple[int, Event[EventData]]], conn: DbConnection) -> None:
         first = run[0][1]
         route = self._routes[first.event_type]
         token = correlation_id.set(first.correlation_id)
@@ -379,24 +380,31 @@ async def _ack_all(batch: list[DeliveredMessage], unsettled: list[DeliveredMessa
     closed one is neither acked nor nacked, and the broker delivers it again."""
     for delivery in unsettled:
         if not delivery.channel.is_closed:
-            await delivery.channel.basic_nack(delivery.delivery_tag, multiple=False, requeue=True)
+            await delivery.channel.basic_nack(_tag(delivery), multiple=False, requeue=True)
     last_on: dict[int, DeliveredMessage] = {}
     for delivery in batch:
         last_on[id(delivery.channel)] = delivery
     for delivery in last_on.values():
         if not delivery.channel.is_closed:
-            await delivery.channel.basic_ack(delivery.delivery_tag, multiple=True)
+            await delivery.channel.basic_ack(_tag(delivery), multiple=True)
+
+
+def _tag(delivery: DeliveredMessage) -> int:
+    # None only on a basic.get that found nothing; a consumer's delivery always has its tag
+    if delivery.delivery_tag is None:
+        raise ValueError("a delivery without a delivery tag")
+    return delivery.delivery_tag
 
 
 async def _give_back(batch: list[DeliveredMessage]) -> None:
     for delivery in batch:
         try:
             if not delivery.channel.is_closed:
-                await delivery.channel.basic_nack(delivery.delivery_tag, multiple=False, requeue=True)
+                await delivery.channel.basic_nack(_tag(delivery), multiple=False, requeue=True)
         except Exception:  # an acked tag is refused: the channel closes and the broker redelivers the rest
             log.warning("could not give a delivery back", exc_info=True)
             return
 
 
-def _event_fields(event: Event) -> dict[str, str]:
+def _event_fields(event: Event[EventData]) -> dict[str, str]:
     return {"event_id": str(event.event_id), "event_type": event.event_type, "correlation_id": event.correlation_id}

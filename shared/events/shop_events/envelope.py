@@ -6,7 +6,7 @@ import re
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -84,7 +84,7 @@ def new_correlation_id() -> str:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 D = TypeVar("D", bound=EventData, covariant=True)

@@ -23,7 +23,7 @@ async def prune_inbox(pool: asyncpg.Pool, retention_hours: float) -> int:
     """Delete the rows older than the retention, a chunk at a time; returns how many went."""
     pruned = 0
     while True:
-        deleted = await pool.fetchval(
+        deleted: int = await pool.fetchval(
             "WITH old AS (SELECT event_id FROM processed_events WHERE handled_at < now() - make_interval(secs => $1)"
             " LIMIT $2) , gone AS (DELETE FROM processed_events p USING old WHERE p.event_id = old.event_id RETURNING 1)"
             " SELECT count(*) FROM gone",
@@ -41,6 +41,6 @@ async def prune_forever(pool: asyncpg.Pool, retention_hours: float, every: float
             pruned = await prune_inbox(pool, retention_hours)
             if pruned:
                 log.info("inbox pruned", extra={"rows": pruned, "retention_hours": retention_hours})
-        except (asyncpg.PostgresError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
             log.warning("inbox not pruned this time", extra={"error": repr(exc)})
         await asyncio.sleep(every)

@@ -10,4 +10,6 @@ HANDLER_SECONDS = Histogram("shop_events_handler_seconds", "Handler latency", ["
 OUTBOX_PUBLISHED = Counter("shop_outbox_published_total", "Outbox rows published and confirmed", ["service"])
 OUTBOX_DEPTH = Gauge("shop_outbox_depth", "Outbox rows not yet sent", ["service"])
 OUTBOX_OLDEST_AGE = Gauge("shop_outbox_oldest_unsent_seconds", "Age of the oldest unsent outbox row", ["service"])
-EVENTS_REQUEUED = Counter("shop_events_requeued_total", "Messages given back to the broker: their retry or park could not be sent", ["service", "queue"])
+EVENTS_REQUEUED = Counter(
+    "shop_events_requeued_total", "Messages given back to the broker: their retry or park could not be sent", ["service", "queue"]
+)

@@ -13,6 +13,7 @@ from pydantic_core import to_json
 
 from . import metrics
 from .catalogue import spec_of
+from .db_types import DbConnection
 from .envelope import EventData, correlation_id, new_correlation_id, now_utc
 from .publisher import OutgoingEvent, Publisher
 from .settings import BusSettings
@@ -31,9 +32,10 @@ class OutboxBacklog:
         return (now_utc() - self.oldest).total_seconds() if self.oldest else 0.0
 
 
-async def outbox_backlog(db: asyncpg.Pool | asyncpg.Connection) -> OutboxBacklog:
+async def outbox_backlog(db: asyncpg.Pool | DbConnection) -> OutboxBacklog:
     """What the relay has still to send: the one query behind the gauges, the admin page and `make status`."""
     row = await db.fetchrow("SELECT count(*) AS depth, min(created_at) AS oldest FROM outbox WHERE sent_at IS NULL")
+    assert row is not None  # an aggregate always has its row
     return OutboxBacklog(row["depth"], row["oldest"])
 
 
@@ -55,7 +57,7 @@ def new_event(data: EventData, correlation: str | None = None, occurred_at: date
     return OutgoingEvent(str(event_id), spec.name, spec.routing_key, correlation, spec.producer, occurred_at, body)
 
 
-async def add_event(conn: asyncpg.Connection, data: EventData, *, correlation: str | None = None) -> OutgoingEvent:
+async def add_event(conn: DbConnection, data: EventData, *, correlation: str | None = None) -> OutgoingEvent:
     """Write an event into the outbox as part of the caller's open transaction.
 
     The correlation id defaults to the one of the request or event being handled now.
@@ -64,7 +66,7 @@ async def add_event(conn: asyncpg.Connection, data: EventData, *, correlation: s
     return event
 
 
-async def add_events(conn: asyncpg.Connection, events: list[tuple[EventData, str | None]]) -> list[OutgoingEvent]:
+async def add_events(conn: DbConnection, events: list[tuple[EventData, str | None]]) -> list[OutgoingEvent]:
     """Write many events in one statement, each with its own correlation id (for batch handlers)."""
     if not conn.is_in_transaction():
         raise RuntimeError("events must be written inside the transaction of the state change they report")
@@ -123,18 +125,18 @@ class OutboxRelay:
                 try:
                     sent = await self.relay_once()
                     await self._cleanup()
-                except (asyncpg.PostgresError, OSError, asyncio.TimeoutError, ConnectionError) as exc:
+                except (TimeoutError, asyncpg.PostgresError, OSError, ConnectionError) as exc:
                     log.warning("outbox relay failed, retrying", extra={"error": repr(exc)})
                     await asyncio.sleep(self._settings.relay_poll_seconds)
                     continue
-                except Exception as exc:  # aio-pika raises its own types for a lost channel
+                except Exception as exc:  # noqa: BLE001 - aio-pika raises its own types for a lost channel
                     log.warning("outbox relay could not publish, retrying", extra={"error": repr(exc)})
                     await asyncio.sleep(self._settings.relay_poll_seconds)
                     continue
                 if sent < self._settings.relay_batch_size:
                     try:
                         await asyncio.wait_for(self._wake.wait(), self._settings.relay_poll_seconds)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
         finally:
             listener.cancel()

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage
@@ -33,7 +34,7 @@ from aio_pika.exceptions import ChannelClosed, ChannelPreconditionFailed
 
 from .catalogue import Lane
 from .envelope import now_utc
-from .settle import ATTEMPT, ORIGINAL_ROUTING_KEY, PARKED_AT, PARKED_FROM, PARKED_REASON, REPLAYED, copy_message
+from .settle import ATTEMPT, ORIGINAL_ROUTING_KEY, PARKED_AT, PARKED_FROM, PARKED_REASON, REPLAYED, copy_message, int_header
 from .topology import SERVICES, STREAM, parking_queue, replay_log, settle_exchange, work_queue
 
 OFFSET = "x-stream-offset"  # RabbitMQ's header on every message read from a stream
@@ -65,14 +66,14 @@ def _parked(message: AbstractIncomingMessage, queue: str) -> ParkedMessage:
         event_type=message.type,
         reason=str(headers.get(PARKED_REASON) or _dead_lettered_reason(headers)),
         parked_at=str(headers.get(PARKED_AT, "")),
-        attempts=int(headers.get(ATTEMPT, 0) or 0),
+        attempts=int_header(headers, ATTEMPT),
         routing_key=str(headers.get(ORIGINAL_ROUTING_KEY, "")),
         body=message.body.decode(errors="replace"),
         offset=_offset(message) if OFFSET in headers else None,
     )
 
 
-def _dead_lettered_reason(headers: dict) -> str:
+def _dead_lettered_reason(headers: Mapping[str, object]) -> str:
     """Parked by the broker, not the Settler: the work queue dead-lettered it (its delivery limit reached).
     At-least-once dead-lettering sets only the x-first-death-* headers, not x-death."""
     if "x-first-death-reason" not in headers:
@@ -82,7 +83,7 @@ def _dead_lettered_reason(headers: dict) -> str:
 
 
 def _offset(message: AbstractIncomingMessage) -> int:
-    return int((message.headers or {})[OFFSET])
+    return int_header(message.headers, OFFSET)
 
 
 async def parking_queues(connection: AbstractConnection) -> list[str]:
@@ -140,7 +141,7 @@ class _Reader:
         else:
             try:
                 message = await asyncio.wait_for(self._arrived.get(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return None
         self._unacked += 1
         if self._unacked >= max(1, self._prefetch // 2):  # credit back; on a stream an ack removes nothing
@@ -150,7 +151,9 @@ class _Reader:
 
 
 @asynccontextmanager
-async def _reading(connection: AbstractConnection, name: str, offset: int | str, prefetch: int = PREFETCH) -> AsyncIterator[_Reader]:
+async def _reading(
+    connection: AbstractConnection, name: str, offset: int | str, prefetch: int = PREFETCH
+) -> AsyncIterator[_Reader]:
     channel = await connection.channel()
     try:
         await channel.set_qos(prefetch_count=prefetch)
@@ -179,7 +182,7 @@ async def _last_offset(connection: AbstractConnection, name: str) -> int | None:
 
 
 async def _entries(connection: AbstractConnection, name: str, start: int, end: int,
-                   prefetch: int = PREFETCH) -> AsyncIterator[AbstractIncomingMessage]:
+                   prefetch: int = PREFETCH) -> AsyncGenerator[AbstractIncomingMessage, None]:
     """The stream's messages with offsets start..end, in order (close it with aclosing when leaving early)."""
     if start > end:
         return
@@ -247,7 +250,7 @@ async def _open_stream(connection: AbstractConnection, queue: str) -> _Stream | 
 
 
 async def _live(connection: AbstractConnection, queue: str, stream: _Stream, limit: int | None = None,
-                at: int | None = None) -> AsyncIterator[AbstractIncomingMessage]:
+                at: int | None = None) -> AsyncGenerator[AbstractIncomingMessage, None]:
     """The parked messages not yet replayed or discarded, oldest first (or only the one at offset `at`); for a
     page of `limit`, the broker sends not many more than that ahead."""
     if stream.end is None:
@@ -348,11 +351,13 @@ async def _settle_parked(connection: AbstractConnection, queue: str, message_id:
     return done
 
 
-async def _send_back(message: AbstractIncomingMessage, queue: str, exchange) -> None:  # noqa: ANN001
+async def _send_back(
+    message: AbstractIncomingMessage, queue: str, exchange: Callable[[str], Awaitable[AbstractExchange]]
+) -> None:
     headers = message.headers or {}
     target = str(headers.get(PARKED_FROM) or queue.removesuffix(".dlq"))
     again = _as_parked(message)
-    again.headers.update({ATTEMPT: 0, REPLAYED: int(headers.get(REPLAYED, 0) or 0) + 1})
+    again.headers.update({ATTEMPT: 0, REPLAYED: int_header(headers, REPLAYED) + 1})
     await (await exchange(settle_exchange(target))).publish(again, target, mandatory=True)
 
 
@@ -362,7 +367,7 @@ async def _legacy_take_all(channel: AbstractChannel, name: str, limit: int | Non
     """Every message (or the first `limit`), unacked: closing the channel puts back what was not acked.
     Each of these counts as a delivery on a quorum queue: `shop-events parked upgrade` ends that."""
     queue = await channel.declare_queue(name, passive=True)
-    taken = []
+    taken: list[AbstractIncomingMessage] = []
     while (limit is None or len(taken) < limit) and (message := await queue.get(no_ack=False, fail=False)) is not None:
         taken.append(message)
     return taken
@@ -442,7 +447,7 @@ def _as_parked(message: AbstractIncomingMessage) -> aio_pika.Message:
     return again
 
 
-def _identity(message: AbstractIncomingMessage) -> tuple:
+def _identity(message: AbstractIncomingMessage) -> tuple[str | None, str, str, bytes]:
     headers = message.headers or {}
     return message.message_id, str(headers.get(PARKED_AT, "")), str(headers.get(PARKED_FROM, "")), message.body
 
@@ -459,5 +464,9 @@ async def connect(amqp_url: str) -> AbstractConnection:
     return await aio_pika.connect(amqp_url, client_properties={"connection_name": "shop-events cli"})
 
 
-def run(coro):  # noqa: ANN001, ANN201 - a tiny sync bridge for the CLI
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """A tiny sync bridge for the CLI."""
     return asyncio.run(coro)

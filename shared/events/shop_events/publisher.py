@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from .envelope import Envelope
 from .topology import EXCHANGE, ensure_exchange
@@ -27,7 +27,7 @@ class OutgoingEvent:
     body: bytes
 
     @classmethod
-    def of(cls, envelope: Envelope, routing_key: str) -> "OutgoingEvent":
+    def of(cls, envelope: Envelope, routing_key: str) -> OutgoingEvent:
         return cls(
             event_id=str(envelope.event_id),
             event_type=envelope.event_type,
@@ -54,7 +54,7 @@ class OutgoingEvent:
 class Publisher:
     """Publishes to shop.events over one confirm channel of the process's robust connection."""
 
-    def __init__(self, connection: AbstractRobustConnection, timeout: float = 30.0) -> None:
+    def __init__(self, connection: AbstractConnection, timeout: float = 30.0) -> None:
         self._connection = connection
         self._timeout = timeout
         self._channel: AbstractChannel | None = None

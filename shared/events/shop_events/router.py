@@ -3,15 +3,16 @@
     router = Router()
 
     @router.handles(OrderCreated)
-    async def on_order_created(event: Event[OrderCreated], conn: asyncpg.Connection) -> None: ...
+    async def on_order_created(event: Event[OrderCreated], conn: DbConnection) -> None: ...
 
     @router.handles(OrderCreated, batch=True)   # a run of consecutive events of the type in one call
-    async def on_orders_created(events: list[Event[OrderCreated]], conn: asyncpg.Connection) -> None: ...
+    async def on_orders_created(events: list[Event[OrderCreated]], conn: DbConnection) -> None: ...
 
 A handler runs inside the consumer's transaction (`conn`, with the inbox row written for it). What else it
 needs (a mail relay, a payment provider) it names as keyword-only parameters; the service's composition root
 (main.py) supplies them, and a missing one fails at start, not at the first event. The declared models and
 the handler's annotation must agree, so mypy checks every `event.data.field` against the catalogue.
+(`DbConnection` is shop_events.DbConnection: a connection of its own or one lent by a pool.)
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import aio_pika
@@ -25,7 +27,15 @@ REPLAYED = "x-replayed"
 
 
 def attempts_made(message: AbstractIncomingMessage) -> int:
-    return int((message.headers or {}).get(ATTEMPT, 0) or 0)
+    return int_header(message.headers, ATTEMPT)
+
+
+def int_header(headers: Mapping[str, object] | None, name: str) -> int:
+    """One of the integer headers this library writes (0 when absent)."""
+    value = (headers or {}).get(name) or 0
+    if not isinstance(value, int | float | str | Decimal):
+        raise TypeError(f"header {name} is {value!r}, not a number")
+    return int(value)
 
 
 def copy_message(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
@@ -76,7 +86,7 @@ class Settler:
     async def park(self, message: AbstractIncomingMessage, queue: str, reason: str, attempt: int | None = None) -> None:
         headers = {
             PARKED_REASON: reason[:2000],
-            PARKED_AT: datetime.now(timezone.utc).isoformat(),
+            PARKED_AT: datetime.now(UTC).isoformat(),
             PARKED_FROM: queue,
             ATTEMPT: attempt if attempt is not None else attempts_made(message),
             ORIGINAL_ROUTING_KEY: original_routing_key(message),

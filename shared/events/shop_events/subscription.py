@@ -15,7 +15,8 @@ import asyncio
 import itertools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -28,7 +29,7 @@ RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)  # between tries to consume again after a c
 
 
 class Subscription:
-    def __init__(self, queue: AbstractRobustQueue, on_delivery: Callable[[DeliveredMessage], Awaitable[None]]) -> None:
+    def __init__(self, queue: AbstractRobustQueue, on_delivery: Callable[[DeliveredMessage], Coroutine[Any, Any, None]]) -> None:
         self._queue = queue
         self._channel: AbstractRobustChannel = queue.channel  # type: ignore[assignment]
         self._on_delivery = on_delivery
@@ -49,7 +50,7 @@ class Subscription:
 
     async def _consume(self) -> None:
         channel = await self._channel.get_underlay_channel()
-        if self._tag in channel.consumers:
+        if isinstance(channel, aiormq.Channel) and self._tag in channel.consumers:  # (it always is one)
             return  # already consuming on this channel
         channel.on_consumer_cancel_callbacks.add(self._on_cancel)
         await channel.basic_consume(self._queue.name, self._on_delivery, consumer_tag=self._tag)
@@ -57,7 +58,7 @@ class Subscription:
     async def _on_reopen(self, _channel: object) -> None:
         try:
             await self._consume()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever failed, consuming is tried again later
             log.warning("could not consume on the reopened channel", extra={"queue": self._queue.name, "error": repr(exc)})
             self._retry_later()
 
@@ -78,7 +79,7 @@ class Subscription:
             try:
                 await self._consume()
                 return
-            except Exception as exc:  # a closed channel reopens on its own and calls _on_reopen
+            except Exception as exc:  # noqa: BLE001 - a closed channel reopens on its own and calls _on_reopen
                 log.warning("could not consume again, retrying", extra={"queue": self._queue.name, "error": repr(exc)})
 
 

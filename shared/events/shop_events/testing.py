@@ -10,9 +10,9 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
+from .catalogue import spec_of
 from .envelope import Envelope, EventData
 from .outbox import new_event
-from .catalogue import spec_of
 from .publisher import OutgoingEvent, Publisher
 from .topology import declare_exchange
 
@@ -27,7 +27,7 @@ class EventProbe:
         self._arrived = asyncio.Event()
         self._connection: AbstractRobustConnection | None = None
 
-    async def __aenter__(self) -> "EventProbe":
+    async def __aenter__(self) -> EventProbe:
         self._connection = await aio_pika.connect_robust(self._url)
         channel: AbstractChannel = await self._connection.channel()
         exchange = await declare_exchange(channel)
@@ -59,7 +59,7 @@ class EventProbe:
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return self.bodies(event_type)[:count]
 
@@ -80,7 +80,7 @@ class EventProbe:
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return self.bodies()[:found]
 
@@ -90,7 +90,9 @@ def build_envelope(data: EventData, correlation: str | None = None) -> Envelope:
     return Envelope.model_validate_json(new_event(data, correlation).body)
 
 
-async def publish_events(amqp_url: str, *events: EventData | OutgoingEvent, correlation: str | None = None) -> list[OutgoingEvent]:
+async def publish_events(
+    amqp_url: str, *events: EventData | OutgoingEvent, correlation: str | None = None
+) -> list[OutgoingEvent]:
     """Publish events to shop.events as their producer would (confirmed); returns what was sent."""
     outgoing = [
         e if isinstance(e, OutgoingEvent) else OutgoingEvent.of(build_envelope(e, correlation), spec_of(e).routing_key)
@@ -119,7 +121,8 @@ async def publish_raw(amqp_url: str, routing_key: str, body: bytes, **properties
 
 async def handled(pool: asyncpg.Pool, event_id: str) -> bool:
     """The service has committed this event (its inbox row)."""
-    return await pool.fetchval("SELECT count(*) = 1 FROM processed_events WHERE event_id = $1::uuid", event_id)
+    found: bool = await pool.fetchval("SELECT count(*) = 1 FROM processed_events WHERE event_id = $1::uuid", event_id)
+    return found
 
 
 async def pass_marker(amqp_url: str, pool: asyncpg.Pool, marker: EventData, timeout: float = 10.0) -> OutgoingEvent:
@@ -140,6 +143,6 @@ async def ready_messages(amqp_url: str, *queues: str) -> dict[str, int]:
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel()
-        return {name: (await channel.declare_queue(name, passive=True)).declaration_result.message_count for name in queues}
+        return {name: (await channel.declare_queue(name, passive=True)).declaration_result.message_count or 0 for name in queues}
     finally:
         await connection.close()

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
 from aio_pika.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
+from aiormq.abc import FieldTable
 
 from .catalogue import CATALOGUE, Lane
 from .registry import NAMES
@@ -20,7 +21,7 @@ SERVICES = NAMES  # from registry.py, the one list of services
 QUORUM = {"x-queue-type": "quorum"}
 # Parking queues are streams: read without being changed (see parking.py). No retention limit: a parked
 # message stays until it is replayed or discarded, and a stream can only drop its oldest segments.
-STREAM = {"x-queue-type": "stream"}
+STREAM: FieldTable = {"x-queue-type": "stream"}
 
 log = logging.getLogger("shop_events.topology")
 
@@ -131,21 +132,21 @@ async def unbind_stale(connection: AbstractConnection, service: str, wanted: dic
 
 # Quorum queues dead-letter at most once unless told otherwise: a message would be dropped if its target
 # refused it for a moment. At least once needs reject-publish overflow on the queue that dead-letters.
-AT_LEAST_ONCE = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+AT_LEAST_ONCE: FieldTable = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
 # RabbitMQ 4's default for quorum queues, set here so 3.x behaves the same: a message delivered this many
 # times without a settle (a consumer that crashes on it, a settle that keeps failing) is dead-lettered
 # to the parking queue rather than handed out forever (or, on 4 without a dead-letter exchange, dropped).
 DELIVERY_LIMIT = 20
 
 
-def work_queue_arguments(queue: str) -> dict[str, object]:
+def work_queue_arguments(queue: str) -> FieldTable:
     return {
         **QUORUM, **AT_LEAST_ONCE, "x-delivery-limit": DELIVERY_LIMIT,
         "x-dead-letter-exchange": settle_exchange(queue), "x-dead-letter-routing-key": parking_queue(queue),
     }
 
 
-def wait_queue_arguments(queue: str, delay_ms: int) -> dict[str, object]:
+def wait_queue_arguments(queue: str, delay_ms: int) -> FieldTable:
     """A wait queue holds a message `delay_ms`, then dead-letters it back to its work queue."""
     return {
         **QUORUM, **AT_LEAST_ONCE, "x-message-ttl": delay_ms,
@@ -158,7 +159,7 @@ def upgrade_policies(services: Iterable[str]) -> list[dict[str, object]]:
     made by an older version, whose arguments can't change, get them in place without losing what they hold:
     each work queue dead-letters to its parking queue, every wait queue dead-letters at least once. Queue
     arguments win over a policy, so queues declared with them behave the same either way."""
-    def policy_keys(arguments: dict[str, object]) -> dict[str, object]:
+    def policy_keys(arguments: FieldTable) -> dict[str, object]:
         return {k.removeprefix("x-"): v for k, v in arguments.items() if k != "x-queue-type"}
 
     found: list[dict[str, object]] = []
@@ -181,7 +182,10 @@ async def _declare_parking(channel: AbstractChannel, name: str) -> AbstractQueue
 
 
 async def _declare_kept(
-    channel: AbstractChannel, name: str, arguments: dict, mismatch: str = "queue declared earlier with other arguments; kept as it is"
+    channel: AbstractChannel,
+    name: str,
+    arguments: FieldTable,
+    mismatch: str = "queue declared earlier with other arguments; kept as it is",
 ) -> AbstractQueue:
     """A queue left by an older version with other arguments (no dead-lettering, another TTL, the default
     exchange as dead-letter exchange) is kept as it is and the mismatch logged: its arguments can't change,

@@ -7,11 +7,9 @@ import time
 import aio_pika
 import asyncpg
 from shop_common.testing import eventually
-from shop_events import parking
+from shop_events import Event, Router, add_events, parking
 from shop_events.catalogue import OrderCancelled, PaymentFailed, StockReserved
-from shop_events.testing import build_envelope
-from shop_events import Event, Router, add_events
-from shop_events.testing import EventProbe, pass_marker, publish_events, publish_raw, ready_messages
+from shop_events.testing import EventProbe, build_envelope, pass_marker, publish_events, publish_raw, ready_messages
 
 
 async def parked(amqp_url, queue):
@@ -67,7 +65,7 @@ async def test_a_failing_handler_is_retried_with_growing_delays_then_handled_onc
         waiting = await ready_messages(amqp_url, *(f"testsvc.background.retry.{n}" for n in range(1, 5)))
         assert len(seen) == 4
         assert set(waiting.values()) == {0}, waiting
-        gaps = [b - a for a, b in zip(seen, seen[1:])]
+        gaps = [b - a for a, b in zip(seen, seen[1:], strict=False)]
         assert gaps[0] >= 0.15 and gaps[1] >= 0.5 and gaps[2] >= 1.1, gaps
         assert await parked(amqp_url, "testsvc.background.dlq") == []
         # the message that failed did not hold back the one behind it
