@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import asyncpg
 import httpx
 import jwt
 import pytest
@@ -23,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
 from . import throwaway
+from .auth import BANNED_USERS_SQL
+from .db import create_pool, migrate
 
 
 @pytest.fixture
@@ -58,6 +61,26 @@ def make_database() -> Iterator[Callable[[], str]]:
 @pytest.fixture
 def database_url(make_database: Callable[[], str]) -> str:
     return make_database()
+
+
+MigratedPool = Callable[..., Awaitable[asyncpg.Pool]]
+
+
+@pytest.fixture
+async def migrated_pool(database_url: str) -> AsyncIterator[MigratedPool]:
+    """`await migrated_pool(migrations, checks_bans=...)`: a pool on this test's database, migrated as the
+    service's start migrates it, without starting the service (for the broker-free handler kit)."""
+    pools: list[asyncpg.Pool] = []
+
+    async def make(migrations: Path, *, checks_bans: bool, size: int = 4) -> asyncpg.Pool:
+        pool = await create_pool(database_url, size)
+        pools.append(pool)
+        await migrate(pool, migrations, [BANNED_USERS_SQL] if checks_bans else [])
+        return pool
+
+    yield make
+    for pool in pools:
+        await pool.close()
 
 
 @pytest.fixture(scope="session")
