@@ -16,6 +16,7 @@ published: `redeliver()` hands the waiting ones back, as the broker does once th
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -153,7 +154,9 @@ class _LaneSide:
 
 
 class HandlerKit:
-    """One service's routes (router.bind(dependencies), as its main.py wires them) on a migrated pool."""
+    """One replica of a service: its routes (router.bind(dependencies), as its main.py wires them) on a
+    migrated pool. Like the real consumer it handles one batch per lane at a time (overlapping deliver()
+    calls wait their turn); for replicas racing each other, make a kit per replica on the same pool."""
 
     def __init__(
         self,
@@ -174,6 +177,7 @@ class HandlerKit:
             queues[lane] = work_queue(service, lane)
             self._lane_by_key.update({key: lane for key in keys})
             self._lane_by_key[queues[lane]] = lane  # the settle exchange's key: a retried message comes back by it
+        self._turn = asyncio.Lock()
         self.settler = MemorySettler(self.settings, {queue: lane for lane, queue in queues.items()})
         self._lanes = {
             lane: _LaneSide(
@@ -231,6 +235,12 @@ class HandlerKit:
         return self._lane_by_key[key]
 
     async def _deliver(
+        self, messages: list[tuple[aio_pika.Message, Lane, str, str | None]], sent: list[OutgoingEvent | Raw]
+    ) -> Delivered:
+        async with self._turn:
+            return await self._deliver_in_turn(messages, sent)
+
+    async def _deliver_in_turn(
         self, messages: list[tuple[aio_pika.Message, Lane, str, str | None]], sent: list[OutgoingEvent | Raw]
     ) -> Delivered:
         ids = [_uuid(message.message_id) for message, *_ in messages]
