@@ -6,12 +6,19 @@ import email
 import email.policy
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from shop_events.testkit import HandlerKit
+
+import notifications
+from notifications import handlers
+from notifications.config import Settings
+from notifications.mail import PostRoom, SmtpRelay
 
 
 @dataclass
@@ -122,3 +129,15 @@ def notifications_env(service_env: pytest.MonkeyPatch, database_url: str, smtp_d
     service_env.setenv("STAFF_EMAIL", STAFF)
     service_env.setenv("MAIL_FROM", "shop@example.com")
     return service_env
+
+
+@pytest.fixture
+async def post_kit(migrated_pool, smtp: SmtpServer) -> AsyncIterator[HandlerKit]:
+    """The notifications handlers on a migrated database, mailing the test's SMTP server, without the app or
+    a broker (shop_events.testkit), on the service's own bus settings (one delivery per batch)."""
+    settings = Settings(smtp_host="127.0.0.1", smtp_port=smtp.port, staff_email=STAFF, mail_from="shop@example.com")
+    pool = await migrated_pool(Path(notifications.__file__).with_name("migrations"), checks_bans=False)
+    post = PostRoom(SmtpRelay.from_settings(settings), settings.staff_email, pool)
+    async with HandlerKit(handlers.router, pool, service="notifications", dependencies={"post": post},
+                          settings=settings.bus_settings()) as kit:
+        yield kit
