@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,6 +22,8 @@ from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
+from shop_events import Router
+from shop_events.testkit import HandlerKit
 
 from . import throwaway
 from .auth import BANNED_USERS_SQL
@@ -140,6 +142,23 @@ async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
             yield client
+
+
+@asynccontextmanager
+async def serving_with_kit(
+    app: FastAPI, router: Router, dependencies: Iterable[str] = ()
+) -> AsyncIterator[tuple[httpx.AsyncClient, HandlerKit]]:
+    """The app serving HTTP without its consumers (set ROLES=api first), and the handler kit delivering events
+    to its handlers on the app's own pool, with the dependencies of these names from its own wiring: a test
+    whose facts are seen through the API, with no broker round trip to wait for."""
+    async with running(app) as client:
+        settings = app.state.settings
+        assert not settings.runs("consumers"), "set ROLES=api: the kit delivers the events, not the broker"
+        wired = {name: getattr(app.state, name) for name in dependencies}
+        async with HandlerKit(
+            router, app.state.pool, service=settings.service, dependencies=wired, settings=settings.bus_settings()
+        ) as kit:
+            yield client, kit
 
 
 async def eventually(check: Callable[[], object], timeout: float = 10.0, interval: float = 0.05) -> object:
