@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from shop_common.testing import bearer, running
+from shop_common.testing import bearer, serving_with_kit
 from shop_events.catalogue import OrderCreated, OrderItem
 from shop_events.testkit import HandlerKit
 
@@ -28,6 +28,7 @@ class Shop:
     pool: asyncpg.Pool
     amqp_url: str
     admin: dict[str, str]
+    kit: HandlerKit
 
     async def add_product(self, **fields: Any) -> dict[str, Any]:
         body = {"name": "Kettle", "price": "19.99", "stock": 10, **fields}
@@ -43,13 +44,25 @@ class Shop:
     async def stock(self, product_id: int) -> int:
         return (await self.product(product_id))["stock"]
 
+    async def deliver(self, *events: Any) -> list[Any]:
+        """Hand events to the handlers through the kit; each is handled, or skipped as a copy, at once."""
+        result = await self.kit.deliver(*events)
+        assert result.retried == [] and result.parked == [], result
+        return result.handled
+
+    async def moderate(self) -> list[Any]:
+        """What the service consumes of its own: the ProductReviewed rows its API wrote, handed to its handlers."""
+        return await self.deliver(*await self.kit.published("ProductReviewed"))
+
 
 @pytest.fixture
 async def shop(service_env, database_url, amqp_url, make_token) -> AsyncIterator[Shop]:
+    """The API and relay on a fresh database and vhost; events reach the handlers through the kit (consumers off)."""
     service_env.setenv("PRODUCTS_DATABASE_URL", database_url)
+    service_env.setenv("ROLES", "api,relay")
     app = create_app()
-    async with running(app) as client:
-        yield Shop(client, app.state.pool, amqp_url, bearer(make_token(ADMIN_ID, role="admin")))
+    async with serving_with_kit(app, handlers.router) as (client, kit):
+        yield Shop(client, app.state.pool, amqp_url, bearer(make_token(ADMIN_ID, role="admin")), kit)
 
 
 @dataclass
