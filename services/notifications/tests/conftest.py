@@ -9,16 +9,15 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
+import httpx
 from aiosmtpd.controller import Controller
+from shop_common.testing import serving_with_kit
 from shop_events.testkit import HandlerKit
 
-import notifications
 from notifications import handlers
-from notifications.config import Settings
-from notifications.mail import PostRoom, SmtpRelay
+from notifications.main import create_app
 
 
 @dataclass
@@ -132,12 +131,14 @@ def notifications_env(service_env: pytest.MonkeyPatch, database_url: str, smtp_d
 
 
 @pytest.fixture
-async def post_kit(migrated_pool, smtp: SmtpServer) -> AsyncIterator[HandlerKit]:
-    """The notifications handlers on a migrated database, mailing the test's SMTP server, without the app or
-    a broker (shop_events.testkit), on the service's own bus settings (one delivery per batch)."""
-    settings = Settings(smtp_host="127.0.0.1", smtp_port=smtp.port, staff_email=STAFF, mail_from="shop@example.com")
-    pool = await migrated_pool(Path(notifications.__file__).with_name("migrations"), checks_bans=False)
-    post = PostRoom(SmtpRelay.from_settings(settings), settings.staff_email, pool)
-    async with HandlerKit(handlers.router, pool, service="notifications", dependencies={"post": post},
-                          settings=settings.bus_settings()) as kit:
-        yield kit
+async def served(notifications_env: pytest.MonkeyPatch, smtp: SmtpServer) -> AsyncIterator[tuple[httpx.AsyncClient, HandlerKit]]:
+    """The API on this test's database, and the kit handing events to the handlers (consumers off) with the
+    post room of the service's own wiring, which mails the test's SMTP server."""
+    notifications_env.setenv("ROLES", "api")
+    async with serving_with_kit(create_app(), handlers.router, dependencies=("post",)) as (client, kit):
+        yield client, kit
+
+
+@pytest.fixture
+def post_kit(served: tuple[httpx.AsyncClient, HandlerKit]) -> HandlerKit:
+    return served[1]

@@ -2,13 +2,10 @@
 
 from decimal import Decimal
 
-from shop_common.testing import bearer, eventually, running
+from shop_common.testing import bearer
 from shop_events.catalogue import (
     OrderCreated, OrderItem, OrderPaid, PaymentFailed, StockRejected, UserBanned, UserRegistered,
 )
-from shop_events.testing import pass_marker, publish_events
-
-from notifications.main import create_app
 
 ANN = "ann@example.com"
 STAFF = "staff@example.com"
@@ -20,18 +17,15 @@ async def notices(client, token):
     return response.json()
 
 
-async def test_welcome_is_mailed_once_even_when_the_event_comes_twice(notifications_env, smtp, amqp_url, make_token):
-    app = create_app()
-    async with running(app) as client:
-        [registered] = await publish_events(amqp_url, UserRegistered(user_id=7, email=ANN, name="Ann"))
-        await eventually(lambda: len(smtp.mails) == 1)
-        await publish_events(amqp_url, registered)  # the broker redelivers it
-        # queued behind the copy on the same lane: once it is handled, so is the copy
-        await pass_marker(amqp_url, app.state.pool, UserRegistered(user_id=9, email="marker@example.com", name=None))
-        listed = await eventually(lambda: notices(client, make_token(7)))
-        others = await notices(client, make_token(8))
+async def test_welcome_is_mailed_once_even_when_the_event_comes_twice(served, smtp, make_token):
+    client, kit = served
+    [registered] = (await kit.deliver(UserRegistered(user_id=7, email=ANN, name="Ann"))).sent
+    again = await kit.deliver(registered)  # the broker redelivers it
+    listed = await notices(client, make_token(7))
+    others = await notices(client, make_token(8))
 
-    assert [m.recipients for m in smtp.mails] == [[ANN], ["marker@example.com"]]
+    assert again.duplicates == [registered.event_id]
+    assert [m.recipients for m in smtp.mails] == [[ANN]]
     mail = smtp.mails[0]
     assert mail.recipients == [ANN] and mail.sender == "shop@example.com"
     assert mail.subject == "Welcome to the shop" and "Hello Ann," in mail.text
@@ -43,26 +37,24 @@ async def test_welcome_is_mailed_once_even_when_the_event_comes_twice(notificati
     assert others == []
 
 
-async def test_an_order_s_life_mails_the_customer_at_each_step_and_staff_to_ship(
-    notifications_env, smtp, amqp_url, make_token
-):
+async def test_an_order_s_life_mails_the_customer_at_each_step_and_staff_to_ship(served, smtp, make_token):
+    client, kit = served
     items = [OrderItem(product_id=1, quantity=2, unit_price=Decimal("10.00"))]
-    async with running(create_app()) as client:
-        await publish_events(amqp_url, UserRegistered(user_id=7, email=ANN, name="Ann"))
-        await publish_events(
-            amqp_url,
-            OrderCreated(order_id=1, user_id=7, email=ANN, total=Decimal("20.00"), items=items),
-            OrderCreated(order_id=2, user_id=7, email=ANN, total=Decimal("20.00"), items=items),
-        )
-        await eventually(lambda: len(smtp.to(ANN)) == 3)
-        await publish_events(amqp_url, StockRejected(order_id=2, user_id=7, reason="not enough stock"))
-        await publish_events(amqp_url, OrderPaid(order_id=1, user_id=7, payment_id="pay_1", amount=Decimal("20.00")))
-        await eventually(lambda: len(smtp.mails) == 6)
-        await publish_events(amqp_url, PaymentFailed(order_id=2, user_id=7, error="card declined"))
-        await publish_events(amqp_url, UserBanned(user_id=7, reason="chargebacks", banned_by=1))
-        await eventually(lambda: len(smtp.mails) == 8)
-        listed = await eventually(lambda: notices(client, make_token(7)))
-        alerts = (await client.get("/api/notifications/admin", headers=bearer(make_token(1, role="admin")))).json()
+    await kit.deliver(UserRegistered(user_id=7, email=ANN, name="Ann"))
+    await kit.deliver(
+        OrderCreated(order_id=1, user_id=7, email=ANN, total=Decimal("20.00"), items=items),
+        OrderCreated(order_id=2, user_id=7, email=ANN, total=Decimal("20.00"), items=items),
+    )
+    assert len(smtp.to(ANN)) == 3
+    await kit.deliver(StockRejected(order_id=2, user_id=7, reason="not enough stock"))
+    await kit.deliver(OrderPaid(order_id=1, user_id=7, payment_id="pay_1", amount=Decimal("20.00")))
+    assert len(smtp.mails) == 6
+    await kit.deliver(PaymentFailed(order_id=2, user_id=7, error="card declined"))
+    await kit.deliver(UserBanned(user_id=7, reason="chargebacks", banned_by=1))
+    assert len(smtp.mails) == 8
+    listed = await notices(client, make_token(7))
+    alerts = (await client.get("/api/notifications/admin", headers=bearer(make_token(1, role="admin")))).json()
+    assert kit.waiting == [] and kit.parked == []  # every address was known at the first attempt
 
     assert sorted(m.subject for m in smtp.to(ANN)) == sorted([
         "Welcome to the shop",
@@ -121,11 +113,11 @@ async def test_an_event_that_carries_the_address_is_mailed_at_once_before_any_co
     assert result.handled == [e.event_id for e in result.sent] and result.retried == [] and result.parked == []
 
 
-async def test_the_lists_need_a_token_and_staff_alerts_need_an_admin(notifications_env, smtp, make_token):
-    async with running(create_app()) as client:
-        assert (await client.get("/api/notifications")).status_code == 401
-        assert (await client.get("/api/notifications", headers=bearer("not-a-token"))).status_code == 401
-        forbidden = await client.get("/api/notifications/admin", headers=bearer(make_token(7)))
-        assert forbidden.status_code == 403 and forbidden.json() == {"detail": "admin only"}
-        bad_limit = await client.get("/api/notifications?limit=0", headers=bearer(make_token(7)))
-        assert bad_limit.status_code == 422
+async def test_the_lists_need_a_token_and_staff_alerts_need_an_admin(served, make_token):
+    client, _ = served
+    assert (await client.get("/api/notifications")).status_code == 401
+    assert (await client.get("/api/notifications", headers=bearer("not-a-token"))).status_code == 401
+    forbidden = await client.get("/api/notifications/admin", headers=bearer(make_token(7)))
+    assert forbidden.status_code == 403 and forbidden.json() == {"detail": "admin only"}
+    bad_limit = await client.get("/api/notifications?limit=0", headers=bearer(make_token(7)))
+    assert bad_limit.status_code == 422
