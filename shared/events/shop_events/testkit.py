@@ -250,9 +250,9 @@ class HandlerKit:
         tags: list[tuple[MemoryChannel, int]] = []
         for message, lane, routing_key, exchange in messages:
             side = self._lanes[lane]
-            delivery = _delivered(message, routing_key, exchange, side.channel)
-            deliveries.setdefault(lane, []).append(delivery)
-            tags.append((side.channel, cast(int, delivery.delivery.delivery_tag)))
+            tag = side.channel.tag()
+            deliveries.setdefault(lane, []).append(_delivered(message, routing_key, exchange, side.channel, tag))
+            tags.append((side.channel, tag))
         size = self.settings.batch_size
         for lane, batch in deliveries.items():
             for start in range(0, len(batch), size):
@@ -299,10 +299,12 @@ def _message(item: OutgoingEvent | Raw) -> tuple[aio_pika.Message, str]:
     return item.message(), item.routing_key
 
 
-def _delivered(message: aio_pika.Message, routing_key: str, exchange: str | None, channel: MemoryChannel) -> DeliveredMessage:
+def _delivered(
+    message: aio_pika.Message, routing_key: str, exchange: str | None, channel: MemoryChannel, tag: int
+) -> DeliveredMessage:
     """The message as aiormq hands a consumer a delivery from shop.events (or, retried, from the settle exchange)."""
     frame = Basic.Deliver(
-        consumer_tag="testkit", delivery_tag=channel.tag(), redelivered=False,
+        consumer_tag="testkit", delivery_tag=tag, redelivered=False,
         exchange=exchange or "shop.events", routing_key=routing_key,
     )
     header = ContentHeader(body_size=len(message.body), properties=message.properties)
