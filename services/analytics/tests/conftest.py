@@ -11,11 +11,13 @@ from datetime import datetime
 import asyncpg
 import httpx
 import pytest
-from shop_common.testing import bearer, eventually, running
+from shop_common.testing import bearer, serving_with_kit
 from shop_events import Envelope, EventData
 from shop_events.catalogue import spec_of
 from shop_events.publisher import OutgoingEvent
+from shop_events.testkit import Delivered, HandlerKit
 
+from analytics import handlers
 from analytics.main import create_app
 
 
@@ -24,17 +26,16 @@ class Analytics:
     client: httpx.AsyncClient
     pool: asyncpg.Pool
     admin: dict[str, str]
+    kit: HandlerKit
 
     async def processed(self) -> int:
         return await self.pool.fetchval("SELECT count(*) FROM processed_events")
 
-    async def wait_processed(self, count: int, timeout: float = 10.0) -> None:
-        """Until the inbox holds exactly `count` distinct events."""
-
-        async def done() -> bool:
-            return await self.processed() == count
-
-        await eventually(done, timeout=timeout)
+    async def deliver(self, *events: EventData | OutgoingEvent) -> Delivered:
+        """Hand the events to the service's handlers (the kit: no broker); every one must be taken at once."""
+        result = await self.kit.deliver(*events)
+        assert result.retried == [] and result.parked == [], result
+        return result
 
     async def get(self, path: str, **params: object) -> httpx.Response:
         return await self.client.get(f"/api/analytics/{path}", headers=self.admin, params=params)
@@ -42,10 +43,12 @@ class Analytics:
 
 @pytest.fixture
 async def analytics(service_env, database_url, make_token) -> AsyncIterator[Analytics]:
+    """The API on a fresh database; events reach its handlers through the kit (its consumers are off)."""
     service_env.setenv("ANALYTICS_DATABASE_URL", database_url)
+    service_env.setenv("ROLES", "api")
     app = create_app()
-    async with running(app) as client:
-        yield Analytics(client, app.state.pool, bearer(make_token(1, role="admin")))
+    async with serving_with_kit(app, handlers.router) as (client, kit):
+        yield Analytics(client, app.state.pool, bearer(make_token(1, role="admin")), kit)
 
 
 def event_at(data: EventData, occurred_at: datetime) -> OutgoingEvent:

@@ -12,7 +12,6 @@ from shop_events.catalogue import (
     ReviewModerated,
     StockReserved,
 )
-from shop_events.testing import publish_events
 
 
 async def test_figures_need_a_token_and_are_for_admins_only(analytics, make_token):
@@ -45,36 +44,35 @@ async def test_daily_takes_one_to_366_days_and_refuses_any_other_window(analytic
         assert response.status_code == 422 and "detail" in response.json(), days
 
 
-async def test_a_product_no_event_named_is_404_and_a_created_one_that_sold_nothing_is_zeros(analytics, amqp_url):
+async def test_a_product_no_event_named_is_404_and_a_created_one_that_sold_nothing_is_zeros(analytics):
     assert (await analytics.get("products/55")).status_code == 404
-    await publish_events(amqp_url, ProductCreated(product_id=55, name="Lamp", price="19.90", stock=3))
-    await analytics.wait_processed(1)
+    await analytics.deliver(ProductCreated(product_id=55, name="Lamp", price="19.90", stock=3))
+    assert await analytics.processed() == 1
     response = await analytics.get("products/55")
     assert response.status_code == 200
     assert response.json() == {"product_id": 55, "units_sold": 0, "revenue": "0.00", "rating_avg": None, "rating_count": 0}
     assert (await analytics.get("products/56")).status_code == 404
 
 
-async def test_a_payment_that_arrives_before_its_order_counts_once_the_order_arrives(analytics, amqp_url, make_event):
+async def test_a_payment_that_arrives_before_its_order_counts_once_the_order_arrives(analytics, make_event):
     placed_at = datetime.now(UTC) - timedelta(hours=1)
     created = OrderCreated(
         order_id=9, user_id=4, email="ann@example.com", total="25.00",
         items=[OrderItem(product_id=3, quantity=2, unit_price="7.50"), OrderItem(product_id=8, quantity=1, unit_price="10.00")],
     )
     # The order's later events first: each must be taken as it comes, none may fail or wait.
-    await publish_events(
-        amqp_url,
+    await analytics.deliver(
         make_event(OrderPaid(order_id=9, user_id=4, payment_id="pay_1", amount="25.00"), placed_at + timedelta(minutes=2)),
         make_event(StockReserved(order_id=9), placed_at + timedelta(minutes=1)),
     )
-    await analytics.wait_processed(2)
+    assert await analytics.processed() == 2
     summary = (await analytics.get("summary")).json()
     assert (summary["orders_created"], summary["orders_confirmed"], summary["orders_paid"]) == (0, 1, 1)
     assert (summary["revenue"], summary["sales_total"]) == ("25.00", "0.00")
     assert (await analytics.get("products/3")).status_code == 404  # its lines are not known yet
 
-    await publish_events(amqp_url, make_event(created, placed_at))
-    await analytics.wait_processed(3)
+    await analytics.deliver(make_event(created, placed_at))
+    assert await analytics.processed() == 3
     summary = (await analytics.get("summary")).json()
     assert (summary["orders_created"], summary["sales_total"], summary["revenue"]) == (1, "25.00", "25.00")
     assert (await analytics.get("products/3")).json() == {
@@ -83,15 +81,15 @@ async def test_a_payment_that_arrives_before_its_order_counts_once_the_order_arr
     assert (await analytics.get("products/8")).json()["revenue"] == "10.00"
 
 
-async def test_ratings_count_published_reviews_only_and_reviews_counts_submissions(analytics, amqp_url):
+async def test_ratings_count_published_reviews_only_and_reviews_counts_submissions(analytics):
     reviews = [(1, 5, "published"), (2, 4, "published"), (3, 1, "rejected"), (4, 2, None)]  # 4 is still pending
     events = []
     for review_id, rating, verdict in reviews:
         events.append(ProductReviewed(review_id=review_id, product_id=70, user_id=review_id, rating=rating, comment="ok"))
         if verdict:
             events.append(ReviewModerated(review_id=review_id, product_id=70, user_id=review_id, rating=rating, status=verdict))
-    await publish_events(amqp_url, *reversed(events))  # every verdict before its review
-    await analytics.wait_processed(len(events))
+    result = await analytics.deliver(*reversed(events))  # every verdict before its review
+    assert len(result.handled) == len(events)
     figures = (await analytics.get("products/70")).json()
     assert (figures["rating_avg"], figures["rating_count"]) == ("4.50", 2)
     assert (await analytics.get("summary")).json()["reviews"] == 4

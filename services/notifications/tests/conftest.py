@@ -6,12 +6,18 @@ import email
 import email.policy
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from shop_common.testing import serving_with_kit
+from shop_events.testkit import HandlerKit
+
+from notifications import handlers
+from notifications.main import create_app
 
 
 @dataclass
@@ -122,3 +128,17 @@ def notifications_env(service_env: pytest.MonkeyPatch, database_url: str, smtp_d
     service_env.setenv("STAFF_EMAIL", STAFF)
     service_env.setenv("MAIL_FROM", "shop@example.com")
     return service_env
+
+
+@pytest.fixture
+async def served(notifications_env: pytest.MonkeyPatch, smtp: SmtpServer) -> AsyncIterator[tuple[httpx.AsyncClient, HandlerKit]]:
+    """The API on this test's database, and the kit handing events to the handlers (consumers off) with the
+    post room of the service's own wiring, which mails the test's SMTP server."""
+    notifications_env.setenv("ROLES", "api")
+    async with serving_with_kit(create_app(), handlers.router, dependencies=("post",)) as (client, kit):
+        yield client, kit
+
+
+@pytest.fixture
+def post_kit(served: tuple[httpx.AsyncClient, HandlerKit]) -> HandlerKit:
+    return served[1]

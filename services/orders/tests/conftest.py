@@ -12,11 +12,13 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from shop_common.testing import bearer, eventually, running
+from shop_common.testing import bearer, serving_with_kit
 from shop_events.catalogue import ProductCreated, StockRejected, StockReserved
 from shop_events.publisher import OutgoingEvent
-from shop_events.testing import EventProbe, handled, publish_events
+from shop_events.testing import EventProbe, handled
+from shop_events.testkit import HandlerKit
 
+from orders import handlers
 from orders.main import create_app
 from orders.payments import PaymentProvider
 
@@ -26,12 +28,12 @@ class Orders:
     client: httpx.AsyncClient
     pool: asyncpg.Pool
     amqp_url: str
+    kit: HandlerKit
 
     async def add_product(self, product_id: int, price: str, stock: int = 100) -> None:
-        """ProductCreated on the broker, then wait until the catalogue copy holds it."""
-        await publish_events(self.amqp_url, ProductCreated(product_id=product_id, name=f"product {product_id}",
-                                                           price=price, stock=stock))
-        await eventually(lambda: self.price_in_copy(product_id))
+        """ProductCreated as products sends it; the catalogue copy holds it once it is handled."""
+        await self.deliver(ProductCreated(product_id=product_id, name=f"product {product_id}", price=price, stock=stock))
+        assert await self.price_in_copy(product_id) is not None
 
     async def price_in_copy(self, product_id: int) -> Decimal | None:
         return await self.pool.fetchval("SELECT price FROM catalogue WHERE product_id = $1", product_id)
@@ -47,10 +49,12 @@ class Orders:
         return await handled(self.pool, event.event_id)
 
     async def deliver(self, *events: Any) -> list[OutgoingEvent]:
-        """Publish events (models or already-sent OutgoingEvents) and wait until the last one was handled."""
-        sent = await publish_events(self.amqp_url, *events)
-        await eventually(lambda: self.handled(sent[-1]))
-        return sent
+        """Hand events (models, or already-sent OutgoingEvents again) to the service's handlers through the
+        kit (its consumers are off); each is handled, or skipped as a copy, at its first attempt."""
+        result = await self.kit.deliver(*events)
+        assert result.retried == [] and result.parked == [], result
+        assert await self.handled(result.sent[-1])
+        return [event for event in result.sent if isinstance(event, OutgoingEvent)]
 
     async def published_before_marker(self, probe: EventProbe, token: str, product_id: int = 1) -> list[dict[str, Any]]:
         """Places one more order, the marker, and returns what the probe got before its OrderCreated. The relay
@@ -76,14 +80,16 @@ class Orders:
 
 @pytest.fixture
 def start_orders(service_env, database_url, amqp_url) -> Callable[..., AbstractAsyncContextManager[Orders]]:
-    """start_orders(payment_provider=None): the service on this test's database and vhost."""
+    """start_orders(payment_provider=None): the service on this test's database and vhost, its API and relay
+    running; events reach its handlers through the kit (its consumers are off)."""
     service_env.setenv("ORDERS_DATABASE_URL", database_url)
+    service_env.setenv("ROLES", "api,relay")
 
     @asynccontextmanager
     async def start(payment_provider: PaymentProvider | None = None) -> AsyncIterator[Orders]:
         app = create_app(payment_provider=payment_provider)
-        async with running(app) as client:
-            yield Orders(client, app.state.pool, amqp_url)
+        async with serving_with_kit(app, handlers.router) as (client, kit):
+            yield Orders(client, app.state.pool, amqp_url, kit)
 
     return start
 

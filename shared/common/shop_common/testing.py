@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import httpx
 import jwt
 import pytest
@@ -21,8 +22,12 @@ from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
+from shop_events import Router
+from shop_events.testkit import HandlerKit
 
 from . import throwaway
+from .auth import BANNED_USERS_SQL
+from .db import create_pool, migrate
 
 
 @pytest.fixture
@@ -58,6 +63,26 @@ def make_database() -> Iterator[Callable[[], str]]:
 @pytest.fixture
 def database_url(make_database: Callable[[], str]) -> str:
     return make_database()
+
+
+MigratedPool = Callable[..., Awaitable[asyncpg.Pool]]
+
+
+@pytest.fixture
+async def migrated_pool(database_url: str) -> AsyncIterator[MigratedPool]:
+    """`await migrated_pool(migrations, checks_bans=...)`: a pool on this test's database, migrated as the
+    service's start migrates it, without starting the service (for the broker-free handler kit)."""
+    pools: list[asyncpg.Pool] = []
+
+    async def make(migrations: Path, *, checks_bans: bool, size: int = 4) -> asyncpg.Pool:
+        pool = await create_pool(database_url, size)
+        pools.append(pool)
+        await migrate(pool, migrations, [BANNED_USERS_SQL] if checks_bans else [])
+        return pool
+
+    yield make
+    for pool in pools:
+        await pool.close()
 
 
 @pytest.fixture(scope="session")
@@ -117,6 +142,23 @@ async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
             yield client
+
+
+@asynccontextmanager
+async def serving_with_kit(
+    app: FastAPI, router: Router, dependencies: Iterable[str] = ()
+) -> AsyncIterator[tuple[httpx.AsyncClient, HandlerKit]]:
+    """The app serving HTTP without its consumers (set ROLES=api first), and the handler kit delivering events
+    to its handlers on the app's own pool, with the dependencies of these names from its own wiring: a test
+    whose facts are seen through the API, with no broker round trip to wait for."""
+    async with running(app) as client:
+        settings = app.state.settings
+        assert not settings.runs("consumers"), "set ROLES=api: the kit delivers the events, not the broker"
+        wired = {name: getattr(app.state, name) for name in dependencies}
+        async with HandlerKit(
+            router, app.state.pool, service=settings.service, dependencies=wired, settings=settings.bus_settings()
+        ) as kit:
+            yield client, kit
 
 
 async def eventually(check: Callable[[], object], timeout: float = 10.0, interval: float = 0.05) -> object:

@@ -23,7 +23,7 @@ from .db_types import DbConnection
 from .envelope import Envelope, Event, EventData, correlation_id, handling_event
 from .router import Route
 from .settings import BusSettings
-from .settle import Settler
+from .settle import Settles
 from .subscription import Subscription, incoming, message_id
 
 log = logging.getLogger("shop_events.consumer")
@@ -135,7 +135,7 @@ class LaneConsumer:
         queue: AbstractRobustQueue,
         pool: asyncpg.Pool,
         routes: Mapping[str, Route],
-        settler: Settler,
+        settler: Settles,
         settings: BusSettings,
     ) -> None:
         self._service = service

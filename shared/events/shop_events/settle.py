@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
@@ -54,6 +55,55 @@ def copy_message(message: AbstractIncomingMessage, headers: dict[str, Any]) -> a
     )
 
 
+@dataclass(frozen=True)
+class Retry:
+    """Try the message again from this wait queue; `attempt` is the one that just failed (1 for the first)."""
+
+    attempt: int
+    wait_queue: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Park:
+    attempt: int
+    reason: str
+
+
+def after_failure(attempts_before: int, queue: str, error: BaseException, settings: BusSettings) -> Retry | Park:
+    """What becomes of a message of `queue` whose handler raised `error`, after `attempts_before` failed
+    attempts: the next wait queue, or the parking queue once max_attempts is reached. The one rule, used
+    by the Settler and by the broker-free test kit alike."""
+    attempt = attempts_before + 1
+    reason = f"{type(error).__name__}: {error}"[:1000]
+    if attempt >= settings.max_attempts:
+        return Park(attempt, f"failed {attempt} times; last error: {reason}")
+    delays = settings.retry_delays_ms
+    return Retry(attempt, retry_queue(queue, min(attempt, len(delays))), reason)
+
+
+def retry_headers(message: AbstractIncomingMessage, retry: Retry) -> dict[str, Any]:
+    return {ATTEMPT: retry.attempt, LAST_ERROR: retry.error, ORIGINAL_ROUTING_KEY: original_routing_key(message)}
+
+
+def park_headers(message: AbstractIncomingMessage, queue: str, reason: str, attempt: int | None) -> dict[str, Any]:
+    return {
+        PARKED_REASON: reason[:2000],
+        PARKED_AT: datetime.now(UTC).isoformat(),
+        PARKED_FROM: queue,
+        ATTEMPT: attempt if attempt is not None else attempts_made(message),
+        ORIGINAL_ROUTING_KEY: original_routing_key(message),
+    }
+
+
+class Settles(Protocol):
+    """What the consumer needs to settle a failure: the Settler, or the test kit's in-memory one."""
+
+    async def retry_or_park(self, message: AbstractIncomingMessage, queue: str, error: BaseException) -> None: ...
+
+    async def park(self, message: AbstractIncomingMessage, queue: str, reason: str, attempt: int | None = None) -> None: ...
+
+
 class Settler:
     """Republishes failed messages with confirms, on a channel that raises if a queue is missing."""
 
@@ -73,25 +123,14 @@ class Settler:
         await self._exchange.publish(message, queue, mandatory=True, timeout=self._settings.publish_timeout_seconds)
 
     async def retry_or_park(self, message: AbstractIncomingMessage, queue: str, error: BaseException) -> None:
-        attempt = attempts_made(message) + 1
-        reason = f"{type(error).__name__}: {error}"[:1000]
-        if attempt >= self._settings.max_attempts:
-            await self.park(message, queue, f"failed {attempt} times; last error: {reason}", attempt)
+        decision = after_failure(attempts_made(message), queue, error, self._settings)
+        if isinstance(decision, Park):
+            await self.park(message, queue, decision.reason, decision.attempt)
             return
-        delays = self._settings.retry_delays_ms
-        wait = retry_queue(queue, min(attempt, len(delays)))
-        headers = {ATTEMPT: attempt, LAST_ERROR: reason, ORIGINAL_ROUTING_KEY: original_routing_key(message)}
-        await self._send(copy_message(message, headers), wait)
+        await self._send(copy_message(message, retry_headers(message, decision)), decision.wait_queue)
 
     async def park(self, message: AbstractIncomingMessage, queue: str, reason: str, attempt: int | None = None) -> None:
-        headers = {
-            PARKED_REASON: reason[:2000],
-            PARKED_AT: datetime.now(UTC).isoformat(),
-            PARKED_FROM: queue,
-            ATTEMPT: attempt if attempt is not None else attempts_made(message),
-            ORIGINAL_ROUTING_KEY: original_routing_key(message),
-        }
-        await self._send(copy_message(message, headers), parking_queue(queue))
+        await self._send(copy_message(message, park_headers(message, queue, reason, attempt)), parking_queue(queue))
         metrics.EVENTS_PARKED.labels(self._service, queue).inc()
         log.error(
             "message parked",
