@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 from shop_events import BusSettings, Event, Router, add_event
 from shop_events.catalogue import OrderCancelled, OrderCreated, OrderItem, PaymentFailed, StockReserved
-from shop_events.outbox import build_envelope
+from shop_events.testing import build_envelope
 from shop_events.testkit import HandlerKit, Raw
 
 EFFECTS = "CREATE TABLE effects (id bigserial PRIMARY KEY, event_id uuid, what text)"
