@@ -111,6 +111,8 @@ async def bus_figures(events: int, rounds: int) -> list[Figure]:
 
 # ---- the HTTP figures ----
 
+P99_ROUNDS = 3  # fixed-rate rounds behind the POST/GET p99 figure
+
 
 async def http_figures(
     rate: float, seconds: float, confirm_rate: float, confirm_seconds: float, drain_n: int
@@ -128,20 +130,32 @@ async def http_figures(
             shop = http.Shop(client, running)
             catalogue = await http.set_up(shop, stack, drain_n, progress)
 
-            progress(f"GET /api/products/{{id}} and POST /api/orders alternating, {rate:g} requests/s for {seconds:g}s")
-            samples = await http.mixed(shop, catalogue, rate, seconds)
-            get, post = http.summary(samples, "get_product"), http.summary(samples, "post_order")
             progress(
-                f"  GET p50 {get['p50_ms']} ms p99 {get['p99_ms']} ms;"
-                f" POST p50 {post['p50_ms']} ms p99 {post['p99_ms']} ms"
+                f"GET /api/products/{{id}} and POST /api/orders alternating, {rate:g} requests/s for {seconds:g}s,"
+                f" {P99_ROUNDS} rounds"
             )
-            errors = get["errors"] + post["errors"]
-            ratio = post["p99_ms"] / get["p99_ms"] if get["p99_ms"] and post["p99_ms"] else None
+            rounds = []
+            for _ in range(P99_ROUNDS):
+                await stack.quiet()
+                samples = await http.mixed(shop, catalogue, rate, seconds)
+                get, post = http.summary(samples, "get_product"), http.summary(samples, "post_order")
+                ratio = post["p99_ms"] / get["p99_ms"] if get["p99_ms"] and post["p99_ms"] else None
+                rounds.append({"ratio": ratio, "get_product": get, "post_order": post})
+                progress(
+                    f"  GET p50 {get['p50_ms']} ms p99 {get['p99_ms']} ms;"
+                    f" POST p50 {post['p50_ms']} ms p99 {post['p99_ms']} ms; ratio {ratio}"
+                )
+            # A p99 of 500 requests is its 5th worst: one pause of a process moves it several-fold (a round at
+            # 16.8x between rounds at 1.6x was seen), so the figure is the median round, as for the bus figures.
+            errors = sum(r["get_product"]["errors"] + r["post_order"]["errors"] for r in rounds)
+            measured = sorted(rounds, key=lambda r: r["ratio"] if r["ratio"] is not None else float("inf"))
+            middle = measured[len(measured) // 2]
+            ratio, get, post = middle["ratio"], middle["get_product"], middle["post_order"]
             figures.append(Figure(
                 "order_post_p99_vs_product_get_p99", post["p99_ms"], "ms", get["p99_ms"], ratio, "<= 2x, 0 errors",
                 ratio is not None and ratio <= 2 and errors == 0,
-                f"{rate:g} requests/s for {seconds:g}s, {errors} errors",
-                {"rate_per_s": rate, "seconds": seconds, "post_order": post, "get_product": get},
+                f"{rate:g} requests/s for {seconds:g}s, median of {P99_ROUNDS} rounds, {errors} errors in all",
+                {"rate_per_s": rate, "seconds": seconds, "post_order": post, "get_product": get, "rounds": rounds},
             ))
 
             await stack.quiet()
