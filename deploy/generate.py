@@ -79,7 +79,13 @@ def init_sql() -> str:
 
 
 def gateway_upstreams() -> list[str]:
-    return [f"upstream shop_{s.name} {{ server ${{{s.upper}_UPSTREAM}} max_fails=0; keepalive 32; }}" for s in SERVICES]
+    # keepalive_timeout 5s: nginx drops an idle connection to a service before the service does (uvicorn
+    # --timeout-keep-alive 30, in up.sh and the Dockerfiles); reusing one the service is closing gives a 502,
+    # which nginx does not retry for a POST.
+    return [
+        f"upstream shop_{s.name} {{ server ${{{s.upper}_UPSTREAM}} max_fails=0; keepalive 32; keepalive_timeout 5s; }}"
+        for s in SERVICES
+    ]
 
 
 def gateway_routes() -> list[str]:

@@ -57,7 +57,8 @@ for svc in "${SERVICES[@]}"; do
     say "starting $name on 127.0.0.1:$port (log: $LOG_DIR/$name.log)"
     mapfile -t env_vars < <(service_env "$svc")
     start_process "$name" "$LOG_DIR/$name.log" env "${env_vars[@]}" \
-      "$VENV/bin/uvicorn" --factory "${!factory_var:-$svc.main:create_app}" --host 127.0.0.1 --port "$port" --no-access-log
+      "$VENV/bin/uvicorn" --factory "${!factory_var:-$svc.main:create_app}" --host 127.0.0.1 --port "$port" --no-access-log \
+      --timeout-keep-alive 30  # longer than the gateway's upstream keepalive_timeout (deploy/generate.py)
   done
 done
 
