@@ -62,7 +62,7 @@ for svc in "${SERVICES[@]}"; do
   done
 done
 
-export GATEWAY_PORT GATEWAY_RATE_LIMIT GATEWAY_RATE_BURST
+export GATEWAY_PORT GATEWAY_RATE_LIMIT GATEWAY_RATE_BURST GATEWAY_LOGIN_RATE_LIMIT GATEWAY_LOGIN_RATE_BURST
 for svc in "${SERVICES[@]}"; do
   upstream="127.0.0.1:$(service_port "$svc")"
   for ((replica = 2; replica <= REPLICAS; replica++)); do upstream+=",127.0.0.1:$(replica_port "$svc" "$replica")"; done

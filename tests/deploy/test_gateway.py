@@ -66,10 +66,12 @@ def start_gateway(stand_in: int, tmp_path_factory: pytest.TempPathFactory) -> It
     """Starts a gateway with the given rate limit; every service goes to the stand-in but analytics (down)."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(rate: int = 1000, burst: int = 1000) -> str:
+    def start(rate: int = 1000, burst: int = 1000, **login_limit: str) -> str:
+        """login_limit: GATEWAY_LOGIN_RATE_LIMIT / _BURST; the shipped defaults when not given."""
         folder = tmp_path_factory.mktemp("gateway")
         port = free_port()
         env = dict(os.environ, GATEWAY_PORT=str(port), GATEWAY_RATE_LIMIT=str(rate), GATEWAY_RATE_BURST=str(burst))
+        env.update(login_limit)
         for service in SERVICES:
             env[f"{service.upper()}_UPSTREAM"] = f"127.0.0.1:{stand_in}"
         env["ANALYTICS_UPSTREAM"] = f"127.0.0.1:{free_port()}"  # nothing listens there
@@ -156,6 +158,22 @@ def test_past_the_rate_limit_a_client_gets_a_json_429(start_gateway):
     assert limited.status_code == 429
     assert limited.json() == {"detail": "too many requests, slow down"}
     assert limited.headers["X-Request-ID"]
+    assert limited.headers["Retry-After"] == "1"
+
+
+@pytest.mark.parametrize("path", ["/api/auth/login", "/api/auth/register"])
+def test_login_and_register_have_a_much_tighter_limit_of_their_own(start_gateway, path):
+    """Each costs auth a password hash: by default 20 at once, then 5 a second, while other routes keep going."""
+    gateway = start_gateway()  # its own: login and register share one budget per address
+    with httpx.Client() as client:
+        codes = [client.post(gateway + path, json={}).status_code for _ in range(40)]
+        others = {client.get(gateway + "/api/products").status_code for _ in range(40)}
+        refused = client.post(gateway + path, json={})
+    assert codes[:21] == [200] * 21  # the burst, and the one a second that refills while they run
+    assert codes.count(429) >= 15
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+    assert refused.json() == {"detail": "too many requests, slow down"}
+    assert others == {200}
 
 
 def test_the_default_limit_lets_a_few_hundred_requests_a_second_through(gateway):

@@ -53,6 +53,8 @@ class FaultStack:
             GATEWAY_PORT=str(base + 31),
             GATEWAY_RATE_LIMIT="100000",
             GATEWAY_RATE_BURST="100000",
+            GATEWAY_LOGIN_RATE_LIMIT="100000",
+            GATEWAY_LOGIN_RATE_BURST="100000",
             SMTP_HOST="127.0.0.1",
             SMTP_PORT=str(base + 32),
             AMQP_URL=urls["AMQP_URL"],

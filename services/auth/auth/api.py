@@ -16,6 +16,7 @@ from .application import (
     NotAnActiveAdmin,
     RefreshRefused,
     SelfBan,
+    TooManyLoginAttempts,
     UserNotFound,
     WrongCredentials,
 )
@@ -60,7 +61,10 @@ async def register(body: Registration, pool: DbPool) -> UserOut:
 
 @router.post(
     "/login", response_model=TokenPair,
-    responses={401: {"description": "wrong email or password"}, 403: {"description": "banned"}},
+    responses={
+        401: {"description": "wrong email or password"}, 403: {"description": "banned"},
+        429: {"description": "too many failed logins for this account: wait Retry-After seconds"},
+    },
 )
 async def login(body: Credentials, pool: DbPool, issuer: Issuer) -> TokenPair:
     try:
@@ -69,6 +73,10 @@ async def login(body: Credentials, pool: DbPool, issuer: Issuer) -> TokenPair:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers=_BEARER) from exc
     except AccountBanned as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    except TooManyLoginAttempts as exc:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS, str(exc), headers={"Retry-After": str(exc.retry_after)}
+        ) from exc
 
 
 @router.post("/refresh", response_model=TokenPair, responses={401: {"description": "spent, expired or revoked"}})

@@ -11,8 +11,9 @@ Bans: ban_user.
 
 from __future__ import annotations
 
+import math
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from shop_events import add_event
@@ -25,6 +26,7 @@ from .domain import (
     BanDecision,
     RefreshVerdict,
     StoredRefreshToken,
+    charge_login_attempt,
     decide_ban,
     judge_refresh,
     normalise_email,
@@ -43,6 +45,12 @@ class EmailTaken(Exception):
 class WrongCredentials(Exception):
     def __init__(self) -> None:
         super().__init__("wrong email or password")
+
+
+class TooManyLoginAttempts(Exception):
+    def __init__(self, wait: timedelta) -> None:
+        self.retry_after = max(1, math.ceil(wait.total_seconds()))
+        super().__init__(f"too many failed logins for this account; try again in {self.retry_after} s")
 
 
 class AccountBanned(Exception):
@@ -122,13 +130,20 @@ async def ensure_active_admin(pool: asyncpg.Pool, user_id: int) -> None:
 
 
 async def login(pool: asyncpg.Pool, issuer: TokenIssuer, email: str, password: str) -> TokenPair:
-    """A new pair, in a new refresh family. WrongCredentials (as slow for an unknown email), AccountBanned."""
+    """A new pair, in a new refresh family. WrongCredentials (as slow for an unknown email), AccountBanned,
+    TooManyLoginAttempts (before any hash is spent)."""
+    async with pool.acquire() as conn, conn.transaction():
+        charged = charge_login_attempt(await db.login_attempts(conn, email), datetime.now(UTC))
+        if isinstance(charged, timedelta):
+            raise TooManyLoginAttempts(charged)
+        await db.save_login_attempts(conn, email, charged)
     user = await db.user_with_password(pool, email)
     if user is None:
         await spend_a_check(password)
         raise WrongCredentials()
     if not await password_matches(user["password_hash"], password):
         raise WrongCredentials()
+    await db.clear_login_attempts(pool, email)
     if needs_rehash(user["password_hash"]):
         await db.set_password_hash(pool, user["id"], await hash_password(password))
     async with pool.acquire() as conn, conn.transaction():

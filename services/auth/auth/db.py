@@ -13,7 +13,7 @@ import asyncpg
 from shop_common.db import fetch_one
 from shop_events.db_types import DbConnection
 
-from .domain import ADMIN, CUSTOMER
+from .domain import ADMIN, CUSTOMER, LoginAttempts
 
 USER_COLUMNS = "id, email, name, role, banned, created_at"
 
@@ -101,3 +101,27 @@ async def revoke_all_of_user(conn: DbConnection, user_id: int) -> int:
         "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL", user_id
     )
     return int(status.split()[-1])
+
+
+async def login_attempts(conn: DbConnection, email: str) -> LoginAttempts:
+    """The account's charged tries (none yet: a row of 0), its row locked until commit so that concurrent
+    tries are charged one after another. One statement: the no-op update is what takes the lock."""
+    row = await conn.fetchrow(
+        "INSERT INTO login_attempts (email, failures, last_at) VALUES ($1, 0, now())"
+        " ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email RETURNING failures, last_at, locked_until",
+        email,
+    )
+    assert row is not None  # INSERT ... RETURNING always returns its row
+    return LoginAttempts(row["failures"], row["last_at"], row["locked_until"])
+
+
+async def save_login_attempts(conn: DbConnection, email: str, attempts: LoginAttempts) -> None:
+    await conn.execute(
+        "INSERT INTO login_attempts (email, failures, last_at, locked_until) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (email) DO UPDATE SET failures = $2, last_at = $3, locked_until = $4",
+        email, attempts.failures, attempts.last_at, attempts.locked_until,
+    )
+
+
+async def clear_login_attempts(conn: DbConnection | asyncpg.Pool, email: str) -> None:
+    await conn.execute("DELETE FROM login_attempts WHERE email = $1", email)

@@ -85,3 +85,37 @@ def decide_ban(*, admin_id: int, user_id: int, already_banned: bool) -> BanDecis
     if already_banned:
         return BanDecision.ALREADY_BANNED
     return BanDecision.BAN
+
+
+# Failed logins per account (email): the first FREE_LOGIN_FAILURES cost nothing; after that each try waits a
+# lockout that doubles from 1 s up to LOCKOUT_MAX, so a guesser gets a few tries a minute, and the real owner
+# waits at most LOCKOUT_MAX once a flood stops. A success, or WINDOW without a failure, forgets them.
+FREE_LOGIN_FAILURES = 5
+LOCKOUT_MAX = timedelta(seconds=30)
+LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class LoginAttempts:
+    """Tries charged to an account and not yet cleared by a success: each is charged before the password is
+    checked, so concurrent guesses are counted too and none costs a hash once the account is locked."""
+
+    failures: int
+    last_at: datetime
+    locked_until: datetime | None
+
+
+def lockout(failures: int) -> timedelta:
+    if failures < FREE_LOGIN_FAILURES:
+        return timedelta(0)
+    return min(timedelta(seconds=2 ** (failures - FREE_LOGIN_FAILURES)), LOCKOUT_MAX)
+
+
+def charge_login_attempt(current: LoginAttempts, now: datetime) -> LoginAttempts | timedelta:
+    """The account's tries with this one charged, or how long to wait when it is locked (a refused try is not
+    charged, so hammering a locked account does not lengthen its lockout)."""
+    if current.locked_until is not None and current.locked_until > now:
+        return current.locked_until - now
+    failures = 1 if now - current.last_at > LOGIN_FAILURE_WINDOW else current.failures + 1
+    wait = lockout(failures)
+    return LoginAttempts(failures, now, now + wait if wait else None)

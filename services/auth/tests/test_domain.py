@@ -1,12 +1,17 @@
-"""The pure rules: emails, token claims, when a refresh token may be used, when a ban applies."""
+"""The pure rules: emails, token claims, when a refresh token may be used, when a ban applies, when a login
+must wait."""
 
 from datetime import UTC, datetime, timedelta
 
 from auth.domain import (
+    LOCKOUT_MAX,
+    LOGIN_FAILURE_WINDOW,
     BanDecision,
+    LoginAttempts,
     RefreshVerdict,
     StoredRefreshToken,
     access_claims,
+    charge_login_attempt,
     decide_ban,
     judge_refresh,
     normalise_email,
@@ -64,3 +69,36 @@ def test_ban_rules():
     assert decide_ban(admin_id=1, user_id=2, already_banned=False) is BanDecision.BAN
     assert decide_ban(admin_id=1, user_id=2, already_banned=True) is BanDecision.ALREADY_BANNED
     assert decide_ban(admin_id=1, user_id=1, already_banned=False) is BanDecision.SELF
+
+
+def charged(times: int, start: LoginAttempts | None = None, every: timedelta = timedelta(0)) -> LoginAttempts:
+    """`times` tries charged one after another, each `every` after the last, each after any lockout."""
+    attempts = start or LoginAttempts(0, NOW, None)
+    for _ in range(times):
+        now = max(attempts.last_at + every, attempts.locked_until or attempts.last_at)
+        result = charge_login_attempt(attempts, now)
+        assert isinstance(result, LoginAttempts), f"refused at {attempts}"
+        attempts = result
+    return attempts
+
+
+def test_five_failed_logins_are_free_then_each_try_waits_twice_as_long_up_to_30_s():
+    assert charged(4).locked_until is None
+    waits = [(a.locked_until - a.last_at).total_seconds() for a in (charged(n) for n in range(5, 12))]
+    assert waits == [1, 2, 4, 8, 16, 30, 30]
+    assert LOCKOUT_MAX == timedelta(seconds=30)
+
+
+def test_a_locked_account_is_refused_with_the_wait_and_the_refusal_is_not_charged():
+    locked = charged(7)  # waits 4 s
+    wait = charge_login_attempt(locked, locked.last_at + timedelta(seconds=1))
+    assert wait == timedelta(seconds=3)
+    assert charge_login_attempt(locked, locked.last_at + timedelta(seconds=1)) == wait  # no longer for asking
+    after = charge_login_attempt(locked, locked.locked_until)
+    assert isinstance(after, LoginAttempts) and after.failures == 8
+
+
+def test_failures_are_forgotten_after_a_quiet_window():
+    locked = charged(9)
+    later = charge_login_attempt(locked, locked.last_at + LOGIN_FAILURE_WINDOW + timedelta(seconds=1))
+    assert later == LoginAttempts(1, locked.last_at + LOGIN_FAILURE_WINDOW + timedelta(seconds=1), None)

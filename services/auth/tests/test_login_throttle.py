@@ -1,0 +1,36 @@
+"""Failed logins per account: five are free, then each try waits (429 with Retry-After), before any password
+hash is spent; concurrent guesses are all counted; a success forgets them; an unknown email is treated alike."""
+
+from __future__ import annotations
+
+import asyncio
+
+WRONG = "not-the-password"
+
+
+async def test_after_five_failures_even_the_right_password_waits_retry_after_then_gets_in(auth):
+    await auth.customer("gina@example.com")
+    for _ in range(5):
+        assert (await auth.login("gina@example.com", WRONG)).status_code == 401
+    refused = await auth.login("gina@example.com")  # the right password: a guesser must not learn it now
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "1"
+    assert "too many failed logins" in refused.json()["detail"]
+
+    await asyncio.sleep(int(refused.headers["Retry-After"]))  # what a client is told to do
+    assert (await auth.login("gina@example.com")).status_code == 200
+    # The success forgot the failures: the next wrong one is an ordinary 401.
+    assert (await auth.login("gina@example.com", WRONG)).status_code == 401
+
+
+async def test_concurrent_guesses_are_each_counted(auth, db):
+    await auth.customer("hal@example.com")
+    answers = await asyncio.gather(*(auth.login("hal@example.com", WRONG) for _ in range(20)))
+    assert sorted(a.status_code for a in answers) == [401] * 5 + [429] * 15
+    # Refused tries are not charged: the lockout stays the first one's.
+    assert await db.fetchval("SELECT failures FROM login_attempts WHERE email = 'hal@example.com'") == 5
+
+
+async def test_an_unknown_email_is_throttled_like_a_known_one(auth):
+    answers = [await auth.login("nobody-here@example.com", WRONG) for _ in range(6)]
+    assert [a.status_code for a in answers] == [401] * 5 + [429]
