@@ -37,9 +37,10 @@ class Choice:
     reason: str
 
 
-def choose(mode: str, servers_answer: bool, engine_problem: str | None) -> Choice:
+def choose(mode: str, servers_answer: bool, engine_problem: str | None, elsewhere: bool = False) -> Choice:
     """The test servers' path. `servers_answer`: RabbitMQ and PostgreSQL both answer at the configured URLs;
-    `engine_problem`: why no Docker engine answers (None when one does)."""
+    `engine_problem`: why no Docker engine answers (None when one does); `elsewhere`: a URL names another
+    machine (then it is used as configured, never replaced by a container)."""
     if mode not in MODES:
         return Choice("error", f"SHOP_TEST_INFRA must be one of {', '.join(MODES)}, not {mode!r}")
     if mode == "local":
@@ -50,6 +51,8 @@ def choose(mode: str, servers_answer: bool, engine_problem: str | None) -> Choic
         return Choice("error", f"SHOP_TEST_INFRA=containers, but no Docker engine answers: {engine_problem}")
     if servers_answer:
         return Choice("local", "RabbitMQ and PostgreSQL answer at the configured URLs")
+    if elsewhere:
+        return Choice("local", "AMQP_URL or TEST_POSTGRES_URL names another machine: used as configured")
     if engine_problem is None:
         return Choice("containers", "no RabbitMQ or PostgreSQL answers at the configured URLs, and a Docker engine does")
     return Choice("local", f"no RabbitMQ or PostgreSQL answers, nor a Docker engine ({engine_problem}): installing them")
@@ -57,6 +60,10 @@ def choose(mode: str, servers_answer: bool, engine_problem: str | None) -> Choic
 
 def postgres_url_from_env() -> str:
     return os.environ.get("SHOP_POSTGRES_URL") or os.environ.get("TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+
+
+def on_this_machine(url: str) -> bool:
+    return urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1", None)
 
 
 def answers(url: str, default_port: int) -> bool:
@@ -85,9 +92,11 @@ def engine_problem() -> str | None:
 
 def decide() -> Choice:
     mode = os.environ.get("SHOP_TEST_INFRA", "auto")
-    servers = answers(amqp_url_from_env(), 5672) and answers(postgres_url_from_env(), 5432)
-    needs_engine = mode == "containers" or (mode == "auto" and not servers)
-    return choose(mode, servers, engine_problem() if needs_engine else None)
+    amqp_url, postgres_url = amqp_url_from_env(), postgres_url_from_env()
+    servers = answers(amqp_url, 5672) and answers(postgres_url, 5432)
+    elsewhere = not (on_this_machine(amqp_url) and on_this_machine(postgres_url))
+    needs_engine = mode == "containers" or (mode == "auto" and not servers and not elsewhere)
+    return choose(mode, servers, engine_problem() if needs_engine else None, elsewhere)
 
 
 @contextmanager

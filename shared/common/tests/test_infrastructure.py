@@ -16,24 +16,27 @@ NO_ENGINE = "DockerException: Error while fetching server API version"
 
 
 @pytest.mark.parametrize(
-    ("mode", "servers_answer", "engine_problem", "path", "reason"),
+    ("mode", "servers_answer", "engine_problem", "elsewhere", "path", "reason"),
     [
         # auto: the servers this machine runs first, then containers, then installing the servers
-        ("auto", True, None, "local", "answer at the configured URLs"),
-        ("auto", True, NO_ENGINE, "local", "answer at the configured URLs"),
-        ("auto", False, None, "containers", "a Docker engine does"),
-        ("auto", False, NO_ENGINE, "local", f"nor a Docker engine ({NO_ENGINE}): installing them"),
+        ("auto", True, None, False, "local", "answer at the configured URLs"),
+        ("auto", True, NO_ENGINE, False, "local", "answer at the configured URLs"),
+        ("auto", False, None, False, "containers", "a Docker engine does"),
+        ("auto", False, NO_ENGINE, False, "local", f"nor a Docker engine ({NO_ENGINE}): installing them"),
+        # a server configured on another machine is never replaced by a container
+        ("auto", False, None, True, "local", "names another machine: used as configured"),
+        ("auto", True, None, True, "local", "answer at the configured URLs"),
         # forced
-        ("local", False, None, "local", "SHOP_TEST_INFRA=local"),
-        ("local", True, NO_ENGINE, "local", "SHOP_TEST_INFRA=local"),
-        ("containers", True, None, "containers", "SHOP_TEST_INFRA=containers"),
-        ("containers", False, None, "containers", "SHOP_TEST_INFRA=containers"),
-        ("containers", True, NO_ENGINE, "error", f"no Docker engine answers: {NO_ENGINE}"),
-        ("docker", True, None, "error", "must be one of auto, local, containers, not 'docker'"),
+        ("local", False, None, False, "local", "SHOP_TEST_INFRA=local"),
+        ("local", True, NO_ENGINE, False, "local", "SHOP_TEST_INFRA=local"),
+        ("containers", True, None, False, "containers", "SHOP_TEST_INFRA=containers"),
+        ("containers", False, None, True, "containers", "SHOP_TEST_INFRA=containers"),
+        ("containers", True, NO_ENGINE, False, "error", f"no Docker engine answers: {NO_ENGINE}"),
+        ("docker", True, None, False, "error", "must be one of auto, local, containers, not 'docker'"),
     ],
 )
-def test_the_path_follows_the_servers_the_engine_and_the_override(mode, servers_answer, engine_problem, path, reason):
-    choice = choose(mode, servers_answer, engine_problem)
+def test_the_path_follows_the_servers_the_engine_and_the_override(mode, servers_answer, engine_problem, elsewhere, path, reason):
+    choice = choose(mode, servers_answer, engine_problem, elsewhere)
     assert choice.path == path
     assert reason in choice.reason
 
@@ -55,6 +58,12 @@ def test_test_sh_keeps_the_servers_that_answer():
     done = run_choose(SHOP_TEST_INFRA="auto")
     assert (done.returncode, done.stdout) == (0, "local\n")
     assert "answer at the configured URLs" in done.stderr
+
+
+def test_a_broker_configured_on_another_machine_is_used_as_configured():
+    done = run_choose(SHOP_TEST_INFRA="auto", AMQP_URL="amqp://guest:guest@rabbitmq.invalid:5672/")
+    assert (done.returncode, done.stdout) == (0, "local\n")
+    assert "names another machine" in done.stderr
 
 
 def test_forcing_containers_says_why_when_no_engine_answers():
