@@ -10,6 +10,7 @@ when a Docker engine answers and those servers don't. `SHOP_TEST_INFRA=auto|loca
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -76,7 +77,9 @@ def answers(url: str, default_port: int) -> bool:
 
 
 def engine_problem() -> str | None:
-    """None when a Docker engine answers a ping, else what went wrong."""
+    """None when a Docker engine answers a ping and the docker command is here to reach it, else what is wrong."""
+    if shutil.which("docker") is None:
+        return "no docker command on PATH (the suite's rabbitmqctl runs through `docker exec`)"
     try:
         import docker
 
