@@ -8,6 +8,8 @@
     stackctl.py outbox URL...                  unsent outbox rows per database
     stackctl.py queues AMQP_URL SVC...         each service's queues: ready, consumers, waiting to retry, parked
     stackctl.py mail DIR [N]                   the last N mails the SMTP sink received
+
+`stackctl.py COMMAND --help` tells more.
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import typer
 from shop_events.outbox import outbox_backlog
+
+app = typer.Typer(help="The local runner's Python half (deploy/local/*.sh call it).", no_args_is_help=True, add_completion=False)
+Urls = typer.Argument(None, help="PostgreSQL URLs, one per database")
+Services = typer.Argument(None, help="service names")
 
 
 def _split(url: str) -> tuple[str, str]:
@@ -223,32 +230,59 @@ def mail(folder: str, count: int) -> None:
         print(f"{path.name}  to {message['X-Envelope-To'] or message['To']}  {message['Subject']}")
 
 
-def main(argv: list[str]) -> None:
-    if not argv:
-        raise SystemExit(__doc__)
-    command, args = argv[0], argv[1:]
-    if command == "createdb":
-        asyncio.run(_createdb(args))
-    elif command == "dropdb":
-        asyncio.run(_dropdb(args))
-    elif command == "own":
-        asyncio.run(_own(args))
-    elif command == "wait":
-        wait(args[0], args[1], args[2:], float(os.environ.get("SHOP_UP_TIMEOUT", "120")))
-    elif command == "health":
-        health(args[0], args[1:])
-    elif command == "outbox":
-        asyncio.run(_outbox(args))
-    elif command == "queues":
-        try:
-            asyncio.run(_queues(args[0], args[1:]))
-        except OSError as exc:
-            print(f"  the broker does not answer ({exc})")
-    elif command == "mail":
-        mail(args[0], int(args[1]) if len(args) > 1 else 20)
-    else:
-        raise SystemExit(__doc__)
+@app.command()
+def createdb(urls: list[str] = Urls) -> None:
+    """Create each database that is missing."""
+    asyncio.run(_createdb(urls or []))
+
+
+@app.command()
+def dropdb(urls: list[str] = Urls) -> None:
+    """Drop the databases and their roles (tests' teardown)."""
+    asyncio.run(_dropdb(urls or []))
+
+
+@app.command()
+def own(urls: list[str] = Urls) -> None:
+    """Give each database its own login role (shop_<database>)."""
+    asyncio.run(_own(urls or []))
+
+
+@app.command("wait")
+def wait_command(
+    gateway: str, run_dir: str, services: list[str] = Services,
+    timeout: float = typer.Option(120, envvar="SHOP_UP_TIMEOUT", help="seconds before giving up"),
+) -> None:
+    """Wait for /api/<service>/health through the gateway, with progress."""
+    wait(gateway, run_dir, services or [], timeout)
+
+
+@app.command("health")
+def health_command(gateway: str, services: list[str] = Services) -> None:
+    """One line per service: up or down."""
+    health(gateway, services or [])
+
+
+@app.command()
+def outbox(urls: list[str] = Urls) -> None:
+    """Unsent outbox rows per database."""
+    asyncio.run(_outbox(urls or []))
+
+
+@app.command()
+def queues(amqp_url: str, services: list[str] = Services) -> None:
+    """Each service's queues: ready, consumers, waiting to retry, parked."""
+    try:
+        asyncio.run(_queues(amqp_url, services or []))
+    except OSError as exc:
+        print(f"  the broker does not answer ({exc})")
+
+
+@app.command("mail")
+def mail_command(folder: str, count: int = typer.Argument(20, help="how many, the last ones")) -> None:
+    """The last mails the SMTP sink received."""
+    mail(folder, count)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    app()

@@ -12,13 +12,13 @@ queues and, past the last attempt, parks the event with the reason (the row stay
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from email.message import EmailMessage
 from email.utils import format_datetime
 
 import aiosmtplib
 import asyncpg
+import tenacity
 from shop_events import Event, EventData
 from shop_events.envelope import now_utc
 
@@ -84,16 +84,18 @@ async def _record_sent(pool: asyncpg.Pool, notice_id: int, patience: float = 120
     """The relay has the mail: try hard to record it, since giving up here means the retry sends it again.
 
     A PostgreSQL restart refuses connections (OSError) for seconds, and a pooled connection it cut can fail
-    with asyncpg's InternalClientError: whatever the error, keep writing for a while before giving up."""
-    deadline = asyncio.get_running_loop().time() + patience
-    pause = 0.2
-    while True:
-        try:
+    with asyncpg's InternalClientError: whatever the error, keep writing (every 0.2 s doubling up to 2 s) for
+    `patience` seconds, then raise the last error."""
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("could not record a sent mail; trying again", extra={"notice_id": notice_id, "error": repr(error)})
+
+    async for attempt in tenacity.AsyncRetrying(
+        stop=tenacity.stop_before_delay(patience),  # no pause that would end past the patience
+        wait=tenacity.wait_exponential(multiplier=0.2, max=2.0),
+        before_sleep=log_retry,
+        reraise=True,
+    ):
+        with attempt:  # any failure here would mail the customer twice, so every exception is retried
             await db.mark_sent(pool, notice_id)
-            return
-        except Exception as exc:  # noqa: BLE001 - any failure here would mail the customer twice
-            if asyncio.get_running_loop().time() + pause > deadline:
-                raise
-            log.warning("could not record a sent mail; trying again", extra={"notice_id": notice_id, "error": repr(exc)})
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 2.0)

@@ -224,6 +224,7 @@ class LaneConsumer:
     async def _settle(self, settles: list[tuple[DeliveredMessage, Callable[[], Awaitable[None]]]]) -> list[DeliveredMessage]:
         """Republish to wait or parking queues. One whose republish failed (nacked, returned as unroutable,
         timed out, its channel lost) is tried again a few times, then given back to the broker (requeued)."""
+        # Not tenacity: each round tries again only the settles that failed, not the whole call.
         for pause in (*SETTLE_RETRY_SECONDS, None):
             if not settles:
                 return []
@@ -240,6 +241,7 @@ class LaneConsumer:
     async def _commit(self, items: list[tuple[DeliveredMessage, Event[EventData]]]) -> list[Failure]:
         """Commit the batch's effects and inbox rows; returns the events whose handlers failed. Raises
         nothing but cancellation: every other error is one of the cases of the rule at the top."""
+        # Our loop, not tenacity: it runs for every batch (AsyncRetrying costs ~20 us a call, this ~0.3 us).
         for tries in itertools.count(1):
             try:
                 return await self._apply(items)

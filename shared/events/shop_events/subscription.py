@@ -72,6 +72,7 @@ class Subscription:
             self._retrying = asyncio.create_task(self._consume_again(), name=f"consume again {self._queue.name}")
 
     async def _consume_again(self) -> None:
+        # Not tenacity: the pause comes before the first try, and the subscription's stop ends it, neither its way.
         for attempt in itertools.count():
             await asyncio.sleep(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)])
             if self._stopped:
