@@ -3,6 +3,7 @@ request ids, routes, JSON errors, body limit, rate limit, and 503 for a service 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -46,12 +47,39 @@ class StandIn(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def stand_in() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
+class BreaksOff(BaseHTTPRequestHandler):
+    """A replica that dies mid-request: reads the whole request, then closes the connection unanswered."""
+
+    def _break_off(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.connection.shutdown(socket.SHUT_RDWR)
+        self.close_connection = True
+
+    do_GET = do_POST = _break_off  # noqa: N815 - http.server's names
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server.server_address[1]
     server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def stand_in() -> Iterator[int]:
+    yield from serve(StandIn)
+
+
+@pytest.fixture(scope="module")
+def breaks_off() -> Iterator[int]:
+    yield from serve(BreaksOff)
 
 
 def nginx_binary() -> str:
@@ -66,15 +94,15 @@ def start_gateway(stand_in: int, tmp_path_factory: pytest.TempPathFactory) -> It
     """Starts a gateway with the given rate limit; every service goes to the stand-in but analytics (down)."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(rate: int = 1000, burst: int = 1000, **login_limit: str) -> str:
-        """login_limit: GATEWAY_LOGIN_RATE_LIMIT / _BURST; the shipped defaults when not given."""
+    def start(rate: int = 1000, burst: int = 1000, **settings: str) -> str:
+        """settings: more of the gateway's (an upstream, the login limit); the shipped defaults when not given."""
         folder = tmp_path_factory.mktemp("gateway")
         port = free_port()
         env = dict(os.environ, GATEWAY_PORT=str(port), GATEWAY_RATE_LIMIT=str(rate), GATEWAY_RATE_BURST=str(burst))
-        env.update(login_limit)
         for service in SERVICES:
             env[f"{service.upper()}_UPSTREAM"] = f"127.0.0.1:{stand_in}"
         env["ANALYTICS_UPSTREAM"] = f"127.0.0.1:{free_port()}"  # nothing listens there
+        env.update(settings)
         (folder / "logs").mkdir()
         subprocess.run([sys.executable, str(ROOT / "deploy/gateway/render.py"), str(folder / "gw"), str(folder / "logs")], env=env, check=True)
         process = subprocess.Popen([nginx_binary(), "-c", str(folder / "gw/nginx.conf"), "-p", str(folder / "gw")])
@@ -174,6 +202,25 @@ def test_login_and_register_have_a_much_tighter_limit_of_their_own(start_gateway
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
     assert refused.json() == {"detail": "too many requests, slow down"}
     assert others == {200}
+
+
+def test_a_replica_that_breaks_off_is_retried_on_the_next_only_where_a_retry_cannot_do_twice(
+    start_gateway, stand_in, breaks_off
+):
+    """Orders on two replicas, one of which dies mid-request: reads go to the other, and so does placing an
+    order with an Idempotency-Key (orders answers a repeat with the first order); a POST without one, or one
+    to a route that honours no key (pay), is not sent twice: the client gets the 503 and decides."""
+    gateway = start_gateway(ORDERS_UPSTREAM=f"127.0.0.1:{breaks_off},127.0.0.1:{stand_in}")
+    with httpx.Client(base_url=gateway) as client:
+        def statuses(method: str, path: str, **headers: str) -> set[int]:  # both replicas get their turn
+            return {client.request(method, path, headers=headers, json={}).status_code for _ in range(6)}
+
+        assert statuses("GET", "/api/orders/7") == {200}
+        assert statuses("POST", "/api/orders", **{"Idempotency-Key": "k-1"}) == {200}
+        keyed = client.post("/api/orders?x=1", headers={"Idempotency-Key": "k-3"}, json={})
+        assert keyed.json()["path"] == "/api/orders?x=1"  # the service sees the request as it was sent
+        assert statuses("POST", "/api/orders") == {200, 503}
+        assert statuses("POST", "/api/orders/7/pay", **{"Idempotency-Key": "k-2"}) == {200, 503}
 
 
 def test_the_default_limit_lets_a_few_hundred_requests_a_second_through(gateway):
