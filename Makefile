@@ -11,8 +11,11 @@ test:  ## run every test against the real RabbitMQ and PostgreSQL (sets them up 
 lint:  ## ruff, and mypy --strict on shared/ and services/ (also the first step of make test)
 	@deploy/local/lint.sh
 
-up:  ## start the whole stack in the background (Docker when an engine answers, else local; STACK=docker|local)
-	@deploy/stack.sh up
+up:  ## start the whole stack in the background (Docker when an engine answers, else local; STACK=docker|local; REPLICAS=2)
+	@SHOP_REPLICAS=$${REPLICAS:-$${SHOP_REPLICAS:-}} deploy/stack.sh up
+
+restart:  ## replace each service's processes one at a time, none of them unnoticed (S=orders for one; local mode)
+	@deploy/stack.sh restart
 
 down:  ## stop what `make up` started (by its recorded pids); the data stays
 	@deploy/stack.sh down
@@ -33,4 +36,4 @@ faults:  ## the fault suite at full size (2000 orders per fault, 1 then 2 proces
 	@SHOP_FAULT_ORDERS=$${SHOP_FAULT_ORDERS:-2000} SHOP_FAULT_REPLICAS=$${SHOP_FAULT_REPLICAS:-1,2} \
 	  SHOP_FAULT_REPORT=$${SHOP_FAULT_REPORT:-tests/faults/results.md} deploy/local/test.sh tests/faults -p no:cacheprovider
 
-.PHONY: help test lint up down status logs bench mail faults
+.PHONY: help test lint up down status logs restart bench mail faults

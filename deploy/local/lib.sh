@@ -91,6 +91,8 @@ stack_settings() {
   RUN_DIR="$(cd "$RUN_DIR" && pwd)"
   LOG_DIR="$RUN_DIR/logs"; PID_DIR="$RUN_DIR/pids"; KEY_DIR="$RUN_DIR/keys"; MAIL_DIR="$RUN_DIR/mail"
   GATEWAY_PORT="${GATEWAY_PORT:-8080}"
+  # Processes a service: SHOP_REPLICAS (make up: REPLICAS), else what the running stack was started with.
+  REPLICAS="${SHOP_REPLICAS:-$(cat "$RUN_DIR/replicas" 2>/dev/null || echo 1)}"
   GATEWAY_RATE_LIMIT="${GATEWAY_RATE_LIMIT:-500}"
   GATEWAY_RATE_BURST="${GATEWAY_RATE_BURST:-1000}"
   GATEWAY_LOGIN_RATE_LIMIT="${GATEWAY_LOGIN_RATE_LIMIT:-5}"
@@ -214,6 +216,42 @@ stop_process() {  # name: TERM its process group, then KILL after 15 s; forgets 
     fi
   fi
   rm -f "$PID_DIR/$name.pid"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# The services' processes and the gateway in front of them (up.sh, restart.sh).
+
+replica_name() { if [ "$2" = 1 ]; then echo "$1"; else echo "$1-$2"; fi; }  # svc replica
+replica_port() { echo $(($(service_port "$1") + 10 * ($2 - 1))); }  # svc replica: its port + 10 a replica
+
+start_replica() {  # svc replica: one uvicorn process of the service, pid and log under its replica name
+  local svc="$1" replica="$2" name port factory_var="${1^^}_APP_FACTORY" env_vars
+  name="$(replica_name "$svc" "$replica")"; port="$(replica_port "$svc" "$replica")"
+  port_open 127.0.0.1 "$port" && die "port $port for $name is taken by another program; set SHOP_PORT_BASE"
+  say "starting $name on 127.0.0.1:$port (log: $LOG_DIR/$name.log)"
+  mapfile -t env_vars < <(service_env "$svc")
+  # <SVC>_APP_FACTORY names another app factory (the fault suite's switchable handlers). The keep-alive is
+  # longer than the gateway's upstream keepalive_timeout (deploy/generate.py), so nginx closes idle ones first.
+  start_process "$name" "$LOG_DIR/$name.log" env "${env_vars[@]}" \
+    "$VENV/bin/uvicorn" --factory "${!factory_var:-$svc.main:create_app}" --host 127.0.0.1 --port "$port" \
+    --no-access-log --timeout-keep-alive 30
+}
+
+render_gateway() {  # [name...]: the gateway's config for REPLICAS processes a service, these replicas drained
+  local svc replica upstream name
+  export GATEWAY_PORT GATEWAY_RATE_LIMIT GATEWAY_RATE_BURST GATEWAY_LOGIN_RATE_LIMIT GATEWAY_LOGIN_RATE_BURST
+  for svc in "${SERVICES[@]}"; do
+    upstream=""
+    for ((replica = 1; replica <= REPLICAS; replica++)); do
+      name="$(replica_name "$svc" "$replica")"
+      upstream+="${upstream:+,}127.0.0.1:$(replica_port "$svc" "$replica")"
+      [[ " $* " == *" $name "* ]] && upstream+=" down"  # no new requests; those it has run to their end
+    done
+    export "${svc^^}_UPSTREAM=$upstream"
+  done
+  "$VENV/bin/python" "$ROOT/deploy/gateway/render.py" "$RUN_DIR/gateway" "$LOG_DIR"
+  nginx -t -q -c "$RUN_DIR/gateway/nginx.conf" -p "$RUN_DIR/gateway" 2>>"$LOG_DIR/gateway.log" \
+    || die "the generated gateway config is refused by nginx; see $LOG_DIR/gateway.log"
 }
 
 ensure_nginx() {

@@ -44,33 +44,16 @@ fi
 
 # SHOP_REPLICAS=2 runs a second process of every service on its port + 10 (pid and log name <svc>-2), listed
 # beside the first in the gateway's upstream: API replicas, competing consumers, relays side by side.
-# <SVC>_APP_FACTORY names another app factory for uvicorn --factory (the fault suite's switchable handlers).
-REPLICAS="${SHOP_REPLICAS:-1}"
-replica_name() { if [ "$2" = 1 ]; then echo "$1"; else echo "$1-$2"; fi; }
-replica_port() { echo $(($(service_port "$1") + 10 * ($2 - 1))); }
+echo "$REPLICAS" > "$RUN_DIR/replicas"  # for make restart
 for svc in "${SERVICES[@]}"; do
-  factory_var="${svc^^}_APP_FACTORY"
   for ((replica = 1; replica <= REPLICAS; replica++)); do
-    name="$(replica_name "$svc" "$replica")"; port="$(replica_port "$svc" "$replica")"
-    if pid="$(recorded_pid "$name")"; then say "$name already running (pid $pid, port $port)"; continue; fi
-    port_open 127.0.0.1 "$port" && die "port $port for $name is taken by another program; set SHOP_PORT_BASE"
-    say "starting $name on 127.0.0.1:$port (log: $LOG_DIR/$name.log)"
-    mapfile -t env_vars < <(service_env "$svc")
-    start_process "$name" "$LOG_DIR/$name.log" env "${env_vars[@]}" \
-      "$VENV/bin/uvicorn" --factory "${!factory_var:-$svc.main:create_app}" --host 127.0.0.1 --port "$port" --no-access-log \
-      --timeout-keep-alive 30  # longer than the gateway's upstream keepalive_timeout (deploy/generate.py)
+    name="$(replica_name "$svc" "$replica")"
+    if pid="$(recorded_pid "$name")"; then say "$name already running (pid $pid)"; continue; fi
+    start_replica "$svc" "$replica"
   done
 done
 
-export GATEWAY_PORT GATEWAY_RATE_LIMIT GATEWAY_RATE_BURST GATEWAY_LOGIN_RATE_LIMIT GATEWAY_LOGIN_RATE_BURST
-for svc in "${SERVICES[@]}"; do
-  upstream="127.0.0.1:$(service_port "$svc")"
-  for ((replica = 2; replica <= REPLICAS; replica++)); do upstream+=",127.0.0.1:$(replica_port "$svc" "$replica")"; done
-  export "${svc^^}_UPSTREAM=$upstream"
-done
-"$VENV/bin/python" deploy/gateway/render.py "$RUN_DIR/gateway" "$LOG_DIR"
-nginx -t -q -c "$RUN_DIR/gateway/nginx.conf" -p "$RUN_DIR/gateway" 2>>"$LOG_DIR/gateway.log" \
-  || die "the generated gateway config is refused by nginx; see $LOG_DIR/gateway.log"
+render_gateway
 if pid="$(recorded_pid gateway)"; then
   say "gateway already running (pid $pid); reloading its config"
   kill -HUP "$pid"
