@@ -227,6 +227,17 @@ ensure_nginx() {
   PATH="$PATH:/usr/sbin"
 }
 
+ensure_prometheus() {  # Debian's prometheus and promtool, for tests/observability; its own service stays stopped
+  command -v prometheus >/dev/null && command -v promtool >/dev/null && return 0
+  # Debian starts a package's service on install (on 9090); the tests run their own prometheus on their own port.
+  local policy=/usr/sbin/policy-rc.d made=""
+  if [ "$(id -u)" = 0 ] && [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; made=1; fi
+  apt_install prometheus || true
+  [ -n "$made" ] && rm -f "$policy"
+  command -v prometheus >/dev/null && command -v promtool >/dev/null \
+    || die "prometheus and promtool are needed for the observability tests and can't be installed here: install prometheus (or run as root on Debian)"
+}
+
 ensure_vhost() {  # the vhost of AMQP_URL, on a local broker, for its user
   local vhost user; vhost="$(amqp_vhost)"
   [ "$vhost" = / ] && return 0
