@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 from typing import Any
 
@@ -80,14 +81,27 @@ async def test_an_order_shows_in_the_series_the_readme_promises(prometheus: Prom
         assert {r["metric"]["queue"] for r in parked} == {f"{service}.immediate.dlq", f"{service}.background.dlq"}
 
 
+def _names_the_stack_exposes(prometheus: Prometheus) -> set[str]:
+    """Every metric family the services declared in a scrape (its # TYPE line), samples or not yet."""
+    return set(prometheus.get("/api/v1/metadata"))
+
+
+def _assert_evaluates_on_real_series(prometheus: Prometheus, expr: str) -> None:
+    prometheus.query(expr)  # asserts status success
+    # A misspelt metric would evaluate too, to nothing: every name used must be one the services expose.
+    exposed = _names_the_stack_exposes(prometheus)
+    for name in set(re.findall(r"\b(shop_[a-z_]+)", expr)):
+        assert name in exposed or re.sub(r"_(bucket|count|sum)$", "", name) in exposed, (name, expr)
+
+
 @pytest.mark.parametrize("expr", [rule["expr"] for rule in alert_rules()], ids=[rule["alert"] for rule in alert_rules()])
 def test_every_alert_expression_evaluates(prometheus: Prometheus, expr: str):
-    prometheus.query(expr)  # asserts status success
+    _assert_evaluates_on_real_series(prometheus, expr)
 
 
 @pytest.mark.parametrize(("title", "expr"), dashboard_queries(), ids=[title for title, _ in dashboard_queries()])
 def test_every_dashboard_query_evaluates(prometheus: Prometheus, title: str, expr: str):
-    prometheus.query(expr)  # asserts status success
+    _assert_evaluates_on_real_series(prometheus, expr)
 
 
 async def test_the_rules_load_and_evaluate_without_error(prometheus: Prometheus):
