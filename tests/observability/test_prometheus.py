@@ -5,13 +5,15 @@ and a stopped service fires ShopServiceDown. The last test stops a service: it s
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
 from typing import Any
 
 import pytest
-from prometheus_server import SHIPPED, Prometheus, alert_rules, dashboard_queries, promtool
+import yaml
+from prometheus_server import DASHBOARD, ROOT, SHIPPED, Prometheus, alert_rules, dashboard_queries, promtool
 from shop import Shop, eventually
 from shop_events.registry import CONSUMERS, NAMES
 
@@ -38,6 +40,13 @@ def test_the_alerts_unit_tests_pass():
     assert done.returncode == 0, done.stdout + done.stderr
     tested = (SHIPPED / "alerts.test.yml").read_text()
     assert all(f"alertname: {name}" in tested for name in ALERTS)
+
+
+def test_every_dashboard_panel_uses_the_provisioned_datasource():
+    (datasource,) = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"]
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    for panel in panels:
+        assert {panel["datasource"]["uid"], *(t["datasource"]["uid"] for t in panel["targets"])} == {datasource["uid"]}, panel["title"]
 
 
 async def _until(check: Any, timeout: float = 30) -> Any:
