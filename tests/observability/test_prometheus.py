@@ -121,7 +121,8 @@ async def test_the_rules_load_and_evaluate_without_error(prometheus: Prometheus)
     rules = await _until(evaluated)
     assert [rule["name"] for rule in rules] == ALERTS
     assert all(rule["health"] == "ok" for rule in rules), rules
-    firing = [a["labels"]["alertname"] for a in prometheus.get("/api/v1/alerts")["alerts"]]
+    # Pending is allowed (a queue that grew between two scrapes); firing is not.
+    firing = [a["labels"] for a in prometheus.get("/api/v1/alerts")["alerts"] if a["state"] == "firing"]
     assert firing == [], "a healthy stack fires nothing"
 
 
