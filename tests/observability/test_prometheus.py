@@ -75,13 +75,16 @@ async def test_an_order_shows_in_the_series_the_readme_promises(prometheus: Prom
     def series(expr: str) -> list[dict[str, Any]] | None:
         return prometheus.query(expr) or None
 
-    await _until(lambda: series('shop_http_requests_total{service="orders", method="POST", route="/api/orders", status="201"} >= 1'))
+    (requests,) = await _until(lambda: series(
+        'shop_http_requests_total{service="orders", method="POST", route="/api/orders", status="201"} >= 1'))
+    assert requests["metric"]["job"] == "orders"  # the scrape config put the job on the service's own port
     await _until(lambda: series('shop_http_request_seconds_count{service="orders", method="POST", route="/api/orders"} >= 1'))
     for service in ("products", "analytics"):
-        await _until(lambda s=service: series(f'shop_events_handled_total{{service="{s}", event_type="OrderCreated"}} >= 1'))
+        for metric in ("shop_events_handled_total", "shop_events_handler_seconds_count"):
+            await _until(lambda s=service, m=metric: series(f'{m}{{job="{s}", service="{s}", event_type="OrderCreated"}} >= 1'))
     await _until(lambda: series('shop_outbox_published_total{service="orders"} >= 1'))
-    outbox = await _until(lambda: series("shop_outbox_depth"))
-    assert {r["metric"]["service"] for r in outbox} == set(NAMES)
+    for metric in ("shop_outbox_depth", "shop_outbox_oldest_unsent_seconds"):
+        await _until(lambda m=metric: {r["metric"]["service"] for r in series(m) or []} == set(NAMES))
     for service in CONSUMERS:
         queues = await _until(lambda s=service: series(f'shop_queue_consumers{{service="{s}", queue=~"{s}[.](immediate|background)"}} >= 1'))
         assert {r["metric"]["queue"] for r in queues} == {f"{service}.immediate", f"{service}.background"}
