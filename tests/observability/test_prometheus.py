@@ -49,6 +49,14 @@ def test_every_dashboard_panel_uses_the_provisioned_datasource():
         assert {panel["datasource"]["uid"], *(t["datasource"]["uid"] for t in panel["targets"])} == {datasource["uid"]}, panel["title"]
 
 
+def test_the_dashboard_shows_what_on_call_opens_first():
+    queries = " ".join(expr for _, expr in dashboard_queries())
+    for metric in ("up", "shop_http_requests_total", "shop_http_request_seconds_bucket", "shop_events_handled_total",
+                   "shop_events_failed_total", "shop_parked_messages", "shop_outbox_depth",
+                   "shop_outbox_oldest_unsent_seconds", "shop_queue_messages", "shop_queue_consumers"):
+        assert re.search(rf"\b{metric}\b", queries), metric
+
+
 async def _until(check: Any, timeout: float = 30) -> Any:
     async def attempt() -> Any:
         return await asyncio.to_thread(check)
