@@ -4,8 +4,9 @@
     .venv/bin/python deploy/generate.py --check   (exit 1 naming each file that differs from what it would write)
 
 Whole files: deploy/local/services.sh (sourced by lib.sh), deploy/ops/services.js (the operations page),
-deploy/postgres/init-databases.sql, deploy/broker/definitions.json (deploy/broker/definitions.py) and the
-Kubernetes manifests (deploy/k8s/render.py, which copies in the gateway template and the SQL, so it runs last).
+deploy/postgres/init-databases.sql, deploy/prometheus/prometheus.yml (docker-compose.yml's scrape config),
+deploy/broker/definitions.json (deploy/broker/definitions.py) and the Kubernetes manifests (deploy/k8s/render.py,
+which copies in the gateway template, the SQL, the alerts and the Grafana files, so it runs last).
 Marked regions: the upstreams and routes of deploy/gateway/shop.conf.template and the services of
 docker-compose.yml; the rest of those two files is written by hand.
 """
@@ -19,6 +20,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
 from shop_events.registry import PORT_BASE, SERVICES, Service
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +78,24 @@ def init_sql() -> str:
             f"REVOKE CONNECT, TEMPORARY ON DATABASE {s.database} FROM PUBLIC;",
         ]
     return "\n".join(lines) + "\n"
+
+
+def prometheus_yml() -> str:
+    """One job per service, named after it (alerts and the dashboard group by `job`), on its own port on the
+    internal network: through the gateway only an admin may scrape. deploy/k8s/render.py finds the pods instead."""
+    config = {
+        "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
+        "rule_files": ["alerts.yml"],
+        "scrape_configs": [
+            {"job_name": s.name, "metrics_path": f"/api/{s.name}/metrics", "static_configs": [{"targets": [f"{s.name}:8000"]}]}
+            for s in SERVICES
+        ],
+    }
+    return "\n".join([
+        f"# {HEADER}",
+        "# Prometheus as docker-compose.yml runs it (alerts.yml beside it). tests/observability runs a real Prometheus",
+        "# on a copy of this file pointed at an isolated stack.",
+    ]) + "\n" + yaml.safe_dump(config, sort_keys=False, width=120)
 
 
 def gateway_upstreams() -> list[str]:
@@ -170,6 +190,7 @@ def main(argv: list[str]) -> None:
     put(ROOT / "deploy/local/services.sh", services_sh())
     put(ROOT / "deploy/ops/services.js", services_js())
     put(ROOT / "deploy/postgres/init-databases.sql", init_sql())
+    put(ROOT / "deploy/prometheus/prometheus.yml", prometheus_yml())
     template = ROOT / "deploy/gateway/shop.conf.template"
     put(template, fill_regions(template, {"upstreams": gateway_upstreams, "routes": gateway_routes}))
     compose = ROOT / "docker-compose.yml"

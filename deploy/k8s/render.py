@@ -250,6 +250,7 @@ settings = [
          "ADMIN_PASSWORD": "change-me-admin-password",
          "RABBITMQ_DEFAULT_PASS": "change-me-rabbitmq",
          "POSTGRES_PASSWORD": "change-me-postgres",
+         "GRAFANA_ADMIN_PASSWORD": "change-me-grafana",
          # Each service its own broker user and database role (deploy/broker, deploy/postgres); the broker's
          # passwords are also in the Secret rabbitmq-definitions (21-rabbitmq.yaml): change both.
          **{f"{s.upper()}_AMQP_URL": f"amqp://shop_{s}:{broker_passwords[s]}@rabbitmq:5672/" for s in SERVICES},
@@ -266,6 +267,76 @@ files["10-settings.yaml"] = (dump(settings,
     "# a Secret made once by hand (README: Kubernetes):\n"
     "#   python deploy/keys/generate.py keys/ && kubectl -n shop create secret generic shop-jwt --from-file=keys/"))
 
+
+# Prometheus finds every api and worker pod (a worker's counters are its own) and names the job after the service,
+# as deploy/prometheus/prometheus.yml does in compose; alerts.yml and the Grafana files are copied in verbatim.
+prometheus_config = {
+    "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
+    "rule_files": ["/etc/prometheus/alerts.yml"],
+    "scrape_configs": [{
+        "job_name": "shop",
+        "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [NS]}}],
+        "relabel_configs": [
+            {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_component", "__meta_kubernetes_pod_container_port_name"],
+             "regex": "(api|worker);http", "action": "keep"},
+            {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"], "target_label": "job"},
+            {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"], "target_label": "__metrics_path__",
+             "replacement": "/api/$1/metrics"},
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+        ],
+    }],
+}
+grafana_files = {
+    "grafana-datasources": {"prometheus.yml": root / "deploy/grafana/provisioning/datasources/prometheus.yml"},
+    "grafana-dashboard-providers": {"shop.yml": root / "deploy/grafana/provisioning/dashboards/shop.yml"},
+    "grafana-dashboards": {"shop.json": root / "deploy/grafana/dashboards/shop.json"},
+}
+def config_map(name, data, component):
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": NS, "labels": labels(name, component)},
+            "data": {key: Literal(value) for key, value in data.items()}}
+def monitoring_deployment(name, image, port, args, mounts, env=(), account=None):
+    spec = {"containers": [{
+        "name": name, "image": image, "args": list(args), "env": list(env),
+        "ports": [{"name": "http", "containerPort": port}],
+        "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 10},
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        "volumeMounts": [{"name": volume, "mountPath": path, "readOnly": volume != "data"} for volume, path, _ in mounts],
+    }], "volumes": [{"name": volume, **source} for volume, _, source in mounts]}
+    if account:
+        spec["serviceAccountName"] = account
+    return [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NS, "labels": labels(name, "monitoring")},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                  "template": {"metadata": {"labels": labels(name, "monitoring")}, "spec": spec}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NS, "labels": labels(name, "monitoring")},
+         "spec": {"selector": {"app.kubernetes.io/name": name}, "ports": [{"name": "http", "port": port, "targetPort": "http"}]}},
+    ]
+monitoring = [
+    {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "prometheus", "namespace": NS, "labels": labels("prometheus", "monitoring")}},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+     "metadata": {"name": "prometheus", "namespace": NS, "labels": labels("prometheus", "monitoring")},
+     "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+     "metadata": {"name": "prometheus", "namespace": NS, "labels": labels("prometheus", "monitoring")},
+     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "prometheus"},
+     "subjects": [{"kind": "ServiceAccount", "name": "prometheus", "namespace": NS}]},
+    config_map("prometheus-config", {"prometheus.yml": yaml.safe_dump(prometheus_config, sort_keys=False, width=120),
+                                     "alerts.yml": (root / "deploy/prometheus/alerts.yml").read_text()}, "monitoring"),
+    *monitoring_deployment("prometheus", "prom/prometheus:v2.53.3", 9090,
+                           ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"],
+                           [("config", "/etc/prometheus", {"configMap": {"name": "prometheus-config"}}),
+                            ("data", "/prometheus", {"emptyDir": {}})], account="prometheus"),
+    *[config_map(name, {key: path.read_text() for key, path in data.items()}, "monitoring") for name, data in grafana_files.items()],
+    *monitoring_deployment("grafana", "grafana/grafana:11.4.0", 3000, [],
+                           [("datasources", "/etc/grafana/provisioning/datasources", {"configMap": {"name": "grafana-datasources"}}),
+                            ("providers", "/etc/grafana/provisioning/dashboards", {"configMap": {"name": "grafana-dashboard-providers"}}),
+                            ("dashboards", "/var/lib/grafana/dashboards", {"configMap": {"name": "grafana-dashboards"}}),
+                            ("data", "/var/lib/grafana", {"emptyDir": {}})],
+                           env=[secret_env("GF_SECURITY_ADMIN_PASSWORD", "GRAFANA_ADMIN_PASSWORD")]),
+]
+files["50-monitoring.yaml"] = (dump(monitoring,
+    "# Prometheus (every api and worker pod, found through the Kubernetes API; deploy/prometheus/alerts.yml) and\n"
+    "# Grafana with the on-call dashboard (deploy/grafana). Their data is an emptyDir: give them volumes to keep it."))
 
 if __name__ == "__main__":
     if "--check" in sys.argv:

@@ -267,6 +267,20 @@ ensure_nginx() {
   PATH="$PATH:/usr/sbin"
 }
 
+ensure_prometheus() {  # Debian's prometheus and promtool, for tests/observability; its own service stays stopped
+  command -v prometheus >/dev/null && command -v promtool >/dev/null && return 0
+  # Debian starts a package's service on install (on 9090); the tests run their own prometheus on their own port.
+  local policy=/usr/sbin/policy-rc.d made=""
+  if [ "$(id -u)" = 0 ] && [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; made=1; fi
+  rm -f /var/lib/apt/.shop-updated 2>/dev/null  # package lists as of now: apt_install updates them first
+  apt_install prometheus || true
+  [ -n "$made" ] && rm -f "$policy"
+  # and on a machine run by systemd, it would start at the next boot: only the unit this install enabled.
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then systemctl disable --now --quiet prometheus 2>/dev/null || true; fi
+  command -v prometheus >/dev/null && command -v promtool >/dev/null \
+    || die "prometheus and promtool are needed for the observability tests and can't be installed here: install prometheus (or run as root on Debian)"
+}
+
 ensure_vhost() {  # the vhost of AMQP_URL, on a local broker, for its user
   local vhost user; vhost="$(amqp_vhost)"
   [ "$vhost" = / ] && return 0

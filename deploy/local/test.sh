@@ -15,6 +15,7 @@ if [ "$servers" = local ]; then
 fi
 ensure_nginx  # the gateway tests and the end-to-end stack run a real nginx
 ensure_chromium  # the operations page is tested in a real headless browser
+ensure_prometheus  # the observability tests run a real Prometheus and promtool on the shipped files
 ensure_node_tools  # the contract tests run the official AsyncAPI parser
 say "running the test suite"
 if [ "$servers" = containers ]; then

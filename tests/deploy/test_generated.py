@@ -12,7 +12,8 @@ from shop_events.registry import NAMES
 from stack_files import ROOT
 
 GENERATED = ["deploy/local/services.sh", "deploy/ops/services.js", "deploy/postgres/init-databases.sql",
-             "deploy/gateway/shop.conf.template", "docker-compose.yml", "deploy/k8s/30-orders.yaml"]
+             "deploy/prometheus/prometheus.yml", "deploy/gateway/shop.conf.template", "docker-compose.yml",
+             "deploy/k8s/30-orders.yaml"]
 HEADER = "generated from shop_events/registry.py by deploy/generate.py; do not edit"
 
 
