@@ -99,9 +99,8 @@ def prometheus_yml() -> str:
 
 
 def gateway_upstreams() -> list[str]:
-    # keepalive_timeout 5s: nginx drops an idle connection to a service before the service does (uvicorn
-    # --timeout-keep-alive 30, in up.sh and the Dockerfiles); reusing one the service is closing gives a 502,
-    # which nginx does not retry for a POST.
+    # keepalive_timeout 5s: nginx drops an idle connection to a service before the service does (30 s,
+    # shop_common/serve.py); reusing one the service is closing gives a 502, which nginx does not retry for a POST.
     return [
         f"upstream shop_{s.name} {{ server ${{{s.upper}_UPSTREAM}} max_fails=0; keepalive 32; keepalive_timeout 5s; }}"
         for s in SERVICES

@@ -230,23 +230,18 @@ start_replica() {  # svc replica: one uvicorn process of the service, pid and lo
   port_open 127.0.0.1 "$port" && die "port $port for $name is taken by another program; set SHOP_PORT_BASE"
   say "starting $name on 127.0.0.1:$port (log: $LOG_DIR/$name.log)"
   mapfile -t env_vars < <(service_env "$svc")
-  # <SVC>_APP_FACTORY names another app factory (the fault suite's switchable handlers). The keep-alive is
-  # longer than the gateway's upstream keepalive_timeout (deploy/generate.py), so nginx closes idle ones first.
+  # <SVC>_APP_FACTORY names another app factory (the fault suite's switchable handlers). shop_common.serve is
+  # uvicorn with a stop that drops no request (docs/design.md).
   start_process "$name" "$LOG_DIR/$name.log" env "${env_vars[@]}" \
-    "$VENV/bin/uvicorn" --factory "${!factory_var:-$svc.main:create_app}" --host 127.0.0.1 --port "$port" \
-    --no-access-log --timeout-keep-alive 30
+    "$VENV/bin/python" -m shop_common.serve "${!factory_var:-$svc.main:create_app}" --host 127.0.0.1 --port "$port"
 }
 
-render_gateway() {  # [name...]: the gateway's config for REPLICAS processes a service, these replicas drained
-  local svc replica upstream name
+render_gateway() {  # the gateway's config, with REPLICAS processes a service
+  local svc replica upstream
   export GATEWAY_PORT GATEWAY_RATE_LIMIT GATEWAY_RATE_BURST GATEWAY_LOGIN_RATE_LIMIT GATEWAY_LOGIN_RATE_BURST
   for svc in "${SERVICES[@]}"; do
-    upstream=""
-    for ((replica = 1; replica <= REPLICAS; replica++)); do
-      name="$(replica_name "$svc" "$replica")"
-      upstream+="${upstream:+,}127.0.0.1:$(replica_port "$svc" "$replica")"
-      [[ " $* " == *" $name "* ]] && upstream+=" down"  # no new requests; those it has run to their end
-    done
+    upstream="127.0.0.1:$(service_port "$svc")"
+    for ((replica = 2; replica <= REPLICAS; replica++)); do upstream+=",127.0.0.1:$(replica_port "$svc" "$replica")"; done
     export "${svc^^}_UPSTREAM=$upstream"
   done
   "$VENV/bin/python" "$ROOT/deploy/gateway/render.py" "$RUN_DIR/gateway" "$LOG_DIR"

@@ -39,6 +39,7 @@ async def until(check, timeout: float, what: str, interval: float = 0.2):  # noq
 class Fault:
     name = "none"
     hold = (2.0, 10.0)  # the fault lasts at least / at most this long while the clients go on (seconds)
+    extra_orders = 0  # orders the fault placed itself, beside the round's
 
     async def inject(self, r: Round) -> None: ...
 

@@ -45,6 +45,45 @@ class RestartServer(Fault):
         await asyncio.to_thread(r.stack.server, "start-one", self.which)
 
 
+class RollingRestart(Fault):
+    """make restart while the clients go on: every process of every service replaced in turn. With two a
+    service no client may see a 5xx or a dropped connection; with one, each service is away for a moment."""
+
+    name = "make restart (every service in turn)"
+    hold = (0.0, 0.0)
+
+    async def inject(self, r: Round) -> None:
+        self.failed_before, self.extra_orders = len(r.client.failed_answers), 0
+        restarted = asyncio.Event()
+        # The round's own orders may all be placed before the restart ends: these go on until it does.
+        steady = asyncio.create_task(self._steady_orders(r, restarted))
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(r.stack.restart)
+        finally:
+            restarted.set()
+            await steady  # its last orders answered and in the ledger, not cut off half-placed
+        self.took = time.monotonic() - started
+
+    async def _steady_orders(self, r: Round, restarted: asyncio.Event) -> None:
+        async def one() -> None:
+            await r.client.place(r.client.random.choice(r.client.ledger.customers))
+            self.extra_orders += 1
+
+        while not restarted.is_set():
+            await asyncio.gather(*(one() for _ in range(3)))
+            await asyncio.sleep(0.1)
+
+    async def verify(self, r: Round) -> None:
+        failed = r.client.failed_answers[self.failed_before:]
+        if failed and r.stack.replicas > 1:
+            r.problems.append(f"{len(failed)} answers failed during the rolling restart: {failed[:5]}")
+        r.notes.append(
+            f"{5 * r.stack.replicas} processes replaced in {self.took:.0f} s; {len(failed)} failed answers"
+            + (" (one process a service: each is away while it restarts)" if r.stack.replicas == 1 else "")
+        )
+
+
 class FailingHandler(Fault):
     """A handler that fails `failures` times for every event, then succeeds: retried with growing delays."""
 
@@ -179,6 +218,7 @@ def every_fault() -> list[Fault]:
         KillRandom(SEED),
         KillInWindow("orders", "relay"),
         KillInWindow("orders", "sent"),
+        RollingRestart(),
         RestartServer("rabbitmq"),
         RestartServer("postgres"),
         FailingHandler("products", "OrderCreated", 3),

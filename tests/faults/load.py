@@ -75,6 +75,7 @@ class Client:
         self.placed_event = asyncio.Event()
         self.calls = 0
         self.surprises: list[str] = []  # answers a client would not expect, kept for the report
+        self.failed_answers: list[str] = []  # every 5xx or dropped connection, before it was tried again
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -92,6 +93,7 @@ class Client:
                 problem = f"{response.status_code} {response.text[:200]}"
             except httpx.TransportError as exc:
                 problem = repr(exc)
+            self.failed_answers.append(f"{method} {url}: {problem}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"{method} {url} kept failing for {patience}s: {problem}")
             await asyncio.sleep(pause)

@@ -86,11 +86,13 @@ class FaultStack:
         """deploy/local/up.sh: starts whatever of the stack is not running (a killed process, say)."""
         done = self._run(["deploy/local/up.sh"], timeout=300, check=False)
         if done.returncode != 0:
-            logs = "".join(
-                f"\n--- {log.name} (end) ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-25:])
-                for log in sorted((self.folder / "run" / "logs").glob("*.log"))
-            )
-            raise RuntimeError(f"the stack did not come up:\n{done.stdout}\n{done.stderr}{logs}")
+            raise RuntimeError(f"the stack did not come up:\n{done.stdout}\n{done.stderr}{self._log_tails()}")
+
+    def _log_tails(self) -> str:
+        return "".join(
+            f"\n--- {log.name} (end) ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+            for log in sorted((self.folder / "run" / "logs").glob("*.log"))
+        )
 
     def stop(self) -> None:
         if self.env:
@@ -131,6 +133,13 @@ class FaultStack:
                 if not Path(f"/proc/{pid}").exists() or "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
                     break
                 time.sleep(0.05)
+
+    def restart(self, *services: str) -> str:
+        """make restart: every process of these services (all when none) replaced one at a time."""
+        done = self._run(["deploy/local/restart.sh", *services], timeout=900, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"make restart failed:\n{done.stdout}\n{done.stderr}{self._log_tails()}")
+        return done.stdout
 
     def server(self, action: str, which: str) -> None:
         """deploy/faults/servers.sh restart|stop-one|start-one rabbitmq|postgres, on this stack's own servers."""

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from shop_events import Bus, Router, correlation_id
 from shop_events.asyncapi import asyncapi_document
+from shop_events.outbox import OutboxRelay
 from shop_events.topology import bindings
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,6 +28,7 @@ from .db import create_pool, migrate
 from .logs import setup_logging
 from .operations import RequestLogMiddleware, operations_router, refresh_gauges, service_queues
 from .runtime import tune_gc
+from .serve import CloseWhenDraining
 
 log = logging.getLogger("shop_common.app")
 
@@ -62,13 +64,20 @@ class RequestIdMiddleware:
             correlation_id.reset(token)
 
 
-async def _shut_down(tasks: list[asyncio.Task[None]], bus: Bus, pool: asyncpg.Pool, grace: float = 10.0) -> None:
-    """Stop the relay, the consumers and the connections, each within a grace period: a stop must never hang
-    (whatever was not acked is redelivered, whatever was not marked sent is published again)."""
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks, timeout=grace)
+RunningRelay = tuple[OutboxRelay, asyncio.Task[None]]
+
+
+async def _shut_down(relay: RunningRelay | None, bus: Bus, pool: asyncpg.Pool, grace: float = 10.0) -> None:
+    """Stop the consumers (the batch in hand finished and acked), the relay (after the publish in hand) and
+    the connections, each within a grace period: a stop must never hang (past it, whatever was not acked is
+    redelivered, whatever was not marked sent is published again)."""
+    await bus.stop_consumers()
+    if relay is not None:
+        relayer, task = relay
+        relayer.stop()
+        if not (await asyncio.wait([task], timeout=grace))[0]:
+            task.cancel()
+            await asyncio.wait([task])
     try:
         await asyncio.wait_for(bus.close(), grace)
     except Exception:  # noqa: BLE001 - a broker that is away (or too slow to answer) must not block the stop
@@ -115,23 +124,24 @@ def create_service_app(
         app.state.checks_bans = checks_bans
         app.state.jwt_public_key = settings.jwt_public_key_path.read_text()
         app.state.pool = pool = await create_pool(settings.database_url, settings.db_pool_size)
-        await migrate(pool, migrations, [BANNED_USERS_SQL] if checks_bans else [])
+        await migrate(pool, migrations, {"banned_users": BANNED_USERS_SQL} if checks_bans else None)
         dependencies = await wiring(pool) if wiring is not None else {}
         for name, dependency in dependencies.items():
             setattr(app.state, name, dependency)
         routes = handlers.bind(dependencies)
         app.state.bus = bus = Bus(service, settings.bus_settings())
         await bus.connect()
-        tasks: list[asyncio.Task[None]] = []
+        relay: RunningRelay | None = None
         if settings.runs("consumers") and routes:
             await bus.start_consumers(pool, routes)
         if settings.runs("relay"):
-            tasks.append(asyncio.create_task(bus.relay(pool).run(), name=f"{service} outbox relay"))
+            relayer = bus.relay(pool)
+            relay = relayer, asyncio.create_task(relayer.run(), name=f"{service} outbox relay")
         log.info("started", extra={"roles": settings.roles, "handles": handlers.event_types})
         try:
             yield
         finally:
-            await _shut_down(tasks, bus, pool)
+            await _shut_down(relay, bus, pool)
 
     app = FastAPI(
         title=f"shop {service}",
@@ -143,6 +153,7 @@ def create_service_app(
     )
     app.add_middleware(RequestLogMiddleware, service=service)  # inside RequestIdMiddleware: sees the correlation id
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(CloseWhenDraining)  # outermost: every answer of a stopping process closes its connection
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import asyncpg
-from shop_events import DbConnection, install_schema
+from shop_events import SCHEMA, DbConnection
 
 # One lock for every migrating replica of any service (each service has its own database anyway).
 MIGRATION_LOCK = 0x5140_0001
@@ -15,15 +17,19 @@ async def create_pool(database_url: str, size: int = 10) -> asyncpg.Pool:
     return await asyncpg.create_pool(database_url, min_size=1, max_size=size)
 
 
-async def migrate(pool: asyncpg.Pool, directory: Path, extra: list[str] | None = None) -> list[str]:
-    """Apply the bus tables, any extra shared schema, then the service's migrations not applied yet."""
+async def migrate(pool: asyncpg.Pool, directory: Path, shared: Mapping[str, str] | None = None) -> list[str]:
+    """Apply the bus tables and any other shared schema (name: SQL) when their text changed, then the
+    service's migrations not applied yet."""
     applied_now: list[str] = []
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
         try:
-            await install_schema(conn)
-            for sql in extra or []:
-                await conn.execute(sql)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS shared_schema"
+                " (name text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            for name, sql in {"shop_events": SCHEMA.read_text(), **(shared or {})}.items():
+                await _apply_shared(conn, name, sql)
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations"
                 " (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -41,6 +47,22 @@ async def migrate(pool: asyncpg.Pool, directory: Path, extra: list[str] | None =
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
     return applied_now
+
+
+async def _apply_shared(conn: DbConnection, name: str, sql: str) -> None:
+    """Shared schema is written to be run again, but not at every start: even with nothing to create,
+    CREATE INDEX IF NOT EXISTS takes a SHARE lock on its table, which waits for (and deadlocked with) the
+    writes of a replica still running. So it runs only when its text is not the one last applied."""
+    checksum = hashlib.sha256(sql.encode()).hexdigest()
+    if await conn.fetchval("SELECT checksum FROM shared_schema WHERE name = $1", name) == checksum:
+        return
+    async with conn.transaction():
+        await conn.execute(sql)
+        await conn.execute(
+            "INSERT INTO shared_schema (name, checksum) VALUES ($1, $2)"
+            " ON CONFLICT (name) DO UPDATE SET checksum = $2, applied_at = now()",
+            name, checksum,
+        )
 
 
 def _has_statements(sql: str) -> bool:

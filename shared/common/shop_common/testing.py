@@ -77,7 +77,7 @@ async def migrated_pool(database_url: str) -> AsyncIterator[MigratedPool]:
     async def make(migrations: Path, *, checks_bans: bool, size: int = 4) -> asyncpg.Pool:
         pool = await create_pool(database_url, size)
         pools.append(pool)
-        await migrate(pool, migrations, [BANNED_USERS_SQL] if checks_bans else [])
+        await migrate(pool, migrations, {"banned_users": BANNED_USERS_SQL} if checks_bans else None)
         return pool
 
     yield make

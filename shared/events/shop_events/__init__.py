@@ -20,5 +20,5 @@ async def install_schema(conn: DbConnection) -> None:
 
 __all__ = [
     "Bus", "BusSettings", "add_events", "CATALOGUE", "Envelope", "Event", "EventData", "EventSpec", "Lane", "Money", "Route",
-    "Router", "add_event", "correlation_id", "DbConnection", "handling_event", "install_schema",
+    "Router", "add_event", "correlation_id", "DbConnection", "handling_event", "install_schema", "SCHEMA",
 ]

@@ -65,10 +65,14 @@ class Bus:
         assert self.publisher is not None, "Bus.connect() first"
         return OutboxRelay(pool, self.publisher, self.service, self.settings)
 
-    async def close(self) -> None:
+    async def stop_consumers(self) -> None:
+        """Each consumer cancelled at the broker, the batch in hand finished; then inbox pruning stopped."""
+        await asyncio.gather(*(consumer.stop() for consumer in self.consumers))
         if self._pruning is not None:
             self._pruning.cancel()
             await asyncio.wait([self._pruning])
-        await asyncio.gather(*(consumer.stop() for consumer in self.consumers))
+
+    async def close(self) -> None:
+        await self.stop_consumers()
         if self.connection is not None:
             await self.connection.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
@@ -52,6 +53,7 @@ CONTENTION = (
 # - A handler's own error counts an attempt for its event (wait queue, then parking queue).
 
 
+STOP_GRACE_SECONDS = 8.0  # for the batch in hand at a stop (the process's own grace is 10 s)
 SETTLE_RETRY_SECONDS = (0.5, 1.0, 2.0)  # pauses before a failed republish is tried again, then requeued
 
 
@@ -149,6 +151,9 @@ class LaneConsumer:
         self._arrived = asyncio.Event()
         self._subscription = Subscription(queue, self._on_delivery)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._idle = asyncio.Event()  # set while no batch is being handled
+        self._idle.set()
 
     @property
     def queue_name(self) -> str:
@@ -158,12 +163,21 @@ class LaneConsumer:
         await self._subscription.start()
         self._task = asyncio.create_task(self._run(), name=f"consumer {self.queue_name}")
 
-    async def stop(self) -> None:
-        """Stop taking batches; one being handled is rolled back (its deliveries come again)."""
-        self._subscription.stop()
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """basic.cancel, so that nothing more arrives; the batch in hand is finished and settled (past `grace`
+        it is cancelled and rolled back, and its deliveries come again); deliveries not yet taken go back."""
+        if self._stopping:
+            return
+        self._stopping = True
+        await self._subscription.cancel()
         if self._task:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace)
             self._task.cancel()
             await asyncio.wait([self._task])
+        untaken = list(self._deliveries)
+        self._deliveries.clear()
+        await _give_back(untaken)
 
     async def _on_delivery(self, delivery: DeliveredMessage) -> None:
         # async, though it never waits: aiormq runs it as it is instead of wrapping it in a coroutine
@@ -180,7 +194,10 @@ class LaneConsumer:
                 # More is on its way (a backlog): a moment's wait fills the batch, and one commit then
                 # carries many events. A lone event (nothing else queued) is handled at once.
                 await asyncio.sleep(self._settings.batch_linger_ms / 1000)
+            if self._stopping:
+                return
             batch = [deliveries.popleft() for _ in range(min(size, len(deliveries)))]
+            self._idle.clear()
             try:
                 await self.handle_batch(batch)
             except asyncio.CancelledError:
@@ -191,6 +208,8 @@ class LaneConsumer:
                 # way no later multiple-ack may cover this batch: what is still outstanding goes back.
                 log.exception("batch not settled; given back to the broker", extra={"queue": self.queue_name})
                 await _give_back(batch)
+            finally:
+                self._idle.set()
 
     async def handle_batch(self, batch: list[DeliveredMessage]) -> None:
         """Settle every delivery of the batch: committed and acked, sent to a wait queue, parked, or (when

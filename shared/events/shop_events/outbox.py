@@ -99,6 +99,13 @@ class OutboxRelay:
         self._settings = settings
         self._wake = asyncio.Event()
         self._last_cleanup = 0.0
+        self._stopping = False
+
+    def stop(self) -> None:
+        """run() returns once the publish in hand is confirmed and marked sent (what is left waits in the
+        outbox for the next relay)."""
+        self._stopping = True
+        self._wake.set()
 
     async def relay_once(self) -> int:
         """Publish one batch of unsent rows; returns how many were sent."""
@@ -119,7 +126,7 @@ class OutboxRelay:
         """Relay forever: wake on NOTIFY at commit, poll as a fallback, back off while the broker is away."""
         listener = asyncio.create_task(self._listen())
         try:
-            while True:
+            while not self._stopping:
                 # Cleared before reading, so a commit that lands while we publish still wakes us.
                 self._wake.clear()
                 try:

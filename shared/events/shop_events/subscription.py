@@ -12,6 +12,7 @@ channel reopens (after a broker restart or a channel error), and after the broke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import uuid
@@ -40,6 +41,13 @@ class Subscription:
     async def start(self) -> None:
         self._channel.reopen_callbacks.add(self._on_reopen)
         await self._consume()
+
+    async def cancel(self) -> None:
+        """basic.cancel: the broker sends no more; what it sent stays ours to settle. Then stop()."""
+        self.stop()
+        with contextlib.suppress(Exception):  # a channel already gone has no consumer left to cancel
+            channel = await self._channel.get_underlay_channel()
+            await channel.basic_cancel(self._tag)
 
     def stop(self) -> None:
         """Consume no more on reopened channels (the connection is closing, taking the consumer with it)."""

@@ -253,3 +253,28 @@ async def test_a_batch_handler_takes_runs_of_one_type_and_a_failing_event_is_fou
     assert [json.loads(m.body)["data"]["order_id"] for m in parked_now] == [13]
     by_order = {b["data"]["order_id"]: b["correlation_id"] for b in cancelled}
     assert by_order == {i: sent[i].correlation_id for i in range(200) if i != 13}
+
+
+async def test_a_stop_finishes_the_batch_in_hand_and_acks_it_and_gives_back_the_rest(record_effect, amqp_url, bus_service):
+    """A process asked to stop: basic.cancel, the batch being handled commits and is acked (it is not rolled
+    back to be handled again by the next process: a mail in it would go twice), what was not taken goes back."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(event, conn):
+        started.set()
+        await release.wait()
+        await record_effect(event, conn)
+
+    async with bus_service({"StockReserved": slow}, batch_size=1, prefetch=10) as svc:
+        await publish_events(amqp_url, *[StockReserved(order_id=i) for i in range(5)])
+        await asyncio.wait_for(started.wait(), 10)
+        (consumer,) = svc.bus.consumers
+        stopping = asyncio.create_task(consumer.stop())
+        await asyncio.sleep(0.3)  # the stop has begun and must wait for the handler, not cancel it
+        assert not stopping.done()
+        release.set()
+        await asyncio.wait_for(stopping, 10)
+        assert [r["order_id"] for r in await svc.effects()] == [0]
+        # Acked: the other four are back on the queue, the finished one is not among them.
+        waiting = await ready_messages(amqp_url, "testsvc.background")
+        assert waiting == {"testsvc.background": 4}
