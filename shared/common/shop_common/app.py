@@ -27,6 +27,7 @@ from .db import create_pool, migrate
 from .logs import setup_logging
 from .operations import RequestLogMiddleware, operations_router, refresh_gauges, service_queues
 from .runtime import tune_gc
+from .tracing import flush, instrument_app, setup_tracing
 
 log = logging.getLogger("shop_common.app")
 
@@ -106,6 +107,7 @@ def create_service_app(
     queues = service_queues(service, lanes, retries)
     # JSON from the first line uvicorn writes after building the app (again in the lifespan, for tests).
     setup_logging(service, settings.log_level)
+    setup_tracing(service)  # on only when OTEL_TRACES_EXPORTER names an exporter (shop_common.tracing)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -132,6 +134,7 @@ def create_service_app(
             yield
         finally:
             await _shut_down(tasks, bus, pool)
+            flush()
 
     app = FastAPI(
         title=f"shop {service}",
@@ -143,6 +146,7 @@ def create_service_app(
     )
     app.add_middleware(RequestLogMiddleware, service=service)  # inside RequestIdMiddleware: sees the correlation id
     app.add_middleware(RequestIdMiddleware)
+    instrument_app(app)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -25,6 +25,7 @@ class OutgoingEvent:
     producer: str
     occurred_at: datetime
     body: bytes
+    headers: dict[str, str] | None = None  # the trace context of the relay's publish span, when traced
 
     @classmethod
     def of(cls, envelope: Envelope, routing_key: str) -> OutgoingEvent:
@@ -48,6 +49,7 @@ class OutgoingEvent:
             correlation_id=self.correlation_id,
             app_id=self.producer,
             timestamp=self.occurred_at,
+            headers=dict(self.headers) if self.headers else None,
         )
 
 
