@@ -9,6 +9,7 @@ import asyncio
 import json
 import uuid
 
+from ops_browser import browser_page, sign_in
 from otlp_receiver import Receiver, Span
 from shop import Shop, eventually, unique_email
 
@@ -121,3 +122,31 @@ async def test_a_registration_is_one_trace_from_auth_to_notifications_and_analyt
     # The correlation id stays, and the trace id joins it in every line the request wrote.
     lines = [json.loads(line) for line in stack.log("auth").splitlines() if request_id in line]
     assert lines and all(line.get("trace_id") == trace_id for line in lines if line.get("correlation_id") == request_id)
+
+
+async def test_the_operations_page_shows_a_requests_trace_and_links_it_to_the_viewer(shop: Shop, stack) -> None:  # noqa: ANN001
+    from playwright.async_api import expect
+
+    who = await shop.customer()
+    product = await shop.product(stock=50)
+    request_id = f"trace-ops-{uuid.uuid4().hex[:8]}"
+    placed = await shop.place(who, (product["id"], 1), headers={"X-Request-ID": request_id})
+    assert placed.status_code == 201, placed.text
+    await shop.status_becomes(who, placed.json()["id"], "confirmed")
+    trace_id = await eventually(lambda: asyncio.to_thread(trace_id_logged, stack, "orders", request_id))
+    viewer = stack.env["OPS_TRACE_VIEWER_URL"]  # conftest.py's: the page links there, wherever that is
+
+    async with browser_page(stack) as page:
+        await page.goto(f"{stack.gateway}/ops/")
+        await sign_in(page, stack.admin_email, stack.admin_password)
+        await page.fill("#trace-query", request_id)
+        await page.click("#trace-form button[type=submit]")
+        await expect(page.locator("#trace-summary")).to_contain_text("OrderCreated → StockReserved")
+        # Both events of the request are in its one trace, each linked to the viewer configured for the stack.
+        link = page.locator("#trace-ids a.trace-id")
+        await expect(link).to_have_count(1)
+        await expect(link).to_have_text(trace_id)
+        await expect(link).to_have_attribute("href", f"{viewer}/{trace_id}")
+        for event_type in ("OrderCreated", "StockReserved"):
+            item = page.locator(f"#chain li[data-event-type='{event_type}'] a.trace-id")
+            await expect(item).to_have_attribute("href", f"{viewer}/{trace_id}")

@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from shop_events import Bus, Router, correlation_id
 from shop_events.asyncapi import asyncapi_document
 from shop_events.topology import bindings
+from shop_events.tracing import trace_id_of
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import BANNED_USERS_SQL, Admin, _bearer, current_user, require_admin
@@ -189,7 +190,8 @@ def create_service_app(
     @ops.get("/events", summary="What this service published and handled for one correlation id (admin)")
     async def events(correlation_id: str, _: Admin, pool: DbPool) -> dict[str, Any]:
         published = await pool.fetch(
-            "SELECT event_id, event_type, created_at AS at, sent_at FROM outbox WHERE correlation_id = $1 ORDER BY id",
+            "SELECT event_id, event_type, created_at AS at, sent_at, traceparent FROM outbox"
+            " WHERE correlation_id = $1 ORDER BY id",
             correlation_id,
         )
         handled = await pool.fetch(
@@ -199,8 +201,13 @@ def create_service_app(
         )
         return {
             "service": service,
-            "published": [dict(r) for r in published],
+            # trace_id: of the trace the event was written in, while tracing is on (else null)
+            "published": [
+                {k: v for k, v in r.items() if k != "traceparent"} | {"trace_id": trace_id_of(r["traceparent"])}
+                for r in published
+            ],
             "handled": [dict(r) for r in handled],
+            "trace_viewer": settings.ops_trace_viewer_url.rstrip("/") or None,
         }
 
     app.include_router(ops)
