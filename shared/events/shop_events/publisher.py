@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import aio_pika
@@ -25,7 +25,8 @@ class OutgoingEvent:
     producer: str
     occurred_at: datetime
     body: bytes
-    headers: dict[str, str] | None = None  # the trace context of the relay's publish span, when traced
+    # The trace context of the relay's publish span, when traced (left out of the hash: a dict has none).
+    headers: dict[str, str] | None = field(default=None, hash=False)
 
     @classmethod
     def of(cls, envelope: Envelope, routing_key: str) -> OutgoingEvent:
