@@ -119,6 +119,8 @@ async def test_a_registration_is_one_trace_from_auth_to_notifications_and_analyt
     spans = receiver.of_trace(trace_id)
     assert {s.service for s in spans} == {"auth", "notifications", "analytics"}
     assert_one_tree(spans, route)
+    # SQL outside any request or event (each relay polls every second) makes no trace of its own.
+    assert not [s for s in receiver.spans if s.kind == "CLIENT" and not s.parent_id]
     # The correlation id stays, and the trace id joins it in every line the request wrote.
     lines = [json.loads(line) for line in stack.log("auth").splitlines() if request_id in line]
     assert lines and all(line.get("trace_id") == trace_id for line in lines if line.get("correlation_id") == request_id)
