@@ -7,6 +7,7 @@ rounds, so the ratio holds when the machine's speed drifts.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import statistics
 import time
 import uuid
@@ -15,6 +16,9 @@ from pathlib import Path
 
 import aio_pika
 import asyncpg
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from shop_common import tracing
 from shop_common.db import migrate
 from shop_events import Bus, BusSettings, Route
 from shop_events.catalogue import OrderCreated, StockReserved
@@ -51,6 +55,19 @@ def order_created_events(n: int, products: int) -> list[OutgoingEvent]:
         )
         events.append(OutgoingEvent.of(build_envelope(data, f"bench-{i}"), "order.created"))
     return events
+
+
+def traced(events: list[OutgoingEvent]) -> list[OutgoingEvent]:
+    """Each event as a traced request of its own wrote it (tracing on, shop_common.tracing.start_tracing): its
+    trace context in the outbox row and, as the relay sends it, in the message's headers."""
+    tracer, propagator = trace.get_tracer("bench"), TraceContextTextMapPropagator()
+    out = []
+    for event in events:
+        carrier: dict[str, str] = {}
+        propagator.inject(carrier, trace.set_span_in_context(tracer.start_span("bench request")))
+        assert "traceparent" in carrier, "tracing is not on"
+        out.append(dataclasses.replace(event, headers=carrier))
+    return out
 
 
 async def sink_queue(channel: aio_pika.abc.AbstractChannel, name: str, key: str) -> aio_pika.abc.AbstractQueue:
@@ -91,8 +108,11 @@ async def relay_publish(settings: BusSettings, pool: asyncpg.Pool, events: list[
         await conn.execute("TRUNCATE outbox")
         await conn.copy_records_to_table(
             "outbox",
-            columns=["event_id", "event_type", "routing_key", "correlation_id", "body"],
-            records=[(e.event_id, e.event_type, e.routing_key, e.correlation_id, e.body.decode()) for e in events],
+            columns=["event_id", "event_type", "routing_key", "correlation_id", "body", "traceparent"],
+            records=[
+                (e.event_id, e.event_type, e.routing_key, e.correlation_id, e.body.decode(), (e.headers or {}).get("traceparent"))
+                for e in events
+            ],
         )
     connection = await aio_pika.connect_robust(settings.amqp_url)
     publisher = Publisher(connection, settings.publish_timeout_seconds)
@@ -107,23 +127,25 @@ async def relay_publish(settings: BusSettings, pool: asyncpg.Pool, events: list[
 
 
 async def relay_figure(
-    settings: BusSettings, database_url: str, n: int, rounds: int, progress: Callable[[str], None]
+    settings: BusSettings, database_url: str, n: int, rounds: int, progress: Callable[[str], None], *, trace_on: bool = False
 ) -> dict:
-    """The relay as a service runs it (`settings` from that service's config) against raw publishing."""
+    """The relay as a service runs it (`settings` from that service's config) against raw publishing; with
+    `trace_on`, rows written by traced requests and published in spans (tracing on in this process)."""
     amqp_url = settings.amqp_url
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
     await migrate(pool, Path("/nonexistent"))
     connection = await aio_pika.connect(amqp_url)
     channel = await connection.channel()
     queue = await sink_queue(channel, "bench.sink", "stock.reserved")
-    events = stock_reserved_events(n)
+    events = traced(stock_reserved_events(n)) if trace_on else stock_reserved_events(n)
     raw, ours = [], []
     for r in range(rounds):
+        tracing.flush()  # the spans of the round before are exported now, not while the baseline runs
         raw.append(await raw_publish(amqp_url, events))
         await queue.purge()
         ours.append(await relay_publish(settings, pool, events))
         await queue.purge()
-        progress(f"relay round {r + 1}/{rounds}: raw {raw[-1]:.0f}/s, relay {ours[-1]:.0f}/s")
+        progress(f"relay round {r + 1}/{rounds}{' (traced)' if trace_on else ''}: raw {raw[-1]:.0f}/s, relay {ours[-1]:.0f}/s")
     await connection.close()
     await pool.close()
     return median_round(ours, raw)
@@ -205,10 +227,14 @@ async def consumer_figure(
     n: int,
     rounds: int,
     progress: Callable[[str], None],
+    trace_on: bool = False,
 ) -> dict:
+    """With `trace_on`, each message carries a trace context of its own and is handled in its span."""
     pool = await asyncpg.create_pool(database_url, min_size=2, max_size=4)
     await migrate(pool, migrations)
     events = order_created_events(n, products=50)
+    if trace_on:
+        events = traced(events)
     work_queue = f"{service}.background"
     raw, ours, per_transaction = [], [], []
     # declare the service's topology once (consumers start, nothing queued yet), then stop
@@ -219,13 +245,15 @@ async def consumer_figure(
     await bus.close()
     for r in range(rounds):
         await fill(amqp_url, "bench.raw", events)
+        tracing.flush()
         raw.append(await raw_consume(amqp_url, "bench.raw", n, settings.prefetch))
         await prepare(pool)
         await fill(amqp_url, work_queue, events)
         ours.append(await bus_consume(settings, pool, service, routes, events))
         per_transaction.append(n / await transactions(pool))
         progress(
-            f"{service} consumer round {r + 1}/{rounds}: raw {raw[-1]:.0f}/s, ours {ours[-1]:.0f}/s"
+            f"{service} consumer round {r + 1}/{rounds}{' (traced)' if trace_on else ''}:"
+            f" raw {raw[-1]:.0f}/s, ours {ours[-1]:.0f}/s"
             f" ({per_transaction[-1]:.0f} events a transaction)"
         )
     await pool.close()

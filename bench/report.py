@@ -60,7 +60,7 @@ def write(figures: list[Figure], folder: Path, extra: dict[str, Any] | None = No
 
 
 def plot(figures: list[Figure], path: Path) -> None:
-    """Left: each ratio against its goal (green met, red not). Right: the figures that have no baseline."""
+    """Left: each ratio against its goal (green met, red not, grey no goal). Right: the figures that have no baseline."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,7 +72,7 @@ def plot(figures: list[Figure], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, height), gridspec_kw={"width_ratios": [3, 2]})
     names = [f.name for f in ratios]
     values = [f.ratio for f in ratios]
-    left.barh(names, values, color=["tab:green" if f.met else "tab:red" for f in ratios])
+    left.barh(names, values, color=[{True: "tab:green", False: "tab:red", None: "tab:grey"}[f.met] for f in ratios])
     for y, f in enumerate(ratios):
         left.text(f.ratio, y, f" {f.ratio:.2f}x (goal {f.goal})", va="center", fontsize=9)
     left.axvline(1.0, color="grey", linestyle="--", linewidth=1)

@@ -9,6 +9,7 @@ its gateway: fixed-rate latency, order → confirmed, the slow mail relay, and a
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 import typer
-from shop_common import throwaway
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+from shop_common import throwaway, tracing
 from shop_common.runtime import tune_gc
 
 from . import bus
@@ -85,16 +87,22 @@ async def bus_figures(events: int, rounds: int) -> list[Figure]:
 
         progress(f"consumers vs raw consume from a quorum queue, {events} OrderCreated x {rounds} rounds each")
         consumers = {}
-        for service, config, module, handlers, prepare in [
-            ("analytics", analytics.config, analytics.main, analytics.handlers.router, reset_analytics),
-            ("products", products.config, products.main, products.handlers.router, reset_products),
-        ]:
-            consumers[service] = await bus.consumer_figure(
+        services = {
+            "analytics": (analytics.config, analytics.main, analytics.handlers.router, reset_analytics),
+            "products": (products.config, products.main, products.handlers.router, reset_products),
+        }
+
+        async def consumer(service: str, trace_on: bool = False) -> dict:
+            config, module, handlers, prepare = services[service]
+            return await bus.consumer_figure(
                 config.Settings(amqp_url=amqp_url).bus_settings(), await database(), service=service,
                 routes={"OrderCreated": handlers.bind({})["OrderCreated"]},
                 migrations=Path(module.__file__).with_name("migrations"), prepare=prepare,
-                n=events, rounds=rounds, progress=progress,
+                n=events, rounds=rounds, progress=progress, trace_on=trace_on,
             )
+
+        for service in services:
+            consumers[service] = await consumer(service)
             consumers[service]["ratio"] = round(consumers[service]["value"] / consumers[service]["baseline"], 3)
         # The goal holds for both handlers, so the figure is the lower of the two; both are in its details.
         slower = min(consumers, key=lambda s: consumers[s]["ratio"])
@@ -102,11 +110,33 @@ async def bus_figures(events: int, rounds: int) -> list[Figure]:
             "consumer_vs_raw_consume", consumers[slower], 1.0, f"the lower of the two: {slower}",
             **{service: measured for service, measured in consumers.items()},
         ))
+
+        # The same two again with tracing on (every message its own trace, every span exported, serialized to
+        # /dev/null by the console exporter behind the SDK's batch processor); the figures above ran with it off.
+        progress(f"relay and {slower} consumer again with tracing on, {events} events x {rounds} rounds")
+        tracing.start_tracing("bench", [ConsoleSpanExporter(out=open(os.devnull, "w"))])  # noqa: SIM115 - for the run
+        try:
+            relay_on = await bus.relay_figure(relay_settings, await database(), events, rounds, progress, trace_on=True)
+            consumer_on = await consumer(slower, trace_on=True)
+        finally:
+            tracing.stop_tracing()
+        figures.append(beside_untraced("relay_traced_vs_raw_publish", relay_on, relay, "a publish span per row"))
+        figures.append(beside_untraced(
+            "consumer_traced_vs_raw_consume", consumer_on, consumers[slower], f"{slower}: a span per event and its SQL"
+        ))
     finally:
         throwaway.delete_vhost(vhost)
         for name in made:
             await throwaway.drop_database(name)
     return figures
+
+
+def beside_untraced(name: str, measured: dict, untraced: dict, note: str) -> Figure:
+    """A figure measured with tracing on: no goal of its own, shown beside the same figure with tracing off."""
+    off = untraced["value"] / untraced["baseline"]
+    details = {k: v for k, v in measured.items() if k not in ("value", "baseline", "unit")} | {"ratio_tracing_off": round(off, 3)}
+    value, unit, baseline = measured["value"], measured["unit"], measured["baseline"]
+    return Figure(name, value, unit, baseline, value / baseline, "-", None, f"tracing on: {note}; off {off:.2f}x", details)
 
 
 # ---- the HTTP figures ----
@@ -202,7 +232,7 @@ async def http_figures(
         failed = True
         progress(f"HTTP figures stopped: {type(exc).__name__}: {exc}; the stack's logs stay in {stack.folder}")
         done = {f.name for f in figures}
-        for name in ORDER[2:]:
+        for name in HTTP_FIGURES:
             if name not in done:
                 figures.append(Figure(name, None, "", None, None, "-", False, f"not measured: {type(exc).__name__}"))
     finally:
@@ -211,9 +241,13 @@ async def http_figures(
     return figures
 
 
+HTTP_FIGURES = [
+    "order_post_p99_vs_product_get_p99", "order_post_p50_slow_smtp_vs_fast", "order_to_confirmed_p50_ms",
+    "order_to_confirmed_p99_ms", "drain_orders_final",
+]
 ORDER = [
-    "relay_vs_raw_publish", "consumer_vs_raw_consume", "order_post_p99_vs_product_get_p99",
-    "order_post_p50_slow_smtp_vs_fast", "order_to_confirmed_p50_ms", "order_to_confirmed_p99_ms", "drain_orders_final",
+    "relay_vs_raw_publish", "consumer_vs_raw_consume", "relay_traced_vs_raw_publish", "consumer_traced_vs_raw_consume",
+    *HTTP_FIGURES,
 ]
 
 

@@ -135,24 +135,41 @@ async function correlationIdsOf(query) {
 async function chainOf(correlationIds) {
   const events = new Map();
   const problems = [];
+  let viewer = null;  // where a trace id links to (OPS_TRACE_VIEWER_URL), when one is configured
   for (const correlationId of correlationIds) {
     const answer = await askEach((s) => `/api/${s}/events?correlation_id=${encodeURIComponent(correlationId)}`);
     problems.push(...answer.problems);
-    for (const { service, published, handled } of answer.results) {
+    for (const { service, published, handled, trace_viewer: traceViewer } of answer.results) {
+      viewer = viewer || traceViewer;
       for (const e of [...published, ...handled]) {
         if (!events.has(e.event_id)) {
           events.set(e.event_id, { id: e.event_id, type: e.event_type, correlationId, handled: [] });
         }
       }
-      for (const e of published) Object.assign(events.get(e.event_id), { by: service, at: e.at, sent: e.sent_at });
+      for (const e of published) {
+        Object.assign(events.get(e.event_id), { by: service, at: e.at, sent: e.sent_at, traceId: e.trace_id });
+      }
       for (const e of handled) events.get(e.event_id).handled.push({ service, at: e.at });
     }
   }
   const when = (e) => e.at || e.handled.map((h) => h.at).sort()[0];
-  return { chain: [...events.values()].sort((a, b) => new Date(when(a)) - new Date(when(b))), problems };
+  return { chain: [...events.values()].sort((a, b) => new Date(when(a)) - new Date(when(b))), problems, viewer };
 }
 
-function showChain(chain) {
+// A trace id, linked to the trace viewer when one is configured (its address comes from the services' settings).
+function traceLink(traceId, viewer) {
+  const element = document.createElement(viewer ? "a" : "span");
+  element.className = "trace-id";
+  element.textContent = traceId;
+  if (viewer) {
+    element.href = `${viewer}/${encodeURIComponent(traceId)}`;
+    element.target = "_blank";
+    element.rel = "noopener";
+  }
+  return element;
+}
+
+function showChain(chain, viewer) {
   const list = $("#chain");
   list.replaceChildren();
   for (const event of chain) {
@@ -174,6 +191,7 @@ function showChain(chain) {
     const correlation = document.createElement("div");
     correlation.className = "correlation";
     correlation.textContent = `correlation id ${event.correlationId} · event id ${event.id}`;
+    if (event.traceId) correlation.append(" · trace ", traceLink(event.traceId, viewer));
     item.append(name, details, correlation);
     list.append(item);
   }
@@ -184,12 +202,16 @@ async function trace(query) {
   $("#chain").replaceChildren();
   try {
     const { ids, problems, order } = await correlationIdsOf(query);
-    const { chain, problems: more } = await chainOf(ids);
-    showChain(chain);
+    const { chain, problems: more, viewer } = await chainOf(ids);
+    showChain(chain, viewer);
     const what = order ? `order ${order} (correlation ids: ${ids.join(", ") || "none"})` : `correlation id ${ids[0]}`;
     $("#trace-summary").textContent = chain.length
       ? `${chain.length} event(s) for ${what}: ${chain.map((e) => e.type).join(" → ")}`
       : `no events for ${what}`;
+    const traces = [...new Set(chain.map((e) => e.traceId).filter(Boolean))];
+    const list = $("#trace-ids");
+    list.replaceChildren(...(traces.length ? ["trace(s): "] : []));
+    traces.forEach((traceId, i) => list.append(...(i ? [", "] : []), traceLink(traceId, viewer)));
     $("#warnings").textContent = [...new Set([...problems, ...more])].join("; ");
   } catch (error) {
     fail(error);

@@ -19,6 +19,7 @@ from email.utils import format_datetime
 import aiosmtplib
 import asyncpg
 import tenacity
+from opentelemetry import trace
 from shop_events import Event, EventData
 from shop_events.envelope import now_utc
 
@@ -27,6 +28,7 @@ from .config import Settings
 from .domain import Notice, message_id
 
 log = logging.getLogger("notifications.mail")
+tracer = trace.get_tracer("notifications.mail")  # a no-op unless tracing is on (shop_common.tracing)
 
 
 class SmtpRelay:
@@ -51,10 +53,14 @@ class SmtpRelay:
 
     async def send(self, mail: EmailMessage, recipient: str) -> None:
         # Connection refused, a timeout, or any 4xx/5xx reply raises (aiosmtplib.SMTPException or OSError).
-        await aiosmtplib.send(
-            mail, sender=self.sender, recipients=[recipient],
-            hostname=self.host, port=self.port, timeout=self.timeout,
-        )
+        attributes: dict[str, str | int] = {
+            "server.address": self.host, "server.port": self.port, "shop.mail.message_id": str(mail["Message-ID"]),
+        }
+        with tracer.start_as_current_span("smtp send", kind=trace.SpanKind.CLIENT, attributes=attributes):
+            await aiosmtplib.send(
+                mail, sender=self.sender, recipients=[recipient],
+                hostname=self.host, port=self.port, timeout=self.timeout,
+            )
 
 
 class PostRoom:

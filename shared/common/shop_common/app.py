@@ -20,6 +20,7 @@ from shop_events import Bus, Router, correlation_id
 from shop_events.asyncapi import asyncapi_document
 from shop_events.outbox import OutboxRelay
 from shop_events.topology import bindings
+from shop_events.tracing import trace_id_of
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import BANNED_USERS_SQL, Admin, _bearer, current_user, require_admin
@@ -29,6 +30,7 @@ from .logs import setup_logging
 from .operations import RequestLogMiddleware, operations_router, refresh_gauges, service_queues
 from .runtime import tune_gc
 from .serve import CloseWhenDraining
+from .tracing import flush, instrument_app, setup_tracing
 
 log = logging.getLogger("shop_common.app")
 
@@ -115,6 +117,7 @@ def create_service_app(
     queues = service_queues(service, lanes, retries)
     # JSON from the first line uvicorn writes after building the app (again in the lifespan, for tests).
     setup_logging(service, settings.log_level)
+    setup_tracing(service)  # on only when OTEL_TRACES_EXPORTER names an exporter (shop_common.tracing)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -142,6 +145,7 @@ def create_service_app(
             yield
         finally:
             await _shut_down(relay, bus, pool)
+            flush()
 
     app = FastAPI(
         title=f"shop {service}",
@@ -154,6 +158,7 @@ def create_service_app(
     app.add_middleware(RequestLogMiddleware, service=service)  # inside RequestIdMiddleware: sees the correlation id
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(CloseWhenDraining)  # outermost: every answer of a stopping process closes its connection
+    instrument_app(app)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -196,7 +201,8 @@ def create_service_app(
     @ops.get("/events", summary="What this service published and handled for one correlation id (admin)")
     async def events(correlation_id: str, _: Admin, pool: DbPool) -> dict[str, Any]:
         published = await pool.fetch(
-            "SELECT event_id, event_type, created_at AS at, sent_at FROM outbox WHERE correlation_id = $1 ORDER BY id",
+            "SELECT event_id, event_type, created_at AS at, sent_at, traceparent FROM outbox"
+            " WHERE correlation_id = $1 ORDER BY id",
             correlation_id,
         )
         handled = await pool.fetch(
@@ -206,8 +212,13 @@ def create_service_app(
         )
         return {
             "service": service,
-            "published": [dict(r) for r in published],
+            # trace_id: of the trace the event was written in, while tracing is on (else null)
+            "published": [
+                {k: v for k, v in r.items() if k != "traceparent"} | {"trace_id": trace_id_of(r["traceparent"])}
+                for r in published
+            ],
             "handled": [dict(r) for r in handled],
+            "trace_viewer": settings.ops_trace_viewer_url.rstrip("/") or None,
         }
 
     app.include_router(ops)

@@ -24,6 +24,9 @@ class ServiceSettings(BaseSettings):
     # Which parts this process runs, so that on Kubernetes each scales on its own.
     roles: str = "api,consumers,relay"
     log_level: str = "INFO"
+    # A trace viewer's address for one trace, without the id (Jaeger: http://host:16686/trace); the operations
+    # page links each trace id to <it>/<trace id>. Tracing itself is set by OTEL_* alone (shop_common/tracing.py).
+    ops_trace_viewer_url: str = ""
     db_pool_size: int = 10
 
     event_max_attempts: int = _BUS.max_attempts

@@ -1,4 +1,4 @@
-"""JSON log lines with the service, and the event and correlation ids of what is being handled."""
+"""JSON log lines with the service, the event and correlation ids of what is being handled, and its trace id."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from opentelemetry import trace
 from shop_events import correlation_id, handling_event
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
@@ -26,6 +27,9 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "correlation_id": correlation_id.get(),
         }
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:  # only while tracing is on (shop_common.tracing)
+            line["trace_id"] = format(span.trace_id, "032x")
         line.update(handling_event.get() or {})
         line.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:

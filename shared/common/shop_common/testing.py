@@ -22,10 +22,11 @@ from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from shop_events import Router
 from shop_events.testkit import HandlerKit
 
-from . import throwaway
+from . import throwaway, tracing
 from .auth import BANNED_USERS_SQL
 from .db import create_pool, migrate
 
@@ -116,6 +117,26 @@ def make_token(jwt_keys: tuple[Path, Path]) -> Callable[..., str]:
         return jwt.encode(claims, private_pem, algorithm="EdDSA")
 
     return make
+
+
+_SPANS = InMemorySpanExporter()  # a process has one tracer provider: the exporter outlives each test
+
+
+@pytest.fixture
+def traced() -> Iterator[Callable[[], list[object]]]:
+    """Tracing on for the test (shop_common.tracing, exporting in memory), off again after it: call the fixture's
+    value for the spans finished so far."""
+    tracing.start_tracing("test", [_SPANS])
+    _SPANS.clear()
+
+    def spans() -> list[object]:
+        tracing.flush()
+        return list(_SPANS.get_finished_spans())
+
+    try:
+        yield spans
+    finally:
+        tracing.stop_tracing()
 
 
 def bearer(token: str) -> dict[str, str]:

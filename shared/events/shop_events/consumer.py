@@ -18,7 +18,7 @@ from aio_pika.abc import AbstractRobustQueue
 from aiormq.abc import DeliveredMessage
 from pydantic import ValidationError
 
-from . import metrics
+from . import metrics, tracing
 from .catalogue import ANY_ENVELOPE, CATALOGUE
 from .db_types import DbConnection
 from .envelope import Envelope, Event, EventData, correlation_id, handling_event
@@ -352,7 +352,20 @@ class LaneConsumer:
                 else:
                     metrics.EVENTS_DUPLICATE.labels(self._service, event.event_type).inc()
             for run in self._runs(todo, alone):
-                await self._run_handler(run, conn)
+                if tracing.ON:
+                    await self._run_traced(run, conn, items)
+                else:
+                    await self._run_handler(run, conn)
+
+    async def _run_traced(
+        self, run: list[tuple[int, Event[EventData]]], conn: DbConnection, items: list[tuple[DeliveredMessage, Event[EventData]]]
+    ) -> None:
+        """The handler inside its span(s), continuing the trace each message's headers carry."""
+        deliveries = [
+            (items[i][0].header.properties.headers, str(e.event_id), e.event_type, e.correlation_id) for i, e in run
+        ]
+        with tracing.handling(self.queue_name, deliveries):
+            await self._run_handler(run, conn)
 
     def _runs(self, todo: list[tuple[int, Event[EventData]]], alone: set[uuid.UUID]) -> list[list[tuple[int, Event[EventData]]]]:
         """Consecutive events of one type with a batch handler go together; order is kept across types."""

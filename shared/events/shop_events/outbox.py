@@ -11,7 +11,7 @@ from datetime import datetime
 import asyncpg
 from pydantic_core import to_json
 
-from . import metrics
+from . import metrics, tracing
 from .catalogue import spec_of
 from .db_types import DbConnection
 from .envelope import EventData, correlation_id, new_correlation_id, now_utc
@@ -72,17 +72,32 @@ async def add_events(conn: DbConnection, events: list[tuple[EventData, str | Non
         raise RuntimeError("events must be written inside the transaction of the state change they report")
     occurred_at = now_utc()  # the events of one statement report one state change
     rows = [new_event(data, correlation, occurred_at) for data, correlation in events]
-    await conn.execute(
-        "INSERT INTO outbox (event_id, event_type, routing_key, correlation_id, body, created_at)"
-        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])",
+    columns = [
         [e.event_id for e in rows],
         [e.event_type for e in rows],
         [e.routing_key for e in rows],
         [e.correlation_id for e in rows],
         [e.body.decode() for e in rows],
         [e.occurred_at for e in rows],
-    )
+    ]
+    if not tracing.ON:
+        await conn.execute(_INSERT, *columns)
+        return rows
+    contexts = [tracing.outbox_context(e.correlation_id) for e in rows]
+    await conn.execute(_INSERT_TRACED, *columns, [c[0] for c in contexts], [c[1] for c in contexts])
     return rows
+
+
+_INSERT = (
+    "INSERT INTO outbox (event_id, event_type, routing_key, correlation_id, body, created_at)"
+    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])"
+)
+# The same with the trace context of whoever wrote the event (shop_events.tracing), for the relay to continue.
+_INSERT_TRACED = (
+    "INSERT INTO outbox (event_id, event_type, routing_key, correlation_id, body, created_at, traceparent, tracestate)"
+    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],"
+    " $7::text[], $8::text[])"
+)
 
 
 class OutboxRelay:
@@ -111,16 +126,29 @@ class OutboxRelay:
         """Publish one batch of unsent rows; returns how many were sent."""
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                "SELECT id, event_id, event_type, routing_key, correlation_id, body, created_at FROM outbox"
-                " WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                "SELECT id, event_id, event_type, routing_key, correlation_id, body, created_at, traceparent, tracestate"
+                " FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
                 self._settings.relay_batch_size,
             )
             if not rows:
                 return 0
-            await self._publisher.publish([_outgoing(row, self._service) for row in rows])
+            if tracing.ON:
+                await self._publish_traced(rows)
+            else:
+                await self._publisher.publish([_outgoing(row, self._service) for row in rows])
             await conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
         metrics.OUTBOX_PUBLISHED.labels(self._service).inc(len(rows))
         return len(rows)
+
+    async def _publish_traced(self, rows: list[asyncpg.Record]) -> None:
+        """Each row's publish span continues the trace its row kept; its message carries the span's context."""
+        spans = tracing.PublishSpans(rows)
+        try:
+            await self._publisher.publish([_outgoing(row, self._service, spans.headers(i)) for i, row in enumerate(rows)])
+        except BaseException as exc:
+            spans.end(exc)
+            raise
+        spans.end()
 
     async def run(self) -> None:
         """Relay forever: wake on NOTIFY at commit, poll as a fallback, back off while the broker is away."""
@@ -182,7 +210,7 @@ class OutboxRelay:
         record_backlog(self._service, backlog)
 
 
-def _outgoing(row: asyncpg.Record, producer: str) -> OutgoingEvent:
+def _outgoing(row: asyncpg.Record, producer: str, headers: dict[str, str] | None = None) -> OutgoingEvent:
     return OutgoingEvent(
         event_id=str(row["event_id"]),
         event_type=row["event_type"],
@@ -191,4 +219,5 @@ def _outgoing(row: asyncpg.Record, producer: str) -> OutgoingEvent:
         producer=producer,
         occurred_at=row["created_at"],
         body=row["body"].encode(),
+        headers=headers,
     )

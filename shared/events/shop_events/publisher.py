@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import aio_pika
@@ -25,6 +25,8 @@ class OutgoingEvent:
     producer: str
     occurred_at: datetime
     body: bytes
+    # The trace context of the relay's publish span, when traced (left out of the hash: a dict has none).
+    headers: dict[str, str] | None = field(default=None, hash=False)
 
     @classmethod
     def of(cls, envelope: Envelope, routing_key: str) -> OutgoingEvent:
@@ -48,6 +50,7 @@ class OutgoingEvent:
             correlation_id=self.correlation_id,
             app_id=self.producer,
             timestamp=self.occurred_at,
+            headers=dict(self.headers) if self.headers else None,
         )
 
 

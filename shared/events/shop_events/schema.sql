@@ -12,6 +12,15 @@ CREATE TABLE IF NOT EXISTS outbox (
 -- The relay only ever looks for unsent rows; keep that look-up small however many sent rows remain.
 CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (id) WHERE sent_at IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_correlation ON outbox (correlation_id);
+-- Added later, nullable (older code writes and reads on without them): the W3C trace context of the span that
+-- wrote the event, which the relay continues (shop_events/tracing.py). Null when tracing is off. Looked up first:
+-- ALTER TABLE takes an ACCESS EXCLUSIVE lock even when there is nothing to add (see the trigger below).
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'outbox' AND column_name = 'traceparent') THEN
+        ALTER TABLE outbox ADD COLUMN IF NOT EXISTS traceparent text, ADD COLUMN IF NOT EXISTS tracestate text;
+    END IF;
+END $$;
 
 -- Wake the relay at commit: NOTIFY is delivered only when the writing transaction commits.
 CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
