@@ -3,7 +3,7 @@
     stackctl.py createdb URL...                create each database that is missing
     stackctl.py dropdb URL...                  drop them and their roles (tests' teardown)
     stackctl.py own URL...                     give each database its own login role (shop_<database>)
-    stackctl.py wait GATEWAY RUN_DIR SVC...    wait for /api/<svc>/health through the gateway, with progress
+    stackctl.py wait GATEWAY RUN_DIR NAME=PORT...  wait for each process's health, then each service's through the gateway
     stackctl.py health GATEWAY SVC...          one line per service: up or down
     stackctl.py outbox URL...                  unsent outbox rows per database
     stackctl.py queues AMQP_URL SVC...         each service's queues: ready, consumers, waiting to retry, parked
@@ -120,22 +120,24 @@ def _alive(run_dir: Path, name: str) -> bool:
         return False
 
 
-def wait(gateway: str, run_dir: str, services: list[str], timeout: float) -> None:
-    """Progress every few seconds; fails at once when a service process died, naming its log."""
+def wait(gateway: str, run_dir: str, processes: dict[str, int], timeout: float) -> None:
+    """Every process answers its own health check (a replica that died while starting is not hidden by the
+    one beside it, which the gateway would ask instead), then every service through the gateway. Progress
+    every few seconds; fails at once when a process died, with the end of its log."""
     folder = Path(run_dir)
     started = time.monotonic()
-    waiting = list(services)
+    waiting = dict(processes)
     last_said = 0.0
     while waiting:
-        waiting = [s for s in waiting if not _healthy(gateway, s)]
+        waiting = {n: port for n, port in waiting.items() if not _healthy(f"http://127.0.0.1:{port}", _service_of(n))}
         if not waiting:
             break
-        dead = [s for s in waiting if (folder / "pids" / f"{s}.pid").exists() and not _alive(folder, s)]
+        dead = [n for n in waiting if (folder / "pids" / f"{n}.pid").exists() and not _alive(folder, n)]
         if dead:
-            for s in dead:
-                log = folder / "logs" / f"{s}.log"
+            for n in dead:
+                log = folder / "logs" / f"{n}.log"
                 tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
-                print(f"error: {s} stopped while starting; the end of {log}:", *tail, sep="\n  ", file=sys.stderr)
+                print(f"error: {n} stopped while starting; the end of {log}:", *tail, sep="\n  ", file=sys.stderr)
             print("the rest is still running: `make down` stops it", file=sys.stderr)
             raise SystemExit(1)
         elapsed = time.monotonic() - started
@@ -146,7 +148,19 @@ def wait(gateway: str, run_dir: str, services: list[str], timeout: float) -> Non
             print(f"    waiting for {', '.join(waiting)} ({elapsed:.0f}s)", flush=True)
             last_said = elapsed
         time.sleep(0.3)
-    print(f"==> every service answers through {gateway} ({time.monotonic() - started:.1f}s)")
+    services = sorted({_service_of(n) for n in processes})
+    while unreachable := [s for s in services if not _healthy(gateway, s)]:
+        if time.monotonic() - started > timeout:
+            print(f"error: every process answers, but not through the gateway {gateway}: {', '.join(unreachable)}; see {folder}/logs/gateway.log", file=sys.stderr)
+            raise SystemExit(1)
+        time.sleep(0.3)
+    print(f"==> every process answers, and every service through {gateway} ({time.monotonic() - started:.1f}s)")
+
+
+def _service_of(process: str) -> str:
+    """orders-2 -> orders (deploy/local/lib.sh's replica_name)."""
+    service, _, replica = process.rpartition("-")
+    return service if service and replica.isdigit() else process
 
 
 def health(gateway: str, services: list[str]) -> None:
@@ -250,11 +264,12 @@ def own(urls: list[str] = Urls) -> None:
 
 @app.command("wait")
 def wait_command(
-    gateway: str, run_dir: str, services: list[str] = Services,
+    gateway: str, run_dir: str,
+    processes: list[str] = typer.Argument(..., help="NAME=PORT of every service process, e.g. orders-2=8013"),
     timeout: float = typer.Option(120, envvar="SHOP_UP_TIMEOUT", help="seconds before giving up"),
 ) -> None:
-    """Wait for /api/<service>/health through the gateway, with progress."""
-    wait(gateway, run_dir, services or [], timeout)
+    """Wait for every process's /api/<service>/health on its own port, then through the gateway."""
+    wait(gateway, run_dir, {name: int(port) for name, _, port in (p.partition("=") for p in processes)}, timeout)
 
 
 @app.command("health")

@@ -63,8 +63,12 @@ else
   start_process gateway "$LOG_DIR/gateway.log" nginx -c "$RUN_DIR/gateway/nginx.conf" -p "$RUN_DIR/gateway"
 fi
 
-say "waiting for every service to answer its health check through the gateway"
-"$VENV/bin/python" deploy/local/stackctl.py wait "$GATEWAY_URL" "$RUN_DIR" "${SERVICES[@]}"
+say "waiting for every process to answer its health check, then every service through the gateway"
+processes=()
+for svc in "${SERVICES[@]}"; do
+  for ((replica = 1; replica <= REPLICAS; replica++)); do processes+=("$(replica_name "$svc" "$replica")=$(replica_port "$svc" "$replica")"); done
+done
+"$VENV/bin/python" deploy/local/stackctl.py wait "$GATEWAY_URL" "$RUN_DIR" "${processes[@]}"
 
 cat <<INFO
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import sys
 import time
 
 from stack_files import ROOT, local
@@ -72,3 +74,42 @@ def test_down_stops_what_up_started_and_nothing_else(tmp_path):
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_up_waits_for_every_replica_not_only_for_the_one_the_gateway_asks(tmp_path):
+    """With two processes a service, the gateway answers a health check from whichever is alive: a replica
+    that died while starting (its twin answering for it) must fail `make up`, with the end of its log."""
+    run, site = tmp_path / "run", tmp_path / "site"
+    (site / "api" / "products").mkdir(parents=True)
+    (site / "api" / "products" / "health").write_text("ok")
+    gateway, first, second = free_ports(3)
+    env = {"SHOP_RUN_DIR": str(run)}
+    serve = f"python3 -m http.server --bind 127.0.0.1 --directory {site}"
+    try:
+        local(f'start_process gateway "$LOG_DIR/gateway.log" {serve} {gateway}', env)
+        local(f'start_process products "$LOG_DIR/products.log" {serve} {first}', env)
+        local('start_process products-2 "$LOG_DIR/products-2.log" sh -c "echo cannot reach the broker; exit 3"', env)
+        wait = [sys.executable, "deploy/local/stackctl.py", "wait",
+                f"http://127.0.0.1:{gateway}", str(run), f"products={first}", f"products-2={second}", "--timeout", "20"]
+        done = subprocess.run(wait, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1, done.stdout
+        assert "products-2 stopped while starting" in done.stderr and "cannot reach the broker" in done.stderr
+
+        local(f'start_process products-2 "$LOG_DIR/products-2.log" {serve} {second}', env)
+        done = subprocess.run(wait, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "every process answers" in done.stdout
+    finally:
+        subprocess.run(["deploy/local/down.sh"], cwd=ROOT, env=dict(os.environ, **env), capture_output=True, timeout=60)
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct ports free now (all held open while choosing, so none is given twice)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()

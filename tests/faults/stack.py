@@ -88,10 +88,10 @@ class FaultStack:
         if done.returncode != 0:
             raise RuntimeError(f"the stack did not come up:\n{done.stdout}\n{done.stderr}{self._log_tails()}")
 
-    def _log_tails(self) -> str:
+    def _log_tails(self, name: str = "*") -> str:
         return "".join(
             f"\n--- {log.name} (end) ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-25:])
-            for log in sorted((self.folder / "run" / "logs").glob("*.log"))
+            for log in sorted((self.folder / "run" / "logs").glob(f"{name}.log"))
         )
 
     def stop(self) -> None:
@@ -125,7 +125,7 @@ class FaultStack:
         pids = []
         for name in names:
             pid = self.pid(name)
-            assert pid is not None, f"{name} is not running"
+            assert pid is not None, f"{name} is not running; the end of its log:{self._log_tails(name)}"
             os.kill(pid, signal.SIGKILL)
             pids.append(pid)
         for pid in pids:

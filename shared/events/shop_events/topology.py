@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
-from aio_pika.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
+from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity, ChannelPreconditionFailed
 from aiormq.abc import FieldTable
 
 from .catalogue import CATALOGUE, Lane
@@ -100,12 +100,35 @@ async def declare_lane(
     await parked.bind(settle, parked.name)
     replayed = await channel.declare_queue(replay_log(parked.name), durable=True, arguments=STREAM)
     await replayed.bind(settle, replayed.name)
-    if not replayed.declaration_result.message_count:
-        # Never empty, so that a reader finds its end at once instead of waiting to see nothing come
-        # (the count lags a few seconds: a second opening record is harmless).
-        await settle.publish(aio_pika.Message(b'{"opened": true}', content_type="application/json",
-                                              delivery_mode=aio_pika.DeliveryMode.PERSISTENT), replayed.name)
     return queue
+
+
+async def open_replay_log(amqp_url: str, queue: str, attempts: int = 5) -> None:
+    """The replay log's opening record, so that a reader finds its end at once instead of waiting to see
+    nothing come (parking.py); written when the log looks empty (the count lags a few seconds: a second
+    opening record is harmless).
+
+    On a connection of its own: RabbitMQ 3.10 crashes a channel that publishes to a stream another client
+    created a moment before, while the stream has no leader yet (rabbitmq-server#12969, fixed in 4.0.5), and
+    the crash closes the whole connection. Two replicas of a service starting together meet it, one start in
+    twenty here. So a closed throwaway connection is tried again a moment later, the service's own untouched."""
+    name = replay_log(parking_queue(queue))
+    for attempt in range(1, attempts + 1):
+        try:
+            async with await aio_pika.connect(amqp_url) as throwaway:
+                channel = await throwaway.channel()
+                log_queue = await channel.declare_queue(name, passive=True)
+                if log_queue.declaration_result.message_count:
+                    return
+                settle = await channel.get_exchange(settle_exchange(queue), ensure=False)
+                await settle.publish(aio_pika.Message(b'{"opened": true}', content_type="application/json",
+                                                      delivery_mode=aio_pika.DeliveryMode.PERSISTENT), name)
+                return
+        except (AMQPError, ConnectionError) as exc:
+            if attempt == attempts:
+                raise
+            log.warning("the replay log's opening record failed; trying again", extra={"queue": name, "error": repr(exc)})
+            await asyncio.sleep(0.2 * attempt)
 
 
 async def unbind_stale(connection: AbstractConnection, service: str, wanted: dict[Lane, list[str]]) -> None:
