@@ -29,6 +29,7 @@ def asyncapi_document() -> dict[str, Any]:
             "summary": spec.summary,
             "contentType": "application/json",
             "x-lane": spec.lane.value,
+            "x-event-version": spec.version,  # the version producers publish; consumers take older ones too
             "x-producer": spec.producer,
             "payload": payloads[(envelope, "validation")],
         }

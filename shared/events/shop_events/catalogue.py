@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Literal, Union
@@ -137,6 +138,8 @@ class EventSpec:
     lane: Lane
     model: type[EventData]
     summary: str
+    # The shape of `data` that `model` reads; raised only by a breaking change, with an upcaster (versions.py).
+    version: int = 1
 
 
 _B, _I = Lane.BACKGROUND, Lane.IMMEDIATE
@@ -167,7 +170,7 @@ def spec_of(data: EventData) -> EventSpec:
     return _BY_MODEL[type(data)]
 
 
-def _typed_envelope(spec: EventSpec) -> type[Envelope]:
+def typed_envelope(spec: EventSpec) -> type[Envelope]:
     """The envelope of one event type, its data validated by the type's model."""
     event_type: Any = Literal[spec.name]  # a type made at run time: mypy can't follow it
     return create_model(
@@ -176,12 +179,16 @@ def _typed_envelope(spec: EventSpec) -> type[Envelope]:
 
 
 # Each event type's whole message as it travels; the AsyncAPI document's payload schemas are made from these.
-TYPED_ENVELOPES: dict[str, type[Envelope]] = {name: _typed_envelope(spec) for name, spec in CATALOGUE.items()}
+TYPED_ENVELOPES: dict[str, type[Envelope]] = {name: typed_envelope(spec) for name, spec in CATALOGUE.items()}
 
 # Any message of the catalogue, envelope and data validated in one pass over the bytes (pydantic picks the
 # data model by event_type). The consumer's usual path; a message it refuses is decoded again step by step,
 # which names what is wrong.
-# (a union made at run time, which mypy can't follow and `X | Y` can't spell)
-_ONE_OF_THE_ENVELOPES: Any = Annotated[Union[tuple(TYPED_ENVELOPES.values())], Field(discriminator="event_type")]  # noqa: UP007
+def any_envelope(envelopes: Iterable[type[Envelope]]) -> TypeAdapter[Any]:
+    # (a union made at run time, which mypy can't follow and `X | Y` can't spell)
+    one_of: Any = Annotated[Union[tuple(envelopes)], Field(discriminator="event_type")]  # noqa: UP007
+    return TypeAdapter(one_of)
+
+
 # What it gives is one of TYPED_ENVELOPES, whose data is its event type's model, not a dict: typed Any for that.
-ANY_ENVELOPE: TypeAdapter[Any] = TypeAdapter(_ONE_OF_THE_ENVELOPES)
+ANY_ENVELOPE: TypeAdapter[Any] = any_envelope(TYPED_ENVELOPES.values())

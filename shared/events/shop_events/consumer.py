@@ -26,6 +26,7 @@ from .router import Route
 from .settings import BusSettings
 from .settle import Settles
 from .subscription import Subscription, incoming, message_id
+from .versions import NotUpcastable, upcast
 
 log = logging.getLogger("shop_events.consumer")
 
@@ -70,6 +71,8 @@ def decode(message: DeliveredMessage, routes: Mapping[str, Route]) -> Event[Even
         envelope = ANY_ENVELOPE.validate_json(message.body)
     except ValidationError:
         return _decode_step_by_step(message, routes)  # raises Poison with what is wrong
+    if envelope.event_version != CATALOGUE[envelope.event_type].version:
+        return _decode_step_by_step(message, routes)  # another version: upcast, or parked when newer
     _check_routing(envelope.event_type, envelope.event_id, message, routes)
     return _event(envelope, envelope.data)
 
@@ -84,7 +87,11 @@ def _decode_step_by_step(message: DeliveredMessage, routes: Mapping[str, Route])
         raise Poison(f"unknown event type {envelope.event_type!r}")
     _check_routing(envelope.event_type, envelope.event_id, message, routes)
     try:
-        data = spec.model.model_validate(envelope.data)
+        shaped = upcast(spec, envelope.event_version, envelope.data)
+    except NotUpcastable as exc:
+        raise Poison(str(exc)) from exc
+    try:
+        data = spec.model.model_validate(shaped)
     except ValidationError as exc:
         raise Poison(f"invalid {envelope.event_type} data: {_short(exc)}") from exc
     return _event(envelope, data)
@@ -94,7 +101,7 @@ def _event(envelope: Envelope, data: EventData) -> Event[EventData]:
     return Event(
         event_id=envelope.event_id,
         event_type=envelope.event_type,
-        event_version=envelope.event_version,
+        event_version=CATALOGUE[envelope.event_type].version,  # the shape the handler gets, upcast if older
         occurred_at=envelope.occurred_at,
         producer=envelope.producer,
         correlation_id=envelope.correlation_id,

@@ -51,7 +51,7 @@ def new_event(data: EventData, correlation: str | None = None, occurred_at: date
     event_id, occurred_at = uuid.uuid4(), occurred_at or now_utc()
     correlation = correlation or correlation_id.get() or new_correlation_id()
     body = to_json({
-        "event_id": event_id, "event_type": spec.name, "event_version": 1, "occurred_at": occurred_at,
+        "event_id": event_id, "event_type": spec.name, "event_version": spec.version, "occurred_at": occurred_at,
         "producer": spec.producer, "correlation_id": correlation, "data": data,
     })
     return OutgoingEvent(str(event_id), spec.name, spec.routing_key, correlation, spec.producer, occurred_at, body)
