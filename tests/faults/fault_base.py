@@ -40,6 +40,7 @@ class Fault:
     name = "none"
     hold = (2.0, 10.0)  # the fault lasts at least / at most this long while the clients go on (seconds)
     extra_orders = 0  # orders the fault placed itself, beside the round's
+    stock = 0  # units a product needs at least, for the orders the fault places itself
 
     async def inject(self, r: Round) -> None: ...
 

@@ -2,6 +2,7 @@
 a switch that does nothing until a test turns it on. Never imported by a service: the fault suite starts
 the stack with `<SVC>_APP_FACTORY=fault_switch:create_<service>_app` and this folder on PYTHONPATH.
 
+- The next release (next_release.py): `create_<service>_next_app` runs a service as its next version would.
 - Handler faults: a row in `fault_switch` (made here, in the service's own database) makes the handler of
   one event type raise, `failures` times per event or always (NULL). Every failure is written, with its
   time, to `fault_failures` on a connection of its own, so the record outlives the batch's rollback.
@@ -16,6 +17,7 @@ import importlib
 from collections.abc import Mapping, Sequence
 
 import asyncpg
+import next_release
 import shop_common.app
 from fastapi import FastAPI
 from prometheus_client import Counter
@@ -104,8 +106,21 @@ def _factory(service: str):  # noqa: ANN202
     return create_app
 
 
+def _next_release(service: str):  # noqa: ANN202
+    def create_app() -> FastAPI:
+        next_release.deploy(service)
+        return _factory(service)()
+
+    create_app.__name__ = f"create_{service}_next_app"
+    return create_app
+
+
 create_auth_app = _factory("auth")
 create_products_app = _factory("products")
 create_orders_app = _factory("orders")
 create_notifications_app = _factory("notifications")
 create_analytics_app = _factory("analytics")
+# The next release of the services it changes (StockReserved version 2): make restart's rollout rounds.
+create_products_next_app = _next_release("products")
+create_orders_next_app = _next_release("orders")
+create_analytics_next_app = _next_release("analytics")

@@ -18,6 +18,7 @@ from bus_faults import CommitFails, FailingSettle
 from fault_base import Fault, Round, until
 from kills import Kill9, KillInWindow, KillMidMail, KillRandom
 from load import Client
+from rollout import NewEventVersion, RollingRestart
 from shop_events.testing import publish_raw
 from stack import ADMIN_EMAIL, ADMIN_PASSWORD, FaultStack
 
@@ -43,45 +44,6 @@ class RestartServer(Fault):
 
     async def repair(self, r: Round) -> None:
         await asyncio.to_thread(r.stack.server, "start-one", self.which)
-
-
-class RollingRestart(Fault):
-    """make restart while the clients go on: every process of every service replaced in turn. With two a
-    service no client may see a 5xx or a dropped connection; with one, each service is away for a moment."""
-
-    name = "make restart (every service in turn)"
-    hold = (0.0, 0.0)
-
-    async def inject(self, r: Round) -> None:
-        self.failed_before, self.extra_orders = len(r.client.failed_answers), 0
-        restarted = asyncio.Event()
-        # The round's own orders may all be placed before the restart ends: these go on until it does.
-        steady = asyncio.create_task(self._steady_orders(r, restarted))
-        started = time.monotonic()
-        try:
-            await asyncio.to_thread(r.stack.restart)
-        finally:
-            restarted.set()
-            await steady  # its last orders answered and in the ledger, not cut off half-placed
-        self.took = time.monotonic() - started
-
-    async def _steady_orders(self, r: Round, restarted: asyncio.Event) -> None:
-        async def one() -> None:
-            await r.client.place(r.client.random.choice(r.client.ledger.customers))
-            self.extra_orders += 1
-
-        while not restarted.is_set():
-            await asyncio.gather(*(one() for _ in range(3)))
-            await asyncio.sleep(0.1)
-
-    async def verify(self, r: Round) -> None:
-        failed = r.client.failed_answers[self.failed_before:]
-        if failed and r.stack.replicas > 1:
-            r.problems.append(f"{len(failed)} answers failed during the rolling restart: {failed[:5]}")
-        r.notes.append(
-            f"{5 * r.stack.replicas} processes replaced in {self.took:.0f} s; {len(failed)} failed answers"
-            + (" (one process a service: each is away while it restarts)" if r.stack.replicas == 1 else "")
-        )
 
 
 class FailingHandler(Fault):
@@ -219,6 +181,7 @@ def every_fault() -> list[Fault]:
         KillInWindow("orders", "relay"),
         KillInWindow("orders", "sent"),
         RollingRestart(),
+        NewEventVersion(),
         RestartServer("rabbitmq"),
         RestartServer("postgres"),
         FailingHandler("products", "OrderCreated", 3),
@@ -258,7 +221,7 @@ async def run_round(stack: FaultStack, fault: Fault, orders: int, seed: int = 7)
     try:
         await client.log_admin_in()
         before = await snapshot(client, stack)
-        await client.setup(products=8, stock=max(10, orders // 3), customers=20)
+        await client.setup(products=8, stock=max(10, orders // 3, fault.stock), customers=20)
         settling = asyncio.create_task(client.settle_forever())
         placing = r.placing = asyncio.create_task(client.place_orders(orders))
         await client.placed_at_least(orders // 3, timeout=600)

@@ -61,6 +61,20 @@ class Ledger:
     placed: int = 0
 
 
+@dataclass
+class Steady:
+    """What Client.steady sent and what came back that a client would not expect."""
+
+    sent: int = 0
+    orders: int = 0
+    seconds: float = 0.0
+    unexpected: list[str] = field(default_factory=list)
+
+    def describe(self, failed: int) -> str:
+        return (f"{self.sent} requests in {self.seconds:.0f} s ({self.sent / max(self.seconds, 0.001):.0f}/s, "
+                f"{self.orders} of them orders): {failed} 5xx or dropped, {len(self.unexpected)} unexpected answers")
+
+
 class Client:
     """One round's clients, through the gateway only."""
 
@@ -250,6 +264,49 @@ class Client:
         if response.status_code not in (200, 402, 409):
             self.surprises.append(f"pay order {placed.id}: {response.status_code} {response.text[:200]}")
             placed.paying = False  # tried again on the next pass
+
+    async def steady(self, stop: asyncio.Event, rate: float = 50.0) -> Steady:
+        """Requests at `rate` a second until `stop`, paced (an open loop: a slow answer doesn't slow the
+        next request): product, order-list and summary GETs, and order POSTs with Idempotency-Keys (paid by
+        settle_forever). Every answer must be the one a client expects; 5xx and dropped connections are
+        counted in failed_answers (and tried again, as a client would)."""
+        counts = Steady()
+        running: set[asyncio.Task] = set()
+        started, n = time.monotonic(), 0
+
+        async def one(kind: str) -> None:
+            customer = self.random.choice(self.ledger.customers)
+            if kind == "order":
+                await self.place(customer)
+                counts.orders += 1
+                return
+            url, headers = {
+                "product": (f"/api/products/{self.random.choice(sorted(self.ledger.products))}", {}),
+                "my orders": ("/api/orders", customer.auth),
+                "summary": ("/api/analytics/summary", self.admin),
+            }[kind]
+            response = await self.call("GET", url, headers=headers)
+            if response.status_code != 200:
+                counts.unexpected.append(f"GET {url}: {response.status_code} {response.text[:200]}")
+
+        async def guarded(kind: str) -> None:
+            try:
+                await one(kind)
+            except AssertionError as exc:  # an answer place() does not expect
+                counts.unexpected.append(str(exc)[:300])
+
+        while not stop.is_set():
+            kind = self.random.choices(["product", "my orders", "summary", "order"], [45, 20, 5, 30])[0]
+            task = asyncio.create_task(guarded(kind))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            counts.sent += 1
+            n += 1
+            await asyncio.sleep(max(0.0, started + n / rate - time.monotonic()))
+        if running:
+            await asyncio.wait(running)  # each answered and in the ledger, none cut off half-placed
+        counts.seconds = time.monotonic() - started
+        return counts
 
     def unsettled(self) -> list[Placed]:
         return [p for p in self.ledger.orders.values() if p.status not in FINAL]

@@ -134,8 +134,11 @@ class FaultStack:
                     break
                 time.sleep(0.05)
 
-    def restart(self, *services: str) -> str:
-        """make restart: every process of these services (all when none) replaced one at a time."""
+    def restart(self, *services: str, release: str = "") -> str:
+        """make restart: every process of these services (all when none) replaced one at a time; with
+        release="next", by processes of the next release (next_release.py), which stay so afterwards."""
+        if release:
+            self.env.update({f"{s.upper()}_APP_FACTORY": f"fault_switch:create_{s}_{release}_app" for s in services})
         done = self._run(["deploy/local/restart.sh", *services], timeout=900, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"make restart failed:\n{done.stdout}\n{done.stderr}{self._log_tails()}")
