@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -109,8 +110,9 @@ async def set_up(shop: Shop, stack: BenchStack, drain: int, progress: Progress) 
     return Catalogue(customers, products, drain_customer, scarce, plenty, scarce_stock, plenty_stock)
 
 
-async def mixed(shop: Shop, catalogue: Catalogue, rate: float, seconds: float) -> list[Sample]:
-    """GET /api/products/{id} and POST /api/orders, alternating, at `rate` requests per second in all."""
+async def mixed(shop: Shop, catalogue: Catalogue, rate: float, seconds: float, keyed: bool = False) -> list[Sample]:
+    """GET /api/products/{id} and POST /api/orders, alternating, at `rate` requests per second in all; with
+    `keyed`, each POST carries an Idempotency-Key (which the gateway may send again to another replica)."""
     http = shop.http
     customers, products = catalogue.customers, catalogue.products
 
@@ -120,7 +122,8 @@ async def mixed(shop: Shop, catalogue: Catalogue, rate: float, seconds: float) -
             sample, _ = await _request("get_product", http.get(f"/api/products/{product}"), 200, due)
         else:
             who = customers[(i // 2) % len(customers)]
-            post = http.post("/api/orders", json=order_body((product, 1)), headers=who.auth)
+            headers = {**who.auth, "Idempotency-Key": uuid.uuid4().hex} if keyed else who.auth
+            post = http.post("/api/orders", json=order_body((product, 1)), headers=headers)
             sample, _ = await _request("post_order", post, 201, due)
         return sample
 

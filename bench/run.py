@@ -241,13 +241,54 @@ async def http_figures(
     return figures
 
 
+async def rolling_restart_figure(rate: float, seconds: float) -> Figure:
+    """Requests that failed while `make restart` replaced every process of a stack of two processes a service
+    (REPLICAS=2 make up), beside those failed under the same load with nothing restarting, in the same run."""
+    from . import http
+    from .stack import BenchStack
+
+    stack = BenchStack(progress, replicas=2)
+    failed = False
+    try:
+        running = await asyncio.to_thread(stack.start)
+        limits = httpx.Limits(max_connections=512, max_keepalive_connections=128)
+        async with httpx.AsyncClient(base_url=running.gateway, timeout=60, limits=limits) as client:
+            shop = http.Shop(client, running)
+            catalogue = await http.set_up(shop, stack, 100, progress)
+            progress(f"rolling restart: GET and keyed POST alternating, {rate:g}/s for {seconds:g}s, nothing restarting")
+            calm = await http.mixed(shop, catalogue, rate, seconds, keyed=True)
+            await stack.quiet()
+            progress("  the same load while make restart replaces every process in turn")
+            restarting = asyncio.create_task(asyncio.to_thread(stack.restart))
+            during: list = []
+            while not restarting.done():
+                during += await http.mixed(shop, catalogue, rate, 5, keyed=True)
+            took = await restarting
+        bad, calm_bad = [s.detail for s in during if not s.ok], [s.detail for s in calm if not s.ok]
+        progress(f"  {len(bad)} of {len(during)} failed in {took:.0f}s of restarts; {len(calm_bad)} of {len(calm)} without")
+        return Figure(
+            "rolling_restart_failed_requests", len(bad), "requests", len(calm_bad), None, "0", not bad,
+            f"{len(bad)} of {len(during)} while 10 processes were replaced in {took:.0f}s, at {rate:g}/s;"
+            f" baseline: {len(calm_bad)} of {len(calm)} with nothing restarting",
+            {"during": {"requests": len(during), "failed": len(bad), "first": bad[:5], "restart_seconds": round(took, 1)},
+             "calm": {"requests": len(calm), "failed": len(calm_bad), "first": calm_bad[:5]}},
+        )
+    except Exception as exc:  # noqa: BLE001 - report that it was not measured, and why
+        failed = True
+        progress(f"rolling restart stopped: {type(exc).__name__}: {exc}; the stack's logs stay in {stack.folder}")
+        return Figure("rolling_restart_failed_requests", None, "", None, None, "-", False, f"not measured: {type(exc).__name__}")
+    finally:
+        progress("stopping the two-process stack")
+        await asyncio.to_thread(stack.stop, failed)
+
+
 HTTP_FIGURES = [
     "order_post_p99_vs_product_get_p99", "order_post_p50_slow_smtp_vs_fast", "order_to_confirmed_p50_ms",
     "order_to_confirmed_p99_ms", "drain_orders_final",
 ]
 ORDER = [
     "relay_vs_raw_publish", "consumer_vs_raw_consume", "relay_traced_vs_raw_publish", "consumer_traced_vs_raw_consume",
-    *HTTP_FIGURES,
+    *HTTP_FIGURES, "rolling_restart_failed_requests",
 ]
 
 
@@ -260,7 +301,7 @@ def main(
     confirm_rate: float = typer.Option(10, help="orders/s of the order -> confirmed phase"),
     confirm_seconds: float = typer.Option(15, help="length of the order -> confirmed phase"),
     drain: int = typer.Option(1000, help="orders in the drain"),
-    only: str = typer.Option("", help="'bus' or 'http' to measure one part only"),
+    only: str = typer.Option("", help="'bus', 'http' or 'restart' to measure one part only"),
 ) -> None:
     figures: list[Figure] = []
     # The bus figures run in this process as the services run theirs; the raw baselines run under it too.
@@ -269,6 +310,8 @@ def main(
         figures += asyncio.run(bus_figures(events, rounds))
     if only in ("", "http"):
         figures += asyncio.run(http_figures(rate, seconds, confirm_rate, confirm_seconds, drain))
+    if only in ("", "restart"):
+        figures.append(asyncio.run(rolling_restart_figure(rate, seconds)))
     figures.sort(key=lambda f: ORDER.index(f.name))
     print(table(figures))
     settings = {

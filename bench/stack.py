@@ -32,14 +32,14 @@ CONSUMING = ("products", "orders", "notifications", "analytics")
 
 
 class BenchStack:
-    def __init__(self, progress: Callable[[str], None], rate_limit: int = 100_000) -> None:
+    def __init__(self, progress: Callable[[str], None], rate_limit: int = 100_000, replicas: int = 1) -> None:
         self.progress = progress
         self.folder = Path(tempfile.mkdtemp(prefix="shop-bench-"))
         self.delay_file = self.folder / "smtp_delay"
         # The figures measure the shop, not the limiter: it stays on, far above what the benchmark sends.
         self.stack = IsolatedStack(
-            "bench", self.folder / "run", ADMIN_EMAIL, ADMIN_PASSWORD,
-            GATEWAY_RATE_LIMIT=str(rate_limit), GATEWAY_RATE_BURST=str(rate_limit),
+            f"bench{replicas if replicas > 1 else ''}", self.folder / "run", ADMIN_EMAIL, ADMIN_PASSWORD,
+            GATEWAY_RATE_LIMIT=str(rate_limit), GATEWAY_RATE_BURST=str(rate_limit), SHOP_REPLICAS=str(replicas),
         )
         self.env = self.stack.env
         self.prefix = self.stack.prefix
@@ -58,6 +58,14 @@ class BenchStack:
         self.stack.up()
         self.progress(f"stack up in {time.monotonic() - started:.0f}s, gateway on port {self.stack.gateway_port}")
         return self.stack
+
+    def restart(self) -> float:
+        """make restart on this stack: every process of every service replaced in turn; its seconds."""
+        started = time.monotonic()
+        done = subprocess.run(["deploy/local/restart.sh"], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError(f"make restart failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        return time.monotonic() - started
 
     def set_smtp_delay(self, seconds: float) -> None:
         self.delay_file.write_text(str(seconds))
