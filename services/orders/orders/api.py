@@ -12,7 +12,7 @@ from shop_common.auth import CUSTOMER, CurrentUser
 from shop_events import Money
 
 from . import application
-from .application import OrderNotFound, PaymentDeclined
+from .application import OrderNotFound, PaymentDeclined, PaymentInProgress
 from .domain import MAX_LINES, MAX_QUANTITY, IllegalTransition, InvalidOrder, Order, OrderStatus, RequestedLine
 from .payments import PaymentProvider, PaymentUnavailable, UnknownPaymentToken
 
@@ -158,7 +158,7 @@ async def get_order(order_id: OrderId, user: CurrentUser, pool: DbPool) -> Order
     responses={
         402: {"model": Detail, "description": "the payment failed; the order is now cancelled"},
         404: {"model": Detail, "description": "no such order, or not the caller's"},
-        409: {"model": Detail, "description": "the order is not confirmed"},
+        409: {"model": Detail, "description": "the order is not confirmed, or another payment of it is in progress"},
         422: {"model": Unprocessable, "description": "a payment token the provider does not know; the order is unchanged"},
         503: {"model": Detail, "description": "the payment provider is unreachable; the order is unchanged"},
     },
@@ -168,7 +168,7 @@ async def pay_order(order_id: OrderId, body: PayOrder, user: CurrentUser, pool: 
         order = await application.pay_order(pool, payments, order_id, user.id, body.payment_token)
     except OrderNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except IllegalTransition as exc:
+    except (IllegalTransition, PaymentInProgress) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except UnknownPaymentToken as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc

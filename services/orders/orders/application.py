@@ -45,7 +45,7 @@ from .domain import (
     request_fingerprint,
     status_after_stock_event,
 )
-from .payments import PaymentProvider
+from .payments import PaymentProvider, PaymentResult
 
 log = logging.getLogger("orders.application")
 
@@ -55,6 +55,13 @@ class OrderNotFound(LookupError):
 
     def __init__(self) -> None:
         super().__init__("order not found")
+
+
+class PaymentInProgress(Exception):
+    """Another pay of the order is waiting for the provider's answer."""
+
+    def __init__(self) -> None:
+        super().__init__("a payment of this order is in progress; try again in a moment")
 
 
 class PaymentDeclined(Exception):
@@ -125,33 +132,61 @@ async def get_order(pool: asyncpg.Pool, order_id: int, viewer: Principal) -> Ord
     return order
 
 
+# A payment in flight this long is taken to be a crashed one: a pay call may then start again (with the same
+# idempotency key towards the provider). Longer than any provider's answer; shorter than a customer's patience.
+PAYMENT_ATTEMPT_SECONDS = 60.0
+
+
 async def pay_order(pool: asyncpg.Pool, payments: PaymentProvider, order_id: int, payer_id: int, token: str) -> Order:
     """Charge a confirmed order of the payer's once: paid (OrderPaid), or cancelled (PaymentFailed and
-    OrderCancelled, then PaymentDeclined). IllegalTransition: not confirmed. UnknownPaymentToken and
-    PaymentUnavailable from the provider leave the order as it was."""
+    OrderCancelled, then PaymentDeclined). IllegalTransition: not confirmed; PaymentInProgress: another pay
+    of it is waiting for the provider. UnknownPaymentToken and PaymentUnavailable leave the order as it was.
+
+    The provider is called with no connection held (a slow one would otherwise hold the order's row lock and
+    one of the connections the routes, consumers and relay share): the attempt is recorded, the provider
+    called, then the outcome recorded."""
+    async with pool.acquire() as conn, conn.transaction():
+        order = await db.get_order(conn, order_id, for_update=True)
+        if order is None or order.user_id != payer_id:
+            raise OrderNotFound()
+        ensure_payable(order.status)
+        if not await db.start_payment_attempt(conn, order.id, PAYMENT_ATTEMPT_SECONDS):
+            raise PaymentInProgress()
+    try:
+        result = await payments.charge(order.id, order.total, token)  # the order id: its idempotency key
+    except Exception:
+        # Nothing is known to be charged (an unknown token, the provider away): the order stays as it was. A
+        # cancelled request keeps its attempt instead, as the call may have charged: it expires, and the next
+        # pay asks the provider again under the same key.
+        async with pool.acquire() as conn:
+            await db.end_payment_attempt(conn, order.id)
+        raise
+    return await _record_payment(pool, order.id, result)
+
+
+async def _record_payment(pool: asyncpg.Pool, order_id: int, result: PaymentResult) -> Order:
     async with pool.acquire() as conn:
         async with conn.transaction():
-            # The row lock makes a second pay of the same order wait, then see it paid (409): one charge.
             order = await db.get_order(conn, order_id, for_update=True)
-            if order is None or order.user_id != payer_id:
-                raise OrderNotFound()
-            ensure_payable(order.status)
-            result = await payments.charge(order.id, order.total, token)
-            if result.ok:
-                await db.set_status(conn, order.id, OrderStatus.PAID, payment_id=result.payment_id)
-                await add_event(conn, OrderPaid(
-                    order_id=order.id, user_id=order.user_id, payment_id=result.payment_id, amount=order.total,
-                    email=order.email,
-                ))
-            else:
-                # The cancellation and its events commit with the failed payment, or not at all.
-                await db.set_status(conn, order.id, OrderStatus.CANCELLED, reason=result.error)
-                await add_event(conn, PaymentFailed(
-                    order_id=order.id, user_id=order.user_id, error=result.error, email=order.email,
-                ))
-                await add_event(conn, OrderCancelled(
-                    order_id=order.id, user_id=order.user_id, items=_items(order.lines), reason=result.error,
-                ))
+            assert order is not None  # orders are never deleted
+            await db.end_payment_attempt(conn, order.id)
+            # A pay that took over a stale attempt may have recorded this same outcome (the same key) first.
+            if order.status is OrderStatus.CONFIRMED:
+                if result.ok:
+                    await db.set_status(conn, order.id, OrderStatus.PAID, payment_id=result.payment_id)
+                    await add_event(conn, OrderPaid(
+                        order_id=order.id, user_id=order.user_id, payment_id=result.payment_id, amount=order.total,
+                        email=order.email,
+                    ))
+                else:
+                    # The cancellation and its events commit with the failed payment, or not at all.
+                    await db.set_status(conn, order.id, OrderStatus.CANCELLED, reason=result.error)
+                    await add_event(conn, PaymentFailed(
+                        order_id=order.id, user_id=order.user_id, error=result.error, email=order.email,
+                    ))
+                    await add_event(conn, OrderCancelled(
+                        order_id=order.id, user_id=order.user_id, items=_items(order.lines), reason=result.error,
+                    ))
         if not result.ok:
             raise PaymentDeclined(result.error)
         paid = await db.get_order(conn, order.id)

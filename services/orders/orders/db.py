@@ -143,3 +143,22 @@ async def _with_lines(conn: DbConnection, rows: Sequence[asyncpg.Record]) -> lis
         )
         for r in rows
     ]
+
+
+# ---- payments in flight ----
+
+
+async def start_payment_attempt(conn: DbConnection, order_id: int, stale_after_seconds: float) -> bool:
+    """Record a payment of the order as in flight; False while another one is (younger than the limit)."""
+    started = await conn.fetchval(
+        "INSERT INTO payment_attempts (order_id) VALUES ($1)"
+        " ON CONFLICT (order_id) DO UPDATE SET started_at = now()"
+        " WHERE payment_attempts.started_at < now() - make_interval(secs => $2)"
+        " RETURNING true",
+        order_id, stale_after_seconds,
+    )
+    return bool(started)
+
+
+async def end_payment_attempt(conn: DbConnection, order_id: int) -> None:
+    await conn.execute("DELETE FROM payment_attempts WHERE order_id = $1", order_id)

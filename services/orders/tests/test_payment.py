@@ -1,13 +1,15 @@
 """Payment outcomes: a failed payment cancels the order in the same transaction and says so on both lanes."""
 
 import asyncio
+import time
 from decimal import Decimal
 
 import pytest
 from shop_common.testing import bearer
+from shop_events.catalogue import StockReserved
 from shop_events.testing import EventProbe
 
-from orders.payments import PaymentResult
+from orders.payments import PaymentResult, TestPaymentProvider
 
 ITEMS = [{"product_id": 1, "quantity": 3}]
 
@@ -87,3 +89,68 @@ async def test_two_concurrent_pay_calls_charge_once(start_orders, make_token):
         ))
     assert sorted(a.status_code for a in answers) == [200, 409]
     assert provider.charges == [(order["id"], Decimal("99.99"))]
+
+
+class SlowerProvider:
+    """A provider that takes `seconds` to answer every charge (the test provider's answers)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.answers = seconds, TestPaymentProvider()
+
+    async def charge(self, order_id: int, amount: Decimal, token: str) -> PaymentResult:
+        await asyncio.sleep(self.seconds)
+        return await self.answers.charge(order_id, amount, token)
+
+
+async def test_a_slow_payment_provider_stalls_nothing_else(start_orders, make_token, amqp_url):
+    """20 payments wait 5 s each for the provider. Meanwhile the routes, the relay and the consumer path answer
+    as usual: no pay holds a pooled connection or a row lock while the provider thinks (before, the pool's
+    ten connections were all held by pays, and everything else waited for them)."""
+    async with start_orders(payment_provider=SlowerProvider(5.0)) as orders:
+        await orders.add_product(1, "33.33")
+        customers = [make_token(100 + n) for n in range(20)]
+        confirmed = [await orders.confirmed_order(token, ITEMS) for token in customers]
+        paying = [
+            asyncio.create_task(orders.client.post(f"/api/orders/{order['id']}/pay", json={"payment_token": "tok_visa"},
+                                                   headers=bearer(token)))
+            for order, token in zip(confirmed, customers, strict=True)
+        ]
+        await asyncio.sleep(0.5)  # every pay is with the provider now
+        async with EventProbe(amqp_url, "order.created") as probe:
+            started = time.monotonic()
+            seen = await orders.client.get(f"/api/orders/{confirmed[0]['id']}", headers=bearer(customers[0]))
+            listed = await orders.client.get("/api/orders", headers=bearer(customers[1]))
+            placed = await orders.place(customers[2], ITEMS)
+            routes = time.monotonic() - started
+            [created] = await probe.wait_for("OrderCreated", timeout=10)  # the relay published it
+            relayed = time.monotonic() - started
+            await orders.deliver(StockReserved(order_id=placed.json()["id"]))  # the consumer path commits it
+            consumed = time.monotonic() - started
+        assert consumed < 2.5, f"routes {routes:.2f} s, relay {relayed:.2f} s, consumer {consumed:.2f} s with the provider away 5 s"
+        assert seen.status_code == 200 and seen.json()["status"] == "confirmed"  # a pay in flight changes nothing yet
+        assert listed.status_code == 200 and placed.status_code == 201 and created["data"]["order_id"] == placed.json()["id"]
+        assert not any(task.done() for task in paying), "the provider answered early: the test proves nothing"
+        answers = await asyncio.gather(*paying)
+    assert [a.status_code for a in answers] == [200] * 20 and {a.json()["status"] for a in answers} == {"paid"}
+
+
+async def test_a_payment_left_in_flight_by_a_crash_is_taken_over_once_it_is_stale(start_orders, make_token):
+    """What a pay killed between the provider's answer and its record leaves behind: its attempt. Until it is
+    stale a new pay answers 409 (the first may still answer); after, it asks the provider again under the same
+    key, the order id, which a real provider answers with the first charge instead of a second."""
+    provider = SlowProvider()
+    async with start_orders(payment_provider=provider) as orders:
+        await orders.add_product(1, "33.33")
+        token = make_token(7)
+        order = await orders.confirmed_order(token, ITEMS)
+        await orders.pool.execute("INSERT INTO payment_attempts (order_id) VALUES ($1)", order["id"])
+        pay = f"/api/orders/{order['id']}/pay"
+        busy = await orders.client.post(pay, json={"payment_token": "tok_visa"}, headers=bearer(token))
+        assert busy.status_code == 409 and busy.json() == {"detail": "a payment of this order is in progress; try again in a moment"}
+        assert provider.charges == [] and await orders.status_of(order["id"]) == "confirmed"
+
+        await orders.pool.execute("UPDATE payment_attempts SET started_at = now() - interval '61 seconds'")
+        paid = await orders.client.post(pay, json={"payment_token": "tok_visa"}, headers=bearer(token))
+        assert paid.status_code == 200 and paid.json()["status"] == "paid"
+        assert provider.charges == [(order["id"], Decimal("99.99"))]
+        assert await orders.pool.fetchval("SELECT count(*) FROM payment_attempts") == 0
