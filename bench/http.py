@@ -12,10 +12,12 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
+from shop_common.isolated_stack import IsolatedStack
 from shop_common.shop_client import Customer, Shop
 
 from .stack import BenchStack
@@ -95,6 +97,17 @@ async def _request(
 
 def order_body(*lines: tuple[int, int]) -> dict:
     return {"items": [{"product_id": p, "quantity": q} for p, q in lines]}
+
+
+@asynccontextmanager
+async def shop_on(
+    stack: BenchStack, running: IsolatedStack, drain: int, progress: Progress
+) -> AsyncIterator[tuple[Shop, Catalogue]]:
+    """A client of the running stack's gateway, many connections wide, and the benchmark's customers and products."""
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=128)
+    async with httpx.AsyncClient(base_url=running.gateway, timeout=60, limits=limits) as client:
+        shop = Shop(client, running)
+        yield shop, await set_up(shop, stack, drain, progress)
 
 
 async def set_up(shop: Shop, stack: BenchStack, drain: int, progress: Progress) -> Catalogue:

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import asyncpg
-import httpx
 import typer
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from shop_common import throwaway, tracing
@@ -155,10 +154,7 @@ async def http_figures(
     failed = False
     try:
         running = await asyncio.to_thread(stack.start)
-        limits = httpx.Limits(max_connections=512, max_keepalive_connections=128)
-        async with httpx.AsyncClient(base_url=running.gateway, timeout=60, limits=limits) as client:
-            shop = http.Shop(client, running)
-            catalogue = await http.set_up(shop, stack, drain_n, progress)
+        async with http.shop_on(stack, running, drain_n, progress) as (shop, catalogue):
 
             progress(
                 f"GET /api/products/{{id}} and POST /api/orders alternating, {rate:g} requests/s for {seconds:g}s,"
@@ -251,10 +247,7 @@ async def rolling_restart_figure(rate: float, seconds: float) -> Figure:
     failed = False
     try:
         running = await asyncio.to_thread(stack.start)
-        limits = httpx.Limits(max_connections=512, max_keepalive_connections=128)
-        async with httpx.AsyncClient(base_url=running.gateway, timeout=60, limits=limits) as client:
-            shop = http.Shop(client, running)
-            catalogue = await http.set_up(shop, stack, 100, progress)
+        async with http.shop_on(stack, running, 100, progress) as (shop, catalogue):
             progress(f"rolling restart: GET and keyed POST alternating, {rate:g}/s for {seconds:g}s, nothing restarting")
             calm = await http.mixed(shop, catalogue, rate, seconds, keyed=True)
             await stack.quiet()

@@ -10,6 +10,7 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
+from . import parking
 from .catalogue import spec_of
 from .envelope import Envelope, EventData
 from .outbox import new_event
@@ -144,5 +145,14 @@ async def ready_messages(amqp_url: str, *queues: str) -> dict[str, int]:
     try:
         channel = await connection.channel()
         return {name: (await channel.declare_queue(name, passive=True)).declaration_result.message_count or 0 for name in queues}
+    finally:
+        await connection.close()
+
+
+async def parked(amqp_url: str, queue: str) -> list[parking.ParkedMessage]:
+    """The messages parked on `queue` now (not yet replayed or discarded), oldest first."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        return await parking.list_parked(connection, queue)
     finally:
         await connection.close()

@@ -9,15 +9,7 @@ import asyncpg
 from shop_common.testing import eventually
 from shop_events import Event, Router, add_events, parking
 from shop_events.catalogue import OrderCancelled, PaymentFailed, StockReserved
-from shop_events.testing import EventProbe, build_envelope, pass_marker, publish_events, publish_raw, ready_messages
-
-
-async def parked(amqp_url, queue):
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        return await parking.list_parked(connection, queue)
-    finally:
-        await connection.close()
+from shop_events.testing import EventProbe, build_envelope, parked, pass_marker, publish_events, publish_raw, ready_messages
 
 
 async def test_effect_and_inbox_row_commit_together_and_redelivery_applies_once(record_effect, amqp_url, bus_service):

@@ -13,12 +13,12 @@ from shop_events.testing import pass_marker, publish_events, ready_messages
 from shop_events.topology import DELIVERY_LIMIT, EXCHANGE, QUORUM, upgrade_policies
 
 
-async def queue_depth(amqp_url, name):
+async def declared(amqp_url, name):
+    """What a passive declare of the queue says now (message_count, consumer_count)."""
     connection = await aio_pika.connect(amqp_url)
     try:
         channel = await connection.channel()
-        queue = await channel.declare_queue(name, passive=True)
-        return queue.declaration_result.message_count
+        return (await channel.declare_queue(name, passive=True)).declaration_result
     finally:
         await connection.close()
 
@@ -78,7 +78,7 @@ async def test_a_wait_queue_left_by_an_older_version_is_kept_and_still_works(rec
         await publish_events(amqp_url, StockReserved(order_id=6))
         await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 1 FROM effects"), timeout=10)
     assert fails_once.calls == 2
-    assert await queue_depth(amqp_url, "testsvc.background.retry.1") == 0
+    assert (await declared(amqp_url, "testsvc.background.retry.1")).message_count == 0
 
 
 async def test_a_work_queue_left_by_an_older_version_keeps_its_messages_and_takes_the_policy_in_place(record_effect, amqp_url, bus_service):
@@ -177,7 +177,7 @@ async def test_two_processes_of_a_service_starting_together_both_come_up(record_
             await asyncio.gather(*(bus.connect() for bus in buses))
             await asyncio.gather(*(bus.start_consumers(pool, routes) for bus in buses))
             for queue in (f"{service}.background", f"{service}.immediate"):
-                assert await consumer_count(amqp_url, queue) == 2, f"start {n}: {queue} has not both consumers"
+                assert (await declared(amqp_url, queue)).consumer_count == 2, f"start {n}: {queue} has not both consumers"
         finally:
             await asyncio.gather(*(bus.close() for bus in buses), return_exceptions=True)
     connection = await aio_pika.connect(amqp_url)
@@ -187,12 +187,3 @@ async def test_two_processes_of_a_service_starting_together_both_come_up(record_
         await connection.close()
     assert records and all(json.loads(r.body) == {"opened": True} for r in records)
 
-
-async def consumer_count(amqp_url, name):
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(name, passive=True)
-        return queue.declaration_result.consumer_count
-    finally:
-        await connection.close()

@@ -10,7 +10,7 @@ import pytest
 from shop_common.testing import eventually
 from shop_events import EventData, consumer, parking
 from shop_events.catalogue import CATALOGUE, TYPED_ENVELOPES, StockReserved, any_envelope, typed_envelope
-from shop_events.testing import build_envelope, pass_marker, publish_raw
+from shop_events.testing import build_envelope, parked, pass_marker, publish_raw
 from shop_events.versions import UPCASTERS, NotUpcastable, missing_upcasters, upcast
 
 DLQ = "testsvc.background.dlq"
@@ -46,14 +46,6 @@ def at_version(order_id: int, version: int, **data) -> tuple[str, bytes]:
     return body["event_id"], json.dumps(body).encode()
 
 
-async def parked(amqp_url):
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        return await parking.list_parked(connection, DLQ)
-    finally:
-        await connection.close()
-
-
 async def test_a_newer_version_is_parked_with_why_and_handled_by_a_replay_after_the_upgrade(amqp_url, bus_service, monkeypatch):
     seen = []
 
@@ -63,7 +55,7 @@ async def test_a_newer_version_is_parked_with_why_and_handled_by_a_replay_after_
     newer_id, newer = at_version(1, 2, warehouse="east")
     async with bus_service({"StockReserved": handler}) as svc:  # knows version 1 only
         await publish_raw(amqp_url, "stock.reserved", newer, message_id=newer_id, **JSON)
-        [message] = await eventually(lambda: parked(amqp_url), timeout=15)
+        [message] = await eventually(lambda: parked(amqp_url, DLQ), timeout=15)
         assert message.message_id == newer_id and message.attempts <= 1  # at once, not after retries
         assert message.reason == ("StockReserved version 2 is newer than this consumer knows (1):"
                                   " upgrade the consumer, then replay this message")
@@ -83,7 +75,7 @@ async def test_a_newer_version_is_parked_with_why_and_handled_by_a_replay_after_
         await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 2 FROM processed_events WHERE event_id = ANY($1::uuid[])",
                                                    [newer_id, older_id]), timeout=15)
         assert sorted(seen) == [(1, 2, "east"), (3, 2, "main")]  # each in the new shape
-        assert await parked(amqp_url) == []
+        assert await parked(amqp_url, DLQ) == []
 
 
 async def test_a_version_the_upcaster_can_not_read_is_parked_with_why(amqp_url, bus_service, monkeypatch):
@@ -96,7 +88,7 @@ async def test_a_version_the_upcaster_can_not_read_is_parked_with_why(amqp_url, 
     async with bus_service({"StockReserved": handler}):
         bad_id, bad = at_version(4, 1)
         await publish_raw(amqp_url, "stock.reserved", bad, message_id=bad_id, **JSON)
-        [message] = await eventually(lambda: parked(amqp_url), timeout=15)
+        [message] = await eventually(lambda: parked(amqp_url, DLQ), timeout=15)
     assert message.reason == "upcasting StockReserved version 1 to 2 failed: KeyError('site')"
 
 
