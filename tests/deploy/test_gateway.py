@@ -168,12 +168,13 @@ def test_a_body_over_one_megabyte_is_a_json_413(gateway):
     assert response.headers["X-Request-ID"] == "big-1"
 
 
-def test_a_service_that_is_down_is_a_json_503_naming_it(gateway):
+def test_a_service_that_is_down_is_a_json_503_naming_it_and_when_to_try_again(gateway):
     response = httpx.get(gateway + "/api/analytics/summary")
     assert response.status_code == 503
     assert response.json() == {"detail": "analytics unavailable"}
     assert response.headers["content-type"].startswith("application/json")
     assert response.headers["X-Request-ID"]
+    assert response.headers["Retry-After"] == "1"  # backpressure a client can act on, as the 429's
 
 
 def test_past_the_rate_limit_a_client_gets_a_json_429(start_gateway):
@@ -194,11 +195,15 @@ def test_login_and_register_have_a_much_tighter_limit_of_their_own(start_gateway
     """Each costs auth a password hash: by default 20 at once, then 5 a second, while other routes keep going."""
     gateway = start_gateway()  # its own: login and register share one budget per address
     with httpx.Client() as client:
+        started = time.monotonic()
         codes = [client.post(gateway + path, json={}).status_code for _ in range(40)]
+        took = time.monotonic() - started
         others = {client.get(gateway + "/api/products").status_code for _ in range(40)}
         refused = client.post(gateway + path, json={})
-    assert codes[:21] == [200] * 21  # the burst, and the one a second that refills while they run
-    assert codes.count(429) >= 15
+    assert codes[:21] == [200] * 21  # the first and the burst of 20
+    # then one each 200 ms they took (a busy machine sends them slower, and more refill meanwhile)
+    assert set(codes) <= {200, 429} and codes.count(200) <= 21 + int(took * 5) + 1, (took, codes)
+    assert codes.count(429) >= 1 or took > 3.6  # refused some, unless so slow that the refill kept up
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
     assert refused.json() == {"detail": "too many requests, slow down"}
     assert others == {200}
