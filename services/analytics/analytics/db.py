@@ -2,7 +2,8 @@
 
 Each fact is one upsert keyed by the id of the thing it is about, so events may arrive in any order
 (a payment before its order, a moderation before its review) and no write waits for another.
-Figures are computed at query time from the facts known so far.
+Figures come from the facts known so far: the summary from the counts the fact tables' triggers keep,
+the others computed at query time.
 """
 
 from __future__ import annotations
@@ -135,28 +136,28 @@ async def record_cancellation(conn: DbConnection, order_id: int, user_id: int, a
 
 # ---- figures, read by the API ----
 
-# count(column) counts the rows where that fact is known; one statement, so one consistent snapshot.
-# events_processed counts the facts the handled events left, one per event (the bus's inbox is pruned and
-# is no figure of this service's).
+# The counts the fact tables' triggers keep (migrations/002_summary_counts.sql), summed over their shards:
+# one small read, whatever the number of orders. events_processed counts the facts the handled events left,
+# one per event (the bus's inbox is pruned and is no figure of this service's).
 SUMMARY_SQL = """
 SELECT
-    u.users_registered, u.users_banned,
-    o.orders_created, o.orders_confirmed, o.orders_rejected, o.orders_paid, o.orders_cancelled,
-    o.sales_total, o.revenue,
-    r.reviews,
-    u.users_registered + u.users_banned + p.products
-      + o.orders_created + o.orders_confirmed + o.orders_rejected + o.orders_paid + o.orders_cancelled
-      + r.reviews + r.moderated AS events_processed
+    users_registered, users_banned,
+    orders_created, orders_confirmed, orders_rejected, orders_paid, orders_cancelled,
+    sales_total::numeric(16, 2) AS sales_total, revenue::numeric(16, 2) AS revenue,
+    reviews,
+    users_registered + users_banned + products
+      + orders_created + orders_confirmed + orders_rejected + orders_paid + orders_cancelled
+      + reviews + moderated AS events_processed
 FROM (
-    SELECT count(created_at) AS orders_created, count(confirmed_at) AS orders_confirmed,
-           count(rejected_at) AS orders_rejected, count(paid_at) AS orders_paid,
-           count(cancelled_at) AS orders_cancelled,
-           coalesce(sum(total), 0) AS sales_total, coalesce(sum(paid_amount), 0) AS revenue
-    FROM orders
-) AS o,
-(SELECT count(registered_at) AS users_registered, count(banned_at) AS users_banned FROM users) AS u,
-(SELECT count(submitted_at) AS reviews, count(moderated_at) AS moderated FROM reviews) AS r,
-(SELECT count(*) AS products FROM products) AS p
+    SELECT coalesce(sum(users_registered), 0) AS users_registered, coalesce(sum(users_banned), 0) AS users_banned,
+           coalesce(sum(products), 0) AS products,
+           coalesce(sum(orders_created), 0) AS orders_created, coalesce(sum(orders_confirmed), 0) AS orders_confirmed,
+           coalesce(sum(orders_rejected), 0) AS orders_rejected, coalesce(sum(orders_paid), 0) AS orders_paid,
+           coalesce(sum(orders_cancelled), 0) AS orders_cancelled,
+           coalesce(sum(sales_total), 0) AS sales_total, coalesce(sum(revenue), 0) AS revenue,
+           coalesce(sum(reviews), 0) AS reviews, coalesce(sum(moderated), 0) AS moderated
+    FROM summary_counts
+) AS c
 """
 
 
