@@ -281,7 +281,7 @@ HTTP_FIGURES = [
 ]
 ORDER = [
     "relay_vs_raw_publish", "consumer_vs_raw_consume", "relay_traced_vs_raw_publish", "consumer_traced_vs_raw_consume",
-    *HTTP_FIGURES, "rolling_restart_failed_requests",
+    *HTTP_FIGURES, "rolling_restart_failed_requests", "analytics_summary_p99_at_1m_orders",
 ]
 
 
@@ -294,7 +294,8 @@ def main(
     confirm_rate: float = typer.Option(10, help="orders/s of the order -> confirmed phase"),
     confirm_seconds: float = typer.Option(15, help="length of the order -> confirmed phase"),
     drain: int = typer.Option(1000, help="orders in the drain"),
-    only: str = typer.Option("", help="'bus', 'http' or 'restart' to measure one part only"),
+    scale_orders: int = typer.Option(1_000_000, help="orders in analytics' tables for the summary at scale"),
+    only: str = typer.Option("", help="'bus', 'http', 'restart' or 'scale' to measure one part only"),
 ) -> None:
     figures: list[Figure] = []
     # The bus figures run in this process as the services run theirs; the raw baselines run under it too.
@@ -305,11 +306,16 @@ def main(
         figures += asyncio.run(http_figures(rate, seconds, confirm_rate, confirm_seconds, drain))
     if only in ("", "restart"):
         figures.append(asyncio.run(rolling_restart_figure(rate, seconds)))
+    if only in ("", "scale"):
+        from .scale import summary_figure
+
+        figures.append(asyncio.run(summary_figure(scale_orders, 200, progress)))
     figures.sort(key=lambda f: ORDER.index(f.name))
     print(table(figures))
     settings = {
         "events": events, "rounds": rounds, "rate": rate, "seconds": seconds, "confirm_rate": confirm_rate,
-        "confirm_seconds": confirm_seconds, "drain": drain, "took_seconds": round(time.monotonic() - STARTED),
+        "confirm_seconds": confirm_seconds, "drain": drain, "scale_orders": scale_orders,
+        "took_seconds": round(time.monotonic() - STARTED),
     }
     write(figures, HERE, {"settings": settings})
     progress(f"wrote {HERE / 'results.json'} and {HERE / 'results.png'}")
