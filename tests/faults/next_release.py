@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 
-from shop_events import EventData, catalogue, consumer
-from shop_events.versions import UPCASTERS
+from shop_events import EventData
+from shop_events.catalogue import CATALOGUE
+from shop_events.testing import run_as_release
 
 CHANGED = "StockReserved"
 PRODUCER = "products"
@@ -26,12 +27,8 @@ class StockReservedV2(EventData):
 def deploy(service: str) -> None:
     """This process runs the next release: the catalogue's StockReserved at version 2 with its upcaster,
     and for products the code that writes the new shape."""
-    spec = dataclasses.replace(catalogue.CATALOGUE[CHANGED], version=2, model=StockReservedV2)
-    catalogue.CATALOGUE[CHANGED] = spec
-    catalogue._BY_MODEL[StockReservedV2] = spec
-    catalogue.TYPED_ENVELOPES[CHANGED] = catalogue.typed_envelope(spec)
-    consumer.ANY_ENVELOPE = catalogue.any_envelope(catalogue.TYPED_ENVELOPES.values())
-    UPCASTERS[(CHANGED, 1)] = lambda data: {**data, "reserved_by": PRODUCER}
+    spec = dataclasses.replace(CATALOGUE[CHANGED], version=2, model=StockReservedV2)
+    run_as_release(spec, lambda data: {**data, "reserved_by": PRODUCER})
     if service == PRODUCER:
         application = importlib.import_module("products.application")
         application.StockReserved = lambda order_id: StockReservedV2(order_id=order_id, reserved_by=PRODUCER)

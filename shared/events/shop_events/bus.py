@@ -16,7 +16,7 @@ from .publisher import Publisher
 from .router import Route
 from .settings import BusSettings
 from .settle import Settler
-from .topology import bindings, declare_lane, open_replay_log, unbind_stale
+from .topology import bindings, declare_lane, unbind_stale
 
 
 class Bus:
@@ -49,8 +49,9 @@ class Bus:
         for lane, routing_keys in lanes.items():
             channel = await self.connection.channel()
             await channel.set_qos(prefetch_count=self.settings.prefetch)
-            queue = await declare_lane(channel, self.service, lane, routing_keys, self.settings.retry_delays_ms)
-            await open_replay_log(self.settings.amqp_url, queue.name)
+            queue = await declare_lane(
+                channel, self.service, lane, routing_keys, self.settings.retry_delays_ms, self.settings.amqp_url
+            )
             if not isinstance(queue, AbstractRobustQueue):  # never: a robust channel's queues are robust
                 raise TypeError(f"{queue.name} was not declared on a robust channel")
             consumer = LaneConsumer(

@@ -74,7 +74,7 @@ def decode(message: DeliveredMessage, routes: Mapping[str, Route]) -> Event[Even
     if envelope.event_version != CATALOGUE[envelope.event_type].version:
         return _decode_step_by_step(message, routes)  # another version: upcast, or parked when newer
     _check_routing(envelope.event_type, envelope.event_id, message, routes)
-    return _event(envelope, envelope.data)
+    return _event(envelope, envelope.data, envelope.event_version)
 
 
 def _decode_step_by_step(message: DeliveredMessage, routes: Mapping[str, Route]) -> Event[EventData]:
@@ -94,14 +94,15 @@ def _decode_step_by_step(message: DeliveredMessage, routes: Mapping[str, Route])
         data = spec.model.model_validate(shaped)
     except ValidationError as exc:
         raise Poison(f"invalid {envelope.event_type} data: {_short(exc)}") from exc
-    return _event(envelope, data)
+    return _event(envelope, data, spec.version)
 
 
-def _event(envelope: Envelope, data: EventData) -> Event[EventData]:
+def _event(envelope: Envelope, data: EventData, version: int) -> Event[EventData]:
+    """`version`: the shape of `data` the handler gets (the catalogue's, an older message upcast to it)."""
     return Event(
         event_id=envelope.event_id,
         event_type=envelope.event_type,
-        event_version=CATALOGUE[envelope.event_type].version,  # the shape the handler gets, upcast if older
+        event_version=version,
         occurred_at=envelope.occurred_at,
         producer=envelope.producer,
         correlation_id=envelope.correlation_id,

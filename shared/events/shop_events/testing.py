@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import operator
+from collections.abc import Callable
 from typing import Any
 
 import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
-from . import parking
-from .catalogue import spec_of
+from . import catalogue, consumer, parking
+from .catalogue import EventSpec, spec_of
 from .envelope import Envelope, EventData
 from .outbox import new_event
 from .publisher import OutgoingEvent, Publisher
 from .topology import declare_exchange
+from .versions import UPCASTERS, Upcaster
 
 
 class EventProbe:
@@ -156,3 +159,20 @@ async def parked(amqp_url: str, queue: str) -> list[parking.ParkedMessage]:
         return await parking.list_parked(connection, queue)
     finally:
         await connection.close()
+
+
+def run_as_release(
+    spec: EventSpec,
+    upcaster: Upcaster,
+    setitem: Callable[[Any, Any, Any], None] = operator.setitem,
+    set_attribute: Callable[[Any, str, Any], None] = setattr,
+) -> None:
+    """This process as a release that knows `spec`, a new version of an event type, with the upcaster to it
+    from the version before: its catalogue entry, its model's spec, the fast path's envelopes and the upcaster,
+    as that release's import would make them (a test's stand-in for code not written yet). A test passes
+    pytest's monkeypatch.setitem and .setattr, so that it is undone afterwards."""
+    setitem(catalogue.CATALOGUE, spec.name, spec)
+    setitem(catalogue._BY_MODEL, spec.model, spec)
+    setitem(catalogue.TYPED_ENVELOPES, spec.name, catalogue.typed_envelope(spec))
+    setitem(UPCASTERS, (spec.name, spec.version - 1), upcaster)
+    set_attribute(consumer, "ANY_ENVELOPE", catalogue.any_envelope(catalogue.TYPED_ENVELOPES.values()))

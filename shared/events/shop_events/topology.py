@@ -82,10 +82,12 @@ async def ensure_exchange(connection: AbstractConnection) -> None:
 
 
 async def declare_lane(
-    channel: AbstractChannel, service: str, lane: Lane, routing_keys: list[str], retry_delays_ms: tuple[int, ...]
+    channel: AbstractChannel, service: str, lane: Lane, routing_keys: list[str], retry_delays_ms: tuple[int, ...],
+    amqp_url: str,
 ) -> AbstractQueue:
     """The work queue, its wait queues (TTL, then dead-lettered back) and its parking queue, each bound to
-    the service's settle exchange by its own name. shop.events must exist (ensure_exchange)."""
+    the service's settle exchange by its own name, and the parking queue's replay log, opened when it looks
+    empty (`amqp_url`: open_replay_log's own connection). shop.events must exist (ensure_exchange)."""
     exchange = await channel.get_exchange(EXCHANGE, ensure=False)
     name = work_queue(service, lane)
     settle = await channel.declare_exchange(settle_exchange(name), aio_pika.ExchangeType.DIRECT, durable=True)
@@ -100,6 +102,8 @@ async def declare_lane(
     await parked.bind(settle, parked.name)
     replayed = await channel.declare_queue(replay_log(parked.name), durable=True, arguments=STREAM)
     await replayed.bind(settle, replayed.name)
+    if not replayed.declaration_result.message_count:
+        await open_replay_log(amqp_url, name)
     return queue
 
 

@@ -55,6 +55,6 @@ def upcast(spec: EventSpec, version: int, data: Data, upcasters: Mapping[tuple[s
 
 def missing_upcasters(specs: Mapping[str, EventSpec] = CATALOGUE,
                       upcasters: Mapping[tuple[str, int], Upcaster] | None = None) -> list[str]:
-    """Each step from version 1 to a type's version that has no upcaster (tests/contract keep this empty)."""
+    """Each step from version 1 to a type's version that has no upcaster (test_versions.py keeps it empty)."""
     steps = UPCASTERS if upcasters is None else upcasters
     return [f"{name} {v} -> {v + 1}" for name, spec in specs.items() for v in range(1, spec.version) if (name, v) not in steps]

@@ -23,7 +23,7 @@ from shop_events.catalogue import Lane, StockReserved
 from shop_events.cli import app
 from shop_events.settle import ATTEMPT, PARKED_AT, PARKED_FROM, PARKED_REASON, REPLAYED
 from shop_events.testing import build_envelope, publish_events
-from shop_events.topology import QUORUM, declare_lane, ensure_exchange, open_replay_log, settle_exchange
+from shop_events.topology import QUORUM, declare_lane, ensure_exchange, settle_exchange
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "deploy" / "broker"))
@@ -356,8 +356,7 @@ async def declare_bare_lane(amqp_url, service: str = "testsvc") -> None:
     try:
         await ensure_exchange(connection)
         channel = await connection.channel()
-        queue = await declare_lane(channel, service, Lane.BACKGROUND, ["stock.reserved"], (100,))
-        await open_replay_log(amqp_url, queue.name)
+        await declare_lane(channel, service, Lane.BACKGROUND, ["stock.reserved"], (100,), amqp_url)
     finally:
         await connection.close()
 

@@ -8,9 +8,9 @@ import json
 import aio_pika
 import pytest
 from shop_common.testing import eventually
-from shop_events import EventData, consumer, parking
-from shop_events.catalogue import CATALOGUE, TYPED_ENVELOPES, StockReserved, any_envelope, typed_envelope
-from shop_events.testing import build_envelope, parked, pass_marker, publish_raw
+from shop_events import EventData, parking
+from shop_events.catalogue import CATALOGUE, StockReserved
+from shop_events.testing import build_envelope, parked, pass_marker, publish_raw, run_as_release
 from shop_events.versions import UPCASTERS, NotUpcastable, missing_upcasters, upcast
 
 DLQ = "testsvc.background.dlq"
@@ -30,12 +30,9 @@ def from_v1(data):
 
 def upgrade_to_v2(monkeypatch):
     """What deploying the consumer's next release does to its catalogue: StockReserved at version 2, read by
-    its new model, with the upcaster from version 1 (the fast path's envelopes built from it, as at import)."""
+    its new model, with the upcaster from version 1."""
     spec = dataclasses.replace(CATALOGUE["StockReserved"], version=2, model=StockReservedV2)
-    monkeypatch.setitem(CATALOGUE, "StockReserved", spec)
-    monkeypatch.setitem(UPCASTERS, ("StockReserved", 1), from_v1)
-    envelopes = {**TYPED_ENVELOPES, "StockReserved": typed_envelope(spec)}
-    monkeypatch.setattr(consumer, "ANY_ENVELOPE", any_envelope(envelopes.values()))
+    run_as_release(spec, from_v1, monkeypatch.setitem, monkeypatch.setattr)
 
 
 def at_version(order_id: int, version: int, **data) -> tuple[str, bytes]:
