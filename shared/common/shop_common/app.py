@@ -7,7 +7,7 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,6 +38,9 @@ log = logging.getLogger("shop_common.app")
 # need (a mail relay, a payment provider, a token issuer), by name. Handlers get them as keyword-only
 # parameters of those names (Router.bind), routes from request.app.state.
 Wiring = Callable[[asyncpg.Pool], Awaitable[Mapping[str, object]]]
+# Background work on a clock (orders' payment deadlines): given the pool and the wiring's dependencies, runs
+# until cancelled. It runs where the relay runs, the process that writes the outbox by itself.
+Timer = Callable[[asyncpg.Pool, Mapping[str, object]], Coroutine[Any, Any, None]]
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -107,6 +110,7 @@ def create_service_app(
     handlers: Router,
     checks_bans: bool,
     wiring: Wiring | None = None,
+    timer: Timer | None = None,
     description: str = "",
 ) -> FastAPI:
     service = settings.service
@@ -140,10 +144,16 @@ def create_service_app(
         if settings.runs("relay"):
             relayer = bus.relay(pool)
             relay = relayer, asyncio.create_task(relayer.run(), name=f"{service} outbox relay")
+        timing: asyncio.Task[None] | None = None
+        if timer is not None and relay is not None:
+            timing = asyncio.create_task(timer(pool, dependencies), name=f"{service} timer")
         log.info("started", extra={"roles": settings.roles, "handles": handlers.event_types})
         try:
             yield
         finally:
+            if timing is not None:  # before the relay, which then still publishes what the timer committed
+                timing.cancel()
+                await asyncio.wait([timing])
             await _shut_down(relay, bus, pool)
             flush()
 
