@@ -17,6 +17,7 @@ from stack import SERVICES, FaultStack
 
 SUMMARY_COUNTS = (
     "users_registered", "orders_created", "orders_confirmed", "orders_rejected", "orders_paid", "orders_cancelled", "reviews",
+    "refunds", "orders_shipped", "orders_delivered",
 )
 CHARGED = ("paid", "shipped", "delivered")  # the states in which the provider holds the order's money
 PAYMENT_ERRORS = {"tok_insufficient_funds": "insufficient funds", "tok_card_declined": "card declined"}
@@ -162,22 +163,31 @@ async def check(
     # Analytics counts what the clients did.
     summary = (await client.call("GET", "/api/analytics/summary", headers=client.admin)).json()
     delta = {k: summary[k] - before.summary[k] for k in SUMMARY_COUNTS}
-    # StockReserved went out for every order products reserved, also one cancelled or refunded later (a cancel
-    # that overtook its order's reservation leaves a 'cancelled' row instead): products' own rows say which.
-    reserved_orders = (await stack.sql(
-        "products", "SELECT count(*)::int AS n FROM reservations WHERE status IN ('reserved', 'released')"
-        " AND order_id = ANY($1::bigint[])", [o.id for o in orders],
-    ))[0]["n"]
+    # StockReserved went out for every order products reserved, also one cancelled or refunded later, and
+    # StockRejected for every one it refused, also one its customer cancelled before orders heard of the refusal
+    # (the customer is told both); a cancel that overtook its order's reservation leaves a 'cancelled' row and
+    # neither. Products' own rows say which.
+    decided = {
+        r["status"]: r["n"] for r in await stack.sql(
+            "products", "SELECT status, count(*)::int AS n FROM reservations WHERE order_id = ANY($1::bigint[])"
+            " GROUP BY status", [o.id for o in orders],
+        )
+    }
+    reserved_orders = decided.get("reserved", 0) + decided.get("released", 0)
+    rejected_orders = decided.get("rejected", 0)
     ever_paid = [o for o in orders if o.status in (*CHARGED, "refunded")]
     told_cancelled = [o for o in orders if o.status == "cancelled" and o.reason in (BY_CUSTOMER, TIMEOUT)]
     expected = {
         "users_registered": len(ledger.customers),
         "orders_created": len(orders),
         "orders_confirmed": reserved_orders,
-        "orders_rejected": by_status["rejected"],
+        "orders_rejected": rejected_orders,
         "orders_paid": len(ever_paid),
         "orders_cancelled": by_status["cancelled"],
         "reviews": len(ledger.reviews),
+        "refunds": by_status["refunded"],
+        "orders_shipped": by_status["shipped"] + by_status["delivered"],
+        "orders_delivered": by_status["delivered"],
     }
     for name in SUMMARY_COUNTS:
         books.count(f"analytics {name}", expected[name], delta[name])
@@ -186,8 +196,12 @@ async def check(
         Decimal(summary["sales_total"]) - Decimal(before.summary["sales_total"]),
     )
     books.money(
-        "analytics revenue", sum((o.total for o in kept), Decimal(0)),
+        "analytics revenue (net of refunds)", sum((o.total for o in kept), Decimal(0)),
         Decimal(summary["revenue"]) - Decimal(before.summary["revenue"]),
+    )
+    books.money(
+        "analytics refunded", sum((o.total for o in orders if o.status == "refunded"), Decimal(0)),
+        Decimal(summary["refunded"]) - Decimal(before.summary["refunded"]),
     )
     for product in ledger.products:
         figures = (await client.call("GET", f"/api/analytics/products/{product}", headers=client.admin)).json()
@@ -208,7 +222,7 @@ async def check(
     wanted = {
         "welcome": len(ledger.customers),
         "order_confirmation": len(orders),
-        "order_rejected": by_status["rejected"],
+        "order_rejected": rejected_orders,
         "payment_received": len(ever_paid),
         "payment_failed": by_status["cancelled"] - len(told_cancelled),
         "shipping_request": len(ever_paid),

@@ -24,6 +24,7 @@ TOKENS = [("tok_visa", "paid")] * 15 + [("tok_insufficient_funds", "cancelled")]
 PLANS = ["pay"] * 60 + ["refund"] * 8 + ["ship"] * 8 + ["cancel_pending"] * 8 + ["cancel_confirmed"] * 8 + ["unpaid"] * 8
 # pay_late pays at its deadline, refund_later is refunded by its fault (life.py's rounds)
 PAYING = {"pay", "refund", "ship", "pay_late", "refund_later"}
+ENDS_PAID = {"pay", "pay_late", "refund_later"}  # the plans with nothing to do once paid (refund_later: its fault acts)
 RETRYABLE = {500, 502, 503, 504}
 
 
@@ -60,7 +61,7 @@ class Placed:
 
     @property
     def settled(self) -> bool:
-        return self.status in FINAL or (self.status == "paid" and self.plan == "pay")
+        return self.status in FINAL or (self.status == "paid" and self.plan in ENDS_PAID)
 
 
 @dataclass
