@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 from isolated_stack import stack_fixtures
+from shop import PAYMENT_SECONDS
 
-# A payment deadline short enough to see fire (tests/e2e/test_order_life.py), long beside any pay of the others.
-PAYMENT_SECONDS = 12
 stack, shop = stack_fixtures(
     "e2e", "e2e-admin@example.com", "e2e-admin-password", ORDER_PAYMENT_TIMEOUT=str(PAYMENT_SECONDS)
 )

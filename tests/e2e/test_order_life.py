@@ -3,8 +3,7 @@ customer cancels, the payment deadline cancels, the admin refunds, ships and del
 
 from __future__ import annotations
 
-from conftest import PAYMENT_SECONDS
-from shop import eventually, money
+from shop import PAYMENT_SECONDS, eventually, money
 
 
 async def stock_is(shop, product_id: int, units: int) -> None:

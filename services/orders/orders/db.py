@@ -98,6 +98,16 @@ async def get_order(conn: DbConnection, order_id: int, *, for_update: bool = Fal
     return (await _with_lines(conn, [row]))[0]
 
 
+async def get_orders(conn: DbConnection, order_ids: list[int], *, for_update: bool = False) -> list[Order]:
+    """These orders with their lines, in id order (the order rows are locked in that order with `for_update`)."""
+    rows = await conn.fetch(
+        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ANY($1::bigint[]) ORDER BY id"
+        + (" FOR UPDATE" if for_update else ""),
+        order_ids,
+    )
+    return await _with_lines(conn, rows)
+
+
 async def list_orders(conn: DbConnection, user_id: int | None, limit: int, offset: int) -> list[Order]:
     """Newest first; every user's when user_id is None (admin)."""
     rows = await conn.fetch(
@@ -151,15 +161,24 @@ async def set_delivered(conn: DbConnection, order_id: int) -> None:
     )
 
 
-async def due_for_payment(conn: DbConnection, limit: int) -> list[int]:
+async def due_for_payment(conn: DbConnection, limit: int, payment_seconds: float) -> list[int]:
     """Confirmed orders past their payment deadline that no other transaction holds (a sweeper of another
-    process, a pay or cancel of the order), oldest deadline first; locked until the transaction ends."""
+    process, a pay or cancel of the order), oldest deadline first; locked until the transaction ends. One
+    confirmed by a process from before deadlines (no payment_due_at) is due `payment_seconds` after that."""
     rows = await conn.fetch(
-        "SELECT id FROM orders WHERE status = 'confirmed' AND payment_due_at <= now()"
-        " ORDER BY payment_due_at LIMIT $1 FOR UPDATE SKIP LOCKED",
-        limit,
+        "SELECT id FROM orders WHERE status = 'confirmed' AND (payment_due_at <= now()"
+        "  OR payment_due_at IS NULL AND updated_at <= now() - make_interval(secs => $2))"
+        " ORDER BY payment_due_at NULLS FIRST LIMIT $1 FOR UPDATE SKIP LOCKED",
+        limit, payment_seconds,
     )
     return [row["id"] for row in rows]
+
+
+async def cancel_orders(conn: DbConnection, order_ids: list[int], reason: str) -> None:
+    await conn.execute(
+        "UPDATE orders SET status = $2, reason = $3, updated_at = now() WHERE id = ANY($1::bigint[])",
+        order_ids, OrderStatus.CANCELLED.value, reason,
+    )
 
 
 async def seconds_to_next_deadline(conn: DbConnection) -> float | None:
@@ -214,8 +233,24 @@ async def start_payment_attempt(conn: DbConnection, order_id: int, stale_after_s
     return bool(started)
 
 
+async def claim_payment_attempts(conn: DbConnection, order_ids: list[int], stale_after_seconds: float) -> list[int]:
+    """start_payment_attempt for many orders in one statement: the ones claimed."""
+    rows = await conn.fetch(
+        "INSERT INTO payment_attempts (order_id) SELECT unnest($1::bigint[])"
+        " ON CONFLICT (order_id) DO UPDATE SET started_at = now()"
+        " WHERE payment_attempts.started_at < now() - make_interval(secs => $2)"
+        " RETURNING order_id",
+        order_ids, stale_after_seconds,
+    )
+    return sorted(row["order_id"] for row in rows)
+
+
 async def end_payment_attempt(conn: DbConnection, order_id: int) -> None:
     await conn.execute("DELETE FROM payment_attempts WHERE order_id = $1", order_id)
+
+
+async def end_payment_attempts(conn: DbConnection, order_ids: list[int]) -> None:
+    await conn.execute("DELETE FROM payment_attempts WHERE order_id = ANY($1::bigint[])", order_ids)
 
 
 async def payment_attempt_exists(conn: DbConnection, order_id: int) -> bool:

@@ -239,3 +239,22 @@ async def test_the_test_provider_decides_by_token_and_answers_a_key_as_it_did_fi
         await provider.refund(3, Decimal("10.00"))
     assert await provider.void(2) == (await provider.charge(2, Decimal("10.00"), "tok_visa")).payment_id  # charged first
     assert await provider.void(6) is None and not (await provider.charge(6, Decimal("10.00"), "tok_visa")).ok
+
+
+async def test_an_order_confirmed_before_deadlines_existed_gets_one_from_its_confirmation(service_env, start_orders, make_token):
+    """A process of the code before confirms without payment_due_at (during a rollout, or before the upgrade):
+    such an order falls due ORDER_PAYMENT_TIMEOUT after it was confirmed all the same."""
+    service_env.setenv("ORDER_PAYMENT_TIMEOUT", "60")
+    async with start_orders() as orders:
+        await orders.add_product(1, "33.33")
+        customer = make_token(7)
+        old, recent = [await orders.confirmed_order(customer, ITEMS) for _ in range(2)]
+        await orders.pool.execute(
+            "UPDATE orders SET payment_due_at = NULL, updated_at = now() - interval '61 seconds' WHERE id = $1", old["id"]
+        )
+        await orders.pool.execute("UPDATE orders SET payment_due_at = NULL WHERE id = $1", recent["id"])
+        started = time.monotonic()
+        while await orders.status_of(old["id"]) == "confirmed":
+            assert time.monotonic() - started < 10, "the old order's deadline never fired"
+            await asyncio.sleep(0.05)
+        assert (await orders.status_of(old["id"]), await orders.status_of(recent["id"])) == ("cancelled", "confirmed")
