@@ -289,7 +289,7 @@ async def payment_deadline_figure(rate: float, orders: int, timeout: float) -> F
     failed = False
     try:
         running = await asyncio.to_thread(stack.start)
-        async with http.shop_on(stack, running, 100, progress) as (shop, catalogue):
+        async with asyncio.timeout(300), http.shop_on(stack, running, 100, progress) as (shop, catalogue):
             who = await shop.customer("Deadline")
             orders_db = await asyncpg.connect(throwaway.with_database(throwaway.POSTGRES_URL, f"{stack.prefix}orders"))
             try:
@@ -300,6 +300,11 @@ async def payment_deadline_figure(rate: float, orders: int, timeout: float) -> F
                 calm = await deadline.measure(shop, who, catalogue.plenty, orders_db, orders, timeout, progress)
                 await stack.quiet()
                 progress(f"  the same under GET and POST alternating at {rate:g}/s (whose orders go unpaid too)")
+                # Open-loop rounds of 5 s from 2 s before the first order until the last is checked. Each round
+                # waits for its answers, so a shop (or a machine) that can't keep up lowers the rate instead of
+                # piling up requests in the benchmark's process (one long open loop fell to a third of its rate,
+                # then sent nothing for minutes, at a load average of 13 on 2 cores); the rate reached is
+                # reported, and the figure is not met below 90% of it.
                 stop = asyncio.Event()
 
                 async def steady() -> list[http.Sample]:
@@ -310,7 +315,7 @@ async def payment_deadline_figure(rate: float, orders: int, timeout: float) -> F
 
                 load_started = time.monotonic()
                 loading = asyncio.create_task(steady())
-                await asyncio.sleep(2)  # the load is steady before the first order
+                await asyncio.sleep(2)
                 try:
                     loaded = await deadline.measure(shop, who, catalogue.plenty, orders_db, orders, timeout, progress)
                 finally:
@@ -326,6 +331,7 @@ async def payment_deadline_figure(rate: float, orders: int, timeout: float) -> F
             f" POST p99 {post['p99_ms']} ms, {get['errors'] + post['errors']} errors"
         )
         exact = calm.exact and loaded.exact
+        load_kept = achieved >= 0.9 * rate
         ratio = loaded.p99_ms / calm.p99_ms if loaded.p99_ms and calm.p99_ms else None
         problems = [f"no load: {p}" for p in calm.problems] + [f"under load: {p}" for p in loaded.problems]
         phases = {}
@@ -333,11 +339,12 @@ async def payment_deadline_figure(rate: float, orders: int, timeout: float) -> F
             phases[phase] = vars(measured) | {"post_errors": measured.post_errors[:5]}
         return Figure(
             name, loaded.p99_ms, "ms", calm.p99_ms, ratio, "< 2000 ms, each cancelled once",
-            loaded.p99_ms is not None and loaded.p99_ms < 2000 and exact,
+            loaded.p99_ms is not None and loaded.p99_ms < 2000 and exact and load_kept,
             f"{orders} orders unpaid at {deadline.PLACE_RATE:g}/s, ORDER_PAYMENT_TIMEOUT={timeout:g}s, under GET/POST"
             f" at {rate:g}/s (its orders unpaid too: {deadline.PLACE_RATE + rate / 2:g} deadlines/s);"
             f" p50 {loaded.p50_ms} ms (no load {calm.p50_ms} ms); "
-            + ("each cancelled exactly once" if exact else "NOT exact: " + "; ".join(problems)),
+            + ("each cancelled exactly once" if exact else "NOT exact: " + "; ".join(problems))
+            + ("" if load_kept else f"; the load reached only {achieved:.1f}/s"),
             {"payment_timeout_s": timeout, "place_rate_per_s": deadline.PLACE_RATE, **phases,
              "load": {"rate_per_s": rate, "achieved_per_s": round(achieved, 1), "seconds": round(load_seconds, 1),
                       "get_product": get, "post_order": post}},
