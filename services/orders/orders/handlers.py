@@ -24,3 +24,10 @@ async def on_product_changed(event: Event[ProductCreated | ProductUpdated], conn
 @router.handles(StockReserved, StockRejected)
 async def on_stock_event(event: Event[StockReserved | StockRejected], conn: DbConnection) -> None:
     await application.settle_reservation(conn, event)
+
+
+# The catalogue copy only: orders, payments and the stock settlements of orders are orders' own truth.
+router.fills(
+    "catalogue", by=(ProductCreated, ProductUpdated),
+    covers="the catalogue copy (each product's name, price and stock); not orders, payments or bans",
+)

@@ -4,6 +4,7 @@ the pool, migrations, bus, consumers and relay. A service's main.py only says wh
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import uuid
@@ -28,6 +29,7 @@ from .config import ServiceSettings
 from .db import create_pool, migrate
 from .logs import setup_logging
 from .operations import RequestLogMiddleware, operations_router, refresh_gauges, service_queues
+from .rebuild import backfill_on_first_start, rebuild_read_model
 from .runtime import tune_gc
 from .serve import CloseWhenDraining
 from .tracing import flush, instrument_app, setup_tracing
@@ -136,7 +138,13 @@ def create_service_app(
         await bus.connect()
         relay: RunningRelay | None = None
         if settings.runs("consumers") and routes:
-            await bus.start_consumers(pool, routes)
+            connection = bus.connection
+            assert connection is not None  # connected above
+
+            async def backfill() -> None:
+                await backfill_on_first_start(settings, handlers, pool, connection, routes)
+
+            await bus.start_consumers(pool, routes, backfill if settings.history_backfill else None)
         if settings.runs("relay"):
             relayer = bus.relay(pool)
             relay = relayer, asyncio.create_task(relayer.run(), name=f"{service} outbox relay")
@@ -221,6 +229,11 @@ def create_service_app(
             "trace_viewer": settings.ops_trace_viewer_url.rstrip("/") or None,
         }
 
+    # `shop-events history rebuild <service>` finds the service's parts here (shop_common.rebuild).
+    app.state.history_rebuild = functools.partial(
+        rebuild_read_model, settings=settings, handlers=handlers, migrations=migrations, checks_bans=checks_bans,
+        wiring=wiring,
+    )
     app.include_router(ops)
     app.include_router(operations_router(service, lanes, retries))
     if settings.runs("api"):  # a consumers-only or relay-only process answers health and metrics, nothing else

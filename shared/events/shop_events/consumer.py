@@ -364,6 +364,10 @@ class LaneConsumer:
                     await self._run_traced(run, conn, items)
                 else:
                     await self._run_handler(run, conn)
+            await self._also_in_transaction(conn, items)
+
+    async def _also_in_transaction(self, conn: DbConnection, items: list[tuple[DeliveredMessage, Event[EventData]]]) -> None:
+        """What a subclass commits with the batch's effects (a history replay: its stream offset)."""
 
     async def _run_traced(
         self, run: list[tuple[int, Event[EventData]]], conn: DbConnection, items: list[tuple[DeliveredMessage, Event[EventData]]]

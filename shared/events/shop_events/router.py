@@ -45,9 +45,31 @@ class Route:
     name: str
 
 
+@dataclass(frozen=True)
+class ReadModel:
+    """The tables a service's events fill (copies and facts, never its own source of truth), and the event
+    types whose handlers fill them: a history rebuild empties the tables and replays those events."""
+
+    tables: tuple[str, ...]
+    event_types: tuple[str, ...]
+    covers: str  # what a rebuild gives back, in a sentence, for the operator
+
+
 class Router:
     def __init__(self) -> None:
         self._declared: dict[str, Route] = {}
+        self.read_model: ReadModel | None = None
+
+    def fills(self, *tables: str, by: tuple[type[EventData], ...], covers: str) -> None:
+        """Declare the service's read model: `tables`, filled by the handlers of the events `by` (declared
+        on this router already). shop_events.history rebuilds it; one declaration per service."""
+        names = tuple(_spec(model).name for model in by)
+        unhandled = sorted(set(names) - self._declared.keys())
+        if unhandled or not tables or not names:
+            raise ValueError(f"a read model needs tables and events with handlers here; unhandled: {unhandled}")
+        if self.read_model is not None:
+            raise ValueError("the read model is declared twice")
+        self.read_model = ReadModel(tables, names, covers)
 
     def handles(self, *models: type[EventData], batch: bool = False) -> Callable[[F], F]:
         """Declare the decorated function as the handler of these catalogue event types."""

@@ -1,0 +1,164 @@
+"""Rebuilding analytics from the history stream (`shop-events history rebuild analytics`): a shop's worth of
+events, sent through the real broker to the running service, then its read model lost; the rebuild gives
+back every figure of the summary, of each product and of every day, also when it is killed halfway or its
+broker connection is cut under it. SHOP_REBUILD_SCALE=n sends n copies of the shop (more events)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from shop_common.fault_injection import close_connections
+from shop_common.testing import bearer, eventually, running
+from shop_events import history
+from shop_events.publisher import OutgoingEvent
+from shop_events.testing import publish_events
+
+from analytics.main import create_app
+
+from .conftest import event_at
+from .test_burst import CREATED_PRODUCTS, ONLY_REVIEWED, UNCREATED_IN_ORDERS, expected_summary, make_history
+
+SCALE = int(os.environ.get("SHOP_REBUILD_SCALE", "1"))
+FACT_TABLES = "users, products, orders, order_items, reviews, summary_counts"
+
+
+@dataclass
+class LiveAnalytics:
+    app: FastAPI
+    client: httpx.AsyncClient
+    pool: asyncpg.Pool
+    admin: dict[str, str]
+
+    async def figures(self) -> dict[str, Any]:
+        """Everything a user of analytics reads: the summary, each product's figures and every day's."""
+        async def get(path: str, **params: object) -> Any:
+            response = await self.client.get(f"/api/analytics/{path}", headers=self.admin, params=params)
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        products = CREATED_PRODUCTS + [UNCREATED_IN_ORDERS, ONLY_REVIEWED]
+        return {
+            "summary": await get("summary"),
+            "products": {p: await get(f"products/{p}") for p in products},
+            "daily": await get("daily", days=60),
+        }
+
+    async def summary(self) -> Any:
+        return (await self.client.get("/api/analytics/summary", headers=self.admin)).json()
+
+    async def processed(self) -> int:
+        return int(await self.pool.fetchval("SELECT count(*) FROM processed_events"))
+
+
+@pytest.fixture
+async def live(service_env, database_url, make_token) -> AsyncIterator[LiveAnalytics]:
+    """Analytics running with its consumers on the test's vhost; small batches, so a rebuild takes long
+    enough to be caught halfway."""
+    service_env.setenv("ANALYTICS_DATABASE_URL", database_url)
+    service_env.setenv("EVENT_BATCH_SIZE", "4")
+    service_env.setenv("EVENT_PREFETCH", "8")
+    app = create_app()
+    async with running(app) as client:
+        yield LiveAnalytics(app, client, app.state.pool, bearer(make_token(1, role="admin")))
+
+
+async def shop_sent_through_the_broker(live: LiveAnalytics, amqp_url: str) -> tuple[list[OutgoingEvent], dict[str, Any]]:
+    """A shop's events published on shop.events; returns them and the figures once analytics handled all."""
+    shop = make_history()
+    sent = [event_at(data, at) for _ in range(SCALE) for data, at in shop.events]
+    await publish_events(amqp_url, *sent)
+    await eventually(lambda: _all_handled(live, len(sent)), timeout=120)
+    before = await live.figures()
+    if SCALE == 1:
+        assert before["summary"] == expected_summary(shop)  # the figures are the events' own, not any
+    return sent, before
+
+
+async def _all_handled(live: LiveAnalytics, count: int) -> bool:
+    return await live.processed() == count
+
+
+async def lose_read_model(live: LiveAnalytics, before: dict[str, Any]) -> None:
+    await live.pool.execute(f"TRUNCATE {FACT_TABLES}")
+    assert await live.summary() != before["summary"]
+
+
+async def test_a_rebuild_gives_back_every_figure(live, amqp_url):
+    sent, before = await shop_sent_through_the_broker(live, amqp_url)
+    await lose_read_model(live, before)
+
+    done = await live.app.state.history_rebuild()  # what `shop-events history rebuild analytics` runs
+
+    assert done.replayed == len(sent)
+    assert await live.figures() == before
+    found = await history.position(live.pool, "analytics")
+    assert found is not None and found.finished_at is not None
+
+
+def rebuild_command(env: dict[str, str]) -> subprocess.Popen[str]:
+    command = [str(Path(sys.executable).with_name("shop-events")), "history", "rebuild", "analytics"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+async def test_a_rebuild_killed_halfway_resumes_and_is_exact(live, amqp_url, database_url):
+    sent, before = await shop_sent_through_the_broker(live, amqp_url)
+    await lose_read_model(live, before)
+    env = {**os.environ, "ANALYTICS_DATABASE_URL": database_url, "AMQP_URL": amqp_url,
+           "EVENT_BATCH_SIZE": "2", "EVENT_PREFETCH": "4"}
+
+    first = rebuild_command(env)
+    try:
+        await eventually(lambda: _past(live.pool, len(sent) // 3), timeout=60, interval=0.01)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    halfway = await history.position(live.pool, "analytics")
+    assert halfway is not None and halfway.finished_at is None and 0 < halfway.next_offset < len(sent)
+    assert await live.summary() != before["summary"]
+
+    second = rebuild_command(env)
+    output, _ = await asyncio.to_thread(second.communicate, timeout=120)
+    assert second.returncode == 0, output
+    assert "analytics: rebuilt;" in output and "offset" in output  # it printed its progress and its end
+    assert await live.figures() == before
+    done = await history.position(live.pool, "analytics")
+    assert done is not None and done.finished_at is not None and done.started_at == halfway.started_at  # resumed
+
+
+async def _past(pool: asyncpg.Pool, offset: int) -> bool:
+    found = await history.position(pool, "analytics")
+    return found is not None and found.next_offset > offset
+
+
+async def test_a_cut_connection_resumes_from_the_recorded_offset_not_the_start(live, amqp_url):
+    sent, before = await shop_sent_through_the_broker(live, amqp_url)
+    await lose_read_model(live, before)
+
+    # Each event's commit slowed, so that the rebuild is still running when rabbitmqctl gets to it.
+    await live.pool.execute(
+        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.01); RETURN NULL;"
+        " END $$; CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON processed_events"
+        " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+    )
+    rebuild = asyncio.create_task(live.app.state.history_rebuild())
+    await eventually(lambda: _past(live.pool, len(sent) // 4), timeout=60, interval=0.01)
+    assert await asyncio.to_thread(close_connections, amqp_url, "analytics rebuild") == 1
+    assert not rebuild.done()
+    done = await asyncio.wait_for(rebuild, 120)
+
+    assert await live.figures() == before
+    # Every event handled once, give or take the deliveries in flight at the cut (the prefetch): started
+    # again from the stream's first offset, a third of them would have come twice.
+    assert len(sent) <= done.replayed <= len(sent) + 2 * 8
