@@ -20,7 +20,7 @@ restart:  ## replace each service's processes one at a time, none of them unnoti
 down:  ## stop what `make up` started (by its recorded pids); the data stays
 	@deploy/stack.sh down
 
-status:  ## each service's health, queue depths and consumers, parked messages, outbox backlog
+status:  ## each service's health, queue depths and consumers, parked messages, outbox backlog, history stream and rebuilds
 	@deploy/stack.sh status
 
 rebuild:  ## rebuild a service's read model from the history stream, through its own handlers (S=analytics; local mode)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,13 @@ async def test_a_rebuild_killed_halfway_resumes_and_is_exact(live, amqp_url, dat
     halfway = await history.position(live.pool, "analytics")
     assert halfway is not None and halfway.finished_at is None and 0 < halfway.next_offset < len(sent)
     assert await live.summary() != before["summary"]
+    # The operations page's view: the stream's ends and oldest event, and the rebuild left halfway.
+    seen = (await live.client.get("/api/analytics/history", headers=live.admin)).json()
+    assert seen["stream"]["name"] == "shop.history"
+    assert (seen["stream"]["first_offset"], seen["stream"]["last_offset"]) == (0, len(sent) - 1)
+    assert datetime.fromisoformat(seen["stream"]["oldest_at"]) == sent[0].occurred_at
+    assert seen["replay"]["next_offset"] == halfway.next_offset and seen["replay"]["finished_at"] is None
+    assert seen["replay"]["end_offset"] == len(sent) - 1
 
     second = rebuild_command(env)
     output, _ = await asyncio.to_thread(second.communicate, timeout=120)
