@@ -135,6 +135,9 @@ async def test_a_rebuild_killed_halfway_resumes_and_is_exact(live, amqp_url, dat
     assert datetime.fromisoformat(seen["stream"]["oldest_at"]) == sent[0].occurred_at
     assert seen["replay"]["next_offset"] == halfway.next_offset and seen["replay"]["finished_at"] is None
     assert seen["replay"]["end_offset"] == len(sent) - 1
+    status = subprocess.run([str(Path(sys.executable).with_name("shop-events")), "history", "status"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and f"offsets 0..{len(sent) - 1}\toldest {sent[0].occurred_at}" in status.stdout, status
 
     second = rebuild_command(env)
     output, _ = await asyncio.to_thread(second.communicate, timeout=120)

@@ -140,7 +140,11 @@ def rebuild(service: str = typer.Argument(..., help="a service with a read model
         rate = p.replayed / p.seconds if p.seconds else 0.0
         typer.echo(f"{service}: offset {p.next_offset} of {p.end_offset + 1}, {p.replayed} events replayed ({rate:.0f}/s)")
 
-    done: history.Progress = parking.run(app_.state.history_rebuild(on_progress=show))
+    try:
+        done: history.Progress = parking.run(app_.state.history_rebuild(on_progress=show))
+    except LookupError as exc:  # a service without a read model
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
     typer.echo(f"{service}: rebuilt; {done.replayed} events replayed in {done.seconds:.1f}s,"
                f" caught up at offset {done.end_offset}")
 
