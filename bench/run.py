@@ -130,6 +130,30 @@ async def bus_figures(events: int, rounds: int) -> list[Figure]:
     return figures
 
 
+async def rebuild_figures(events: int, rounds: int) -> list[Figure]:
+    """analytics' read model rebuilt from the history stream vs raw consumption of that stream (a vhost of its own,
+    so that the stream holds only these events)."""
+    import analytics.config
+    import analytics.handlers
+    import analytics.main
+
+    from .history import rebuild_figure
+
+    vhost, database = throwaway.new_name(), throwaway.new_name()
+    amqp_url = throwaway.create_vhost(vhost)
+    try:
+        progress(f"rebuild vs raw stream consumption, {events} OrderCreated x {rounds} rounds")
+        measured = await rebuild_figure(
+            analytics.config.Settings(amqp_url=amqp_url).bus_settings(), await throwaway.create_database(database),
+            router=analytics.handlers.router, migrations=Path(analytics.main.__file__).with_name("migrations"),
+            n=events, rounds=rounds, progress=progress,
+        )
+    finally:
+        throwaway.delete_vhost(vhost)
+        await throwaway.drop_database(database)
+    return [at_least("rebuild_vs_raw_stream", measured, 0.8, "analytics' handlers, inbox and offset, from shop.history")]
+
+
 def beside_untraced(name: str, measured: dict, untraced: dict, note: str) -> Figure:
     """A figure measured with tracing on: no goal of its own, shown beside the same figure with tracing off."""
     off = untraced["value"] / untraced["baseline"]
@@ -281,7 +305,7 @@ HTTP_FIGURES = [
 ]
 ORDER = [
     "relay_vs_raw_publish", "consumer_vs_raw_consume", "relay_traced_vs_raw_publish", "consumer_traced_vs_raw_consume",
-    *HTTP_FIGURES, "rolling_restart_failed_requests", "analytics_summary_p99_at_1m_orders",
+    "rebuild_vs_raw_stream", *HTTP_FIGURES, "rolling_restart_failed_requests", "analytics_summary_p99_at_1m_orders",
 ]
 
 
@@ -295,13 +319,15 @@ def main(
     confirm_seconds: float = typer.Option(15, help="length of the order -> confirmed phase"),
     drain: int = typer.Option(1000, help="orders in the drain"),
     scale_orders: int = typer.Option(1_000_000, help="orders in analytics' tables for the summary at scale"),
-    only: str = typer.Option("", help="'bus', 'http', 'restart' or 'scale' to measure one part only"),
+    only: str = typer.Option("", help="'bus', 'history', 'http', 'restart' or 'scale' to measure one part only"),
 ) -> None:
     figures: list[Figure] = []
     # The bus figures run in this process as the services run theirs; the raw baselines run under it too.
     tune_gc()
     if only in ("", "bus"):
         figures += asyncio.run(bus_figures(events, rounds))
+    if only in ("", "bus", "history"):
+        figures += asyncio.run(rebuild_figures(events, rounds))
     if only in ("", "http"):
         figures += asyncio.run(http_figures(rate, seconds, confirm_rate, confirm_seconds, drain))
     if only in ("", "restart"):

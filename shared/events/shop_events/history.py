@@ -131,6 +131,9 @@ class HistoryConsumer(LaneConsumer):
         return {OFFSET: "first" if self._next is None else self._next}
 
     async def handle_batch(self, batch: list[DeliveredMessage]) -> None:
+        # On a stream an ack removes nothing, it only gives credit back: given at once, the broker sends the next
+        # chunk while this batch commits. Where the replay got to is the recorded offset, not the acks.
+        await _ack_all(batch, [])
         decoded: list[tuple[DeliveredMessage, Event[EventData]]] = []
         for message in batch:
             if message.header.properties.message_type not in self._routes:
@@ -148,11 +151,13 @@ class HistoryConsumer(LaneConsumer):
         if unsettled:
             log.error("events of the history not settled; a rebuild run again replays them", extra={"count": len(unsettled)})
         last = max(delivery_offset(m) for m in batch)
-        # Passed-over events have no effects: the position moves past them on its own.
-        await self._pool.execute(_RECORD, self._service, last + 1, 0)
+        # Passed-over events have no effects: the position moves past them on its own (when the batch's last
+        # event was handled, its commit moved it already).
+        failed_ids = {e.event_id for _, e, _ in failed}
+        if not any(delivery_offset(m) == last and e.event_id not in failed_ids for m, e in decoded):
+            await self._pool.execute(_RECORD, self._service, last + 1, 0)
         self._next = max(self._next or 0, last + 1)
         self.replayed += len(decoded)
-        await _ack_all(batch, [])  # credit back to the stream; an ack removes nothing from it
         if last >= self._end:
             self.caught_up.set()
 
