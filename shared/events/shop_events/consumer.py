@@ -185,7 +185,11 @@ class LaneConsumer:
             await asyncio.wait([self._task])
         untaken = list(self._deliveries)
         self._deliveries.clear()
-        await _give_back(untaken)
+        await self._return_to_broker(untaken)
+
+    async def _return_to_broker(self, deliveries: list[DeliveredMessage]) -> None:
+        """Deliveries not handled, requeued (a stream reader overrides it: a stream refuses nacks)."""
+        await _give_back(deliveries)
 
     async def _on_delivery(self, delivery: DeliveredMessage) -> None:
         # async, though it never waits: aiormq runs it as it is instead of wrapping it in a coroutine
@@ -215,7 +219,7 @@ class LaneConsumer:
                 # closes under us (the broker then delivers the batch again on the new one), or a bug. Either
                 # way no later multiple-ack may cover this batch: what is still outstanding goes back.
                 log.exception("batch not settled; given back to the broker", extra={"queue": self.queue_name})
-                await _give_back(batch)
+                await self._return_to_broker(batch)
             finally:
                 self._idle.set()
 

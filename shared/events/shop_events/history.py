@@ -161,6 +161,10 @@ class HistoryConsumer(LaneConsumer):
         if last >= self._end:
             self.caught_up.set()
 
+    async def _return_to_broker(self, deliveries: list[DeliveredMessage]) -> None:
+        """Nothing to give back: a stream refuses a nack (and closes the whole connection over it); what was not
+        handled is read again from the recorded offset."""
+
     def _work_queue(self, event: Event[EventData]) -> str:
         return work_queue(self._service, CATALOGUE[event.event_type].lane)
 
