@@ -37,6 +37,7 @@ class ServiceSettings(BaseSettings):
     # shop.history's retention, where a start declares it (a deployed broker's definitions make it).
     history_max_age: str = _BUS.history_max_age
     history_max_bytes: int = _BUS.history_max_bytes
+    history_batch_size: int = _BUS.history_batch_size
     # A service starting for the first time (no history position in its database) replays the history
     # stream through its handlers before it consumes live (shop_events.history).
     history_backfill: bool = False
@@ -54,4 +55,5 @@ class ServiceSettings(BaseSettings):
             inbox_retention_hours=self.event_inbox_retention_hours,
             history_max_age=self.history_max_age,
             history_max_bytes=self.history_max_bytes,
+            history_batch_size=self.history_batch_size,
         )

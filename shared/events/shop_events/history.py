@@ -20,6 +20,7 @@ While replaying, `replaying()` is true in the handlers' context: a side effect o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -202,6 +203,9 @@ async def replay(
         await _finish(pool, service, end)
         return Progress(0, start, -1 if end is None else end, time.perf_counter() - started)
     await pool.execute("UPDATE history_position SET end_offset = $2 WHERE service = $1", service, end)
+    # A replay is a backlog from its first delivery: bigger batches mean fewer commits (notifications' batch of
+    # one is for its mail, which a replay does not send).
+    settings = dataclasses.replace(settings, batch_size=settings.history_batch_size, prefetch=2 * settings.history_batch_size)
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=settings.prefetch)  # a stream consumer must name one
     queue = await channel.declare_queue(HISTORY, passive=True)

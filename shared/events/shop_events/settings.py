@@ -43,6 +43,8 @@ class BusSettings:
     # and at most this many bytes: whichever limit is reached first drops its oldest segments.
     history_max_age: str = "7D"
     history_max_bytes: int = 20_000_000_000
+    # Events a replay of the history (a rebuild, a backfill) commits together; twice as many are in flight.
+    history_batch_size: int = 2048
 
     def __post_init__(self) -> None:
         floor = self.inbox_retention_floor_hours()
