@@ -183,12 +183,12 @@ async def test_a_cut_connection_resumes_from_the_recorded_offset_not_the_start(l
     # Each event's commit slowed, so that the rebuild is still running when rabbitmqctl gets to it.
     await live.pool.execute(
         "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-        " IF NEW.queue = 'shop.history' THEN PERFORM pg_sleep(0.03); END IF; RETURN NULL; END $$;"
+        " IF NEW.queue = 'shop.history' THEN PERFORM pg_sleep(0.05); END IF; RETURN NULL; END $$;"
         " CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON processed_events"
         " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
     )
     rebuild = asyncio.create_task(live.app.state.history_rebuild())
-    await eventually(lambda: _past(live.pool, len(sent) // 2), timeout=60, interval=0.01)
+    await eventually(lambda: _past(live.pool, len(sent) // 4), timeout=60, interval=0.01)
     at_cut = await history.position(live.pool, "analytics")
     assert at_cut is not None
     assert await asyncio.to_thread(close_connections, amqp_url, "analytics rebuild") == 1

@@ -20,6 +20,7 @@ While replaying, `replaying()` is true in the handlers' context: a side effect o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -35,7 +36,7 @@ from aiormq.abc import DeliveredMessage, FieldTable
 from pydantic import ValidationError
 
 from .catalogue import CATALOGUE
-from .consumer import LaneConsumer, Poison, _ack_all, decode
+from .consumer import DATABASE_AWAY, LaneConsumer, Poison, _ack_all, decode
 from .db_types import DbConnection
 from .envelope import Envelope, Event, EventData
 from .parking import OFFSET, READ_TIMEOUT, _declared_count, _last_offset, _reading
@@ -133,8 +134,10 @@ class HistoryConsumer(LaneConsumer):
 
     async def handle_batch(self, batch: list[DeliveredMessage]) -> None:
         # On a stream an ack removes nothing, it only gives credit back: given at once, the broker sends the next
-        # chunk while this batch commits. Where the replay got to is the recorded offset, not the acks.
-        await _ack_all(batch, [])
+        # chunk while this batch commits. Where the replay got to is the recorded offset, not the acks, so an ack
+        # that fails (its channel closed: the replay consumes again from that offset) loses nothing.
+        with contextlib.suppress(Exception):
+            await _ack_all(batch, [])
         decoded: list[tuple[DeliveredMessage, Event[EventData]]] = []
         for message in batch:
             if message.header.properties.message_type not in self._routes:
@@ -156,7 +159,10 @@ class HistoryConsumer(LaneConsumer):
         # event was handled, its commit moved it already).
         failed_ids = {e.event_id for _, e, _ in failed}
         if not any(delivery_offset(m) == last and e.event_id not in failed_ids for m, e in decoded):
-            await self._pool.execute(_RECORD, self._service, last + 1, 0)
+            try:
+                await self._pool.execute(_RECORD, self._service, last + 1, 0)
+            except (asyncpg.PostgresError, *DATABASE_AWAY, OSError) as exc:  # a run again reads them over: no effects
+                log.warning("position past passed-over events not recorded", extra={"error": repr(exc)})
         self._next = max(self._next or 0, last + 1)
         self.replayed += len(decoded)
         if last >= self._end:
@@ -227,7 +233,8 @@ async def replay(
         _REPLAYING.reset(replaying_token)
     try:
         while not consumer.caught_up.is_set():
-            await asyncio.wait([asyncio.ensure_future(consumer.caught_up.wait())], timeout=PROGRESS_EVERY_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(consumer.caught_up.wait(), PROGRESS_EVERY_SECONDS)
             if on_progress is not None:
                 on_progress(progress())
     finally:
