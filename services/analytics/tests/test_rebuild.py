@@ -248,3 +248,23 @@ async def _time_to_handle(pool: asyncpg.Pool, amqp_url: str, user_id: int) -> fl
     while not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE user_id = $1)", user_id):
         await asyncio.sleep(0.005)
     return time.perf_counter() - started
+
+
+@pytest.fixture
+def new_database_url(make_database) -> str:  # noqa: ANN001
+    """Analytics' database dropped and made again, empty (made outside the event loop, as database_url)."""
+    return make_database()
+
+
+async def test_a_rebuild_into_a_new_empty_database_gives_back_every_figure(live, amqp_url, service_env, new_database_url):
+    sent, before = await shop_sent_through_the_broker(live, amqp_url)
+    service_env.setenv("ANALYTICS_DATABASE_URL", new_database_url)
+    service_env.setenv("ROLES", "api")  # the old process still consumes; this one only answers
+    again = create_app()
+
+    done = await again.state.history_rebuild()  # migrates the empty database, then replays
+
+    assert done.replayed == len(sent)
+    async with running(again) as client:
+        rebuilt = LiveAnalytics(again, client, again.state.pool, live.admin)
+        assert await rebuilt.figures() == before
