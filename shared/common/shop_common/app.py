@@ -8,7 +8,7 @@ import functools
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,17 +29,13 @@ from .config import ServiceSettings
 from .db import create_pool, migrate
 from .logs import setup_logging
 from .operations import RequestLogMiddleware, operations_router, refresh_gauges, service_queues
-from .rebuild import backfill_on_first_start, rebuild_read_model
+from .rebuild import Wiring, backfill_on_first_start, rebuild_read_model
 from .runtime import tune_gc
 from .serve import CloseWhenDraining
 from .tracing import flush, instrument_app, setup_tracing
 
 log = logging.getLogger("shop_common.app")
 
-# A service's composition root: given the database pool, it builds what the service's routes and handlers
-# need (a mail relay, a payment provider, a token issuer), by name. Handlers get them as keyword-only
-# parameters of those names (Router.bind), routes from request.app.state.
-Wiring = Callable[[asyncpg.Pool], Awaitable[Mapping[str, object]]]
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 

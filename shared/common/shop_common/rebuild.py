@@ -23,6 +23,9 @@ from .db import create_pool, migrate
 
 log = logging.getLogger("shop_common.rebuild")
 
+# A service's composition root: given the database pool, it builds what the service's routes and handlers
+# need (a mail relay, a payment provider, a token issuer), by name. Handlers get them as keyword-only
+# parameters of those names (Router.bind), routes from request.app.state.
 Wiring = Callable[[asyncpg.Pool], Awaitable[Mapping[str, object]]]
 
 
