@@ -323,7 +323,8 @@ async def _history(amqp_url: str, urls: list[str]) -> None:
         try:
             for row in await conn.fetch("SELECT * FROM history_position ORDER BY service"):
                 state = f"finished {row['finished_at']}" if row["finished_at"] else "RUNNING (or killed: run it again)"
-                print(f"  {name:<32} {row['service']}: offset {row['next_offset']} of {row['end_offset']},"
+                of = "?" if row["end_offset"] is None else row["end_offset"] + 1  # offsets start at 0
+                print(f"  {name:<32} {row['service']}: offset {row['next_offset']} of {of},"
                       f" {row['replayed']} replayed, {state}")
         except asyncpg.UndefinedTableError:
             pass

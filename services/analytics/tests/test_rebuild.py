@@ -158,6 +158,12 @@ async def test_a_rebuild_killed_halfway_resumes_and_is_exact(live, amqp_url, dat
     assert datetime.fromisoformat(seen["stream"]["oldest_at"]) == sent[0].occurred_at
     assert seen["replay"]["next_offset"] == halfway.next_offset and seen["replay"]["finished_at"] is None
     assert seen["replay"]["end_offset"] == len(sent) - 1
+    # make status's history lines (deploy/local/stackctl.py history), with the rebuild left running
+    stackctl = Path(__file__).resolve().parents[3] / "deploy" / "local" / "stackctl.py"
+    shown = subprocess.run([sys.executable, str(stackctl), "history", amqp_url, database_url], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert f"analytics: offset {halfway.next_offset} of {len(sent)}" in shown.stdout, shown
+    assert "RUNNING (or killed: run it again)" in shown.stdout, shown
     status = subprocess.run([str(Path(sys.executable).with_name("shop-events")), "history", "status"], env=env,
                             capture_output=True, text=True, timeout=60)
     assert status.returncode == 0 and f"offsets 0..{len(sent) - 1}\toldest {sent[0].occurred_at}" in status.stdout, status
