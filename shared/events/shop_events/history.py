@@ -253,7 +253,7 @@ async def _begin(pool: asyncpg.Pool, service: str, read_model: ReadModel, empty_
             log.info("resuming the replay", extra={"next_offset": found.next_offset})
             return found.next_offset or None
         if empty_first:
-            tables = ", ".join(f'"{table}"' for table in read_model.tables)
+            tables = ", ".join(f'"{table}"' for table in read_model.tables or await _every_table(conn))
             await conn.execute(f"TRUNCATE {tables}")
             await conn.execute("DELETE FROM processed_events WHERE event_type = ANY($1::text[])", list(read_model.event_types))
         await conn.execute(
@@ -262,6 +262,21 @@ async def _begin(pool: asyncpg.Pool, service: str, read_model: ReadModel, empty_
             service,
         )
         return None
+
+
+# The bus's and the migrations' own tables: never part of a read model.
+BUS_TABLES = ("outbox", "processed_events", "history_position", "schema_migrations", "shared_schema")
+
+
+async def _every_table(conn: DbConnection) -> list[str]:
+    """Every table of the service's schema but the bus's own: the read model of a service whose tables are all
+    facts from events (Router.fills with no table named)."""
+    rows = await conn.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND NOT tablename = ANY($1::text[])"
+        " ORDER BY tablename",
+        list(BUS_TABLES),
+    )
+    return [row["tablename"] for row in rows]
 
 
 async def _finish(pool: asyncpg.Pool, service: str, end: int | None) -> None:
