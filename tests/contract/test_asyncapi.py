@@ -49,6 +49,12 @@ async def produce_every_event(shop) -> None:
     paid = (await shop.place(customer, (product["id"], 3))).json()  # OrderCreated, StockReserved, StockLow (5 -> 2)
     await shop.status_becomes(customer, paid["id"], "confirmed")
     assert (await shop.pay(customer, paid["id"], "tok_visa")).status_code == 200  # OrderPaid
+    assert (await shop.ship(paid["id"])).status_code == 200  # OrderShipped
+    assert (await shop.deliver(paid["id"])).status_code == 200  # OrderDelivered
+    refunded = (await shop.place(customer, (product["id"], 1))).json()
+    await shop.status_becomes(customer, refunded["id"], "confirmed")
+    assert (await shop.pay(customer, refunded["id"], "tok_visa")).status_code == 200
+    assert (await shop.refund(refunded["id"])).status_code == 200  # OrderRefunded
     declined = (await shop.place(customer, (product["id"], 1))).json()
     await shop.status_becomes(customer, declined["id"], "confirmed")
     assert (await shop.pay(customer, declined["id"], "tok_card_declined")).status_code == 402  # PaymentFailed, OrderCancelled

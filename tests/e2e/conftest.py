@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 from isolated_stack import stack_fixtures
+from shop import PAYMENT_SECONDS
 
-stack, shop = stack_fixtures("e2e", "e2e-admin@example.com", "e2e-admin-password")
+stack, shop = stack_fixtures(
+    "e2e", "e2e-admin@example.com", "e2e-admin-password", ORDER_PAYMENT_TIMEOUT=str(PAYMENT_SECONDS)
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -3,4 +3,7 @@
 from shop_common.shop_client import Customer, Shop, Stack, eventually, money, unique_email
 from shop_events.registry import NAMES as SERVICES
 
-__all__ = ["SERVICES", "Customer", "Shop", "Stack", "eventually", "money", "unique_email"]
+# The e2e stack's payment deadline: short enough to see fire (test_order_life.py), long beside any other pay.
+PAYMENT_SECONDS = 12
+
+__all__ = ["PAYMENT_SECONDS", "SERVICES", "Customer", "Shop", "Stack", "eventually", "money", "unique_email"]

@@ -12,12 +12,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from load import Client, Ledger
+from load import Client, Ledger, Placed
 from stack import SERVICES, FaultStack
 
 SUMMARY_COUNTS = (
     "users_registered", "orders_created", "orders_confirmed", "orders_rejected", "orders_paid", "orders_cancelled", "reviews",
+    "refunds", "orders_shipped", "orders_delivered",
 )
+CHARGED = ("paid", "shipped", "delivered")  # the states in which the provider holds the order's money
+PAYMENT_ERRORS = {"tok_insufficient_funds": "insufficient funds", "tok_card_declined": "card declined"}
+BY_CUSTOMER, TIMEOUT = "cancelled by customer", "payment timeout"
 MESSAGE_ID = re.compile(r"<([a-z_]+)\.([0-9a-f-]{36})@")
 PRODUCT = re.compile(r"\(product #(\d+)\)")  # in the subject of stock_low and supplier_reorder mails
 
@@ -125,17 +129,14 @@ async def check(
     await client.refresh_statuses()
     orders = list(ledger.orders.values())
 
-    # Every order reached the final state its client's choices lead to.
+    # Every order reached the end its client's choices and the answers it was given lead to.
     for o in orders:
-        if o.status not in ("rejected", "paid", "cancelled"):
+        for problem in life_problems(o):
             books.lost += 1
-            books.problems.append(f"order {o.id} is still {o.status}")
-        elif o.status != "rejected" and o.status != o.expected_if_confirmed:
-            books.lost += 1
-            books.problems.append(f"order {o.id} is {o.status}, its client paid with {o.payment_token}")
+            books.problems.append(f"order {o.id} ({o.plan}, {o.payment_token}, answers {o.answers}): {problem}")
     by_status = Counter(o.status for o in orders)
-    kept = [o for o in orders if o.status == "paid"]  # a paid order keeps its reservation
-
+    kept = [o for o in orders if o.status in CHARGED]  # a paid order keeps its reservation and its money
+    await check_money(books, stack, orders)
     # No order twice: each customer's own list holds exactly the orders its client placed.
     for customer in ledger.customers:
         mine = await every_page(client, "/api/orders", customer.auth)
@@ -162,14 +163,31 @@ async def check(
     # Analytics counts what the clients did.
     summary = (await client.call("GET", "/api/analytics/summary", headers=client.admin)).json()
     delta = {k: summary[k] - before.summary[k] for k in SUMMARY_COUNTS}
+    # StockReserved went out for every order products reserved, also one cancelled or refunded later, and
+    # StockRejected for every one it refused, also one its customer cancelled before orders heard of the refusal
+    # (the customer is told both); a cancel that overtook its order's reservation leaves a 'cancelled' row and
+    # neither. Products' own rows say which.
+    decided = {
+        r["status"]: r["n"] for r in await stack.sql(
+            "products", "SELECT status, count(*)::int AS n FROM reservations WHERE order_id = ANY($1::bigint[])"
+            " GROUP BY status", [o.id for o in orders],
+        )
+    }
+    reserved_orders = decided.get("reserved", 0) + decided.get("released", 0)
+    rejected_orders = decided.get("rejected", 0)
+    ever_paid = [o for o in orders if o.status in (*CHARGED, "refunded")]
+    told_cancelled = [o for o in orders if o.status == "cancelled" and o.reason in (BY_CUSTOMER, TIMEOUT)]
     expected = {
         "users_registered": len(ledger.customers),
         "orders_created": len(orders),
-        "orders_confirmed": by_status["paid"] + by_status["cancelled"],
-        "orders_rejected": by_status["rejected"],
-        "orders_paid": by_status["paid"],
+        "orders_confirmed": reserved_orders,
+        "orders_rejected": rejected_orders,
+        "orders_paid": len(ever_paid),
         "orders_cancelled": by_status["cancelled"],
         "reviews": len(ledger.reviews),
+        "refunds": by_status["refunded"],
+        "orders_shipped": by_status["shipped"] + by_status["delivered"],
+        "orders_delivered": by_status["delivered"],
     }
     for name in SUMMARY_COUNTS:
         books.count(f"analytics {name}", expected[name], delta[name])
@@ -178,8 +196,12 @@ async def check(
         Decimal(summary["sales_total"]) - Decimal(before.summary["sales_total"]),
     )
     books.money(
-        "analytics revenue", sum((o.total for o in kept), Decimal(0)),
+        "analytics revenue (net of refunds)", sum((o.total for o in kept), Decimal(0)),
         Decimal(summary["revenue"]) - Decimal(before.summary["revenue"]),
+    )
+    books.money(
+        "analytics refunded", sum((o.total for o in orders if o.status == "refunded"), Decimal(0)),
+        Decimal(summary["refunded"]) - Decimal(before.summary["refunded"]),
     )
     for product in ledger.products:
         figures = (await client.call("GET", f"/api/analytics/products/{product}", headers=client.admin)).json()
@@ -200,10 +222,13 @@ async def check(
     wanted = {
         "welcome": len(ledger.customers),
         "order_confirmation": len(orders),
-        "order_rejected": by_status["rejected"],
-        "payment_received": by_status["paid"],
-        "payment_failed": by_status["cancelled"],
-        "shipping_request": by_status["paid"],
+        "order_rejected": rejected_orders,
+        "payment_received": len(ever_paid),
+        "payment_failed": by_status["cancelled"] - len(told_cancelled),
+        "shipping_request": len(ever_paid),
+        "order_cancelled": len(told_cancelled),
+        "payment_refunded": by_status["refunded"],
+        "order_shipped": by_status["shipped"] + by_status["delivered"],
     }
     addresses = {c.email for c in ledger.customers} | set(ledger.suppliers.values())
     kinds: dict[str, str] = {}  # Message-ID -> kind, each Message-ID once
@@ -235,7 +260,7 @@ async def check(
     # derived from what the clients' orders took and gave back (see stock_low_alerts).
     for product, initial in ledger.products.items():
         paid = sum(q for o in kept for p, q in o.lines if p == product)
-        cancelled = [q for o in orders if o.status == "cancelled" for p, q in o.lines if p == product]
+        cancelled = [q for o in orders if o.status in ("cancelled", "refunded") for p, q in o.lines if p == product]
         low, high = stock_low_alerts(initial, ledger.thresholds[product], paid, cancelled)
         books.within(f"stock_low mails of product {product}", low, high, low_mails["stock_low"][product])
         books.count(
@@ -248,7 +273,8 @@ async def check(
     for customer in ledger.customers:
         notices = await every_page(client, "/api/notifications", customer.auth)
         shown.update(n["type"] for n in notices if n["status"] == "sent")
-    for kind in ("welcome", "order_confirmation", "order_rejected", "payment_received", "payment_failed"):
+    for kind in ("welcome", "order_confirmation", "order_rejected", "payment_received", "payment_failed",
+                 "order_cancelled", "payment_refunded", "order_shipped"):
         books.count(f"{kind} notifications shown to customers", wanted[kind], shown[kind])
 
     # Nothing parked but what the test made poison on purpose; no event left in an outbox.
@@ -277,3 +303,53 @@ async def every_page(client: Client, path: str, headers: dict[str, str]) -> list
 def describe(ledger: Ledger) -> str:
     statuses = Counter(o.status for o in ledger.orders.values())
     return ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+
+
+def life_problems(o: Placed) -> list[str]:
+    """What is wrong with how this order ended, given its client's plan and the answers it got (empty: right).
+    A lost race is no problem when the answers show it: a pay answered 409 may have lost to the deadline."""
+    if o.status == "rejected":  # not enough stock: any plan may end so, unless a call of it went through first
+        went_through = [step for step, answer in o.answers.items() if answer == 200]
+        return [f"rejected after {', '.join(went_through)} answered 200"] if went_through else []
+    if o.answers.get("pay") == 200 and o.status not in (*CHARGED, "refunded"):
+        return [f"its pay answered 200, it is {o.status}"]
+    if o.answers.get("cancel") == 200 and (o.status, o.reason) != ("cancelled", BY_CUSTOMER):
+        return [f"its cancel answered 200, it is {o.status} ({o.reason})"]
+    wanted = {
+        "pay": o.expected_if_confirmed, "pay_late": "paid", "refund": "refunded", "refund_later": "paid",
+        "ship": "delivered",
+        "cancel_pending": "cancelled", "cancel_confirmed": "cancelled", "unpaid": "cancelled",
+    }[o.plan]
+    reasons = {
+        "pay": PAYMENT_ERRORS.get(o.payment_token), "cancel_pending": BY_CUSTOMER, "cancel_confirmed": BY_CUSTOMER,
+        "unpaid": TIMEOUT,
+    }
+    if (o.status, o.reason) == ("cancelled", TIMEOUT) and o.answers.get("pay") in (None, 409):
+        return []  # the deadline came before its client's pay or cancel: nothing charged (check_money says)
+    if o.status != wanted:
+        return [f"it is {o.status} ({o.reason}), its client's plan leads to {wanted}"]
+    if o.status == "cancelled" and o.reason != reasons.get(o.plan):
+        return [f"cancelled for {o.reason!r}, its client's plan says {reasons.get(o.plan)!r}"]
+    return []
+
+
+async def check_money(books: Books, stack: FaultStack, orders: list[Placed]) -> None:
+    """The provider's own books (the test provider's ledger in orders' database): money is taken once for every
+    order that is paid, shipped or delivered, taken and given back for a refunded one, and never taken for one
+    cancelled or rejected. Taken = paid - refunded, in total as well as per order."""
+    rows = await stack.sql(
+        "orders", "SELECT order_id, outcome, amount, refunded FROM test_provider_ledger WHERE order_id = ANY($1::bigint[])",
+        [o.id for o in orders],
+    )
+    ledger = {r["order_id"]: r for r in rows}
+    taken = Decimal(0)
+    for o in orders:
+        row = ledger.get(o.id)
+        charged = row["amount"] if row is not None and row["outcome"] == "charged" else Decimal(0)
+        refunded = (row["refunded"] if row is not None else None) or Decimal(0)
+        expected = (o.total, Decimal(0)) if o.status in CHARGED else (o.total, o.total) if o.status == "refunded" else (0, 0)
+        if (charged, refunded) != expected:
+            books.problems.append(f"order {o.id} is {o.status}: the provider charged {charged}, refunded {refunded}")
+            books.lost += 1
+        taken += charged - refunded
+    books.money("money taken (charged - refunded)", sum((o.total for o in orders if o.status in CHARGED), Decimal(0)), taken)

@@ -17,6 +17,7 @@ from books import Books, check, describe, snapshot
 from bus_faults import CommitFails, FailingSettle
 from fault_base import Fault, Round, until
 from kills import Kill9, KillInWindow, KillMidMail, KillRandom
+from life import LIFE_FAULTS
 from load import Client
 from rollout import NewEventVersion, RollingRestart
 from shop_events.testing import publish_raw
@@ -190,6 +191,7 @@ def every_fault() -> list[Fault]:
         CommitFails("analytics", "P0001"),
         CommitFails("analytics", "40001"),
         FailingSettle("analytics", "OrderCreated", "analytics.background"),
+        *(fault() for fault in LIFE_FAULTS),
     ]
 
 

@@ -9,13 +9,22 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
 
-FINAL = {"rejected", "paid", "cancelled"}
-# The payment token each order's client will use, and the status it must end in once confirmed.
+# Where an order's life ends. A paid order ends there only if its client plans nothing more (Placed.settled).
+FINAL = {"rejected", "cancelled", "refunded", "delivered"}
+# The payment token each paying client will use, and the status it must end in once confirmed.
 TOKENS = [("tok_visa", "paid")] * 15 + [("tok_insufficient_funds", "cancelled")] * 3 + [("tok_card_declined", "cancelled")] * 2
+# What each order's client will do with it (issue 20's whole life): pay, pay and have the admin refund it, pay and
+# have it shipped and delivered, cancel it at once (racing its reservation), cancel it once confirmed, or leave it
+# unpaid for the payment deadline (ORDER_PAYMENT_TIMEOUT, short in the fault stack).
+PLANS = ["pay"] * 60 + ["refund"] * 8 + ["ship"] * 8 + ["cancel_pending"] * 8 + ["cancel_confirmed"] * 8 + ["unpaid"] * 8
+# pay_late pays at its deadline, refund_later is refunded by its fault (life.py's rounds)
+PAYING = {"pay", "refund", "ship", "pay_late", "refund_later"}
+ENDS_PAID = {"pay", "pay_late", "refund_later"}  # the plans with nothing to do once paid (refund_later: its fault acts)
 RETRYABLE = {500, 502, 503, 504}
 
 
@@ -39,13 +48,20 @@ class Placed:
     total: Decimal
     payment_token: str
     placed_at: float
+    plan: str = "pay"
     status: str = "pending"
+    reason: str | None = None
     final_at: float | None = None
-    paying: bool = False
+    acting: bool = False  # a call of its client's is on its way
+    answers: dict[str, int] = field(default_factory=dict)  # the last answer to each call: pay, cancel, refund, ...
 
     @property
     def expected_if_confirmed(self) -> str:
         return dict(TOKENS)[self.payment_token]
+
+    @property
+    def settled(self) -> bool:
+        return self.status in FINAL or (self.status == "paid" and self.plan in ENDS_PAID)
 
 
 @dataclass
@@ -167,7 +183,7 @@ class Client:
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
-    async def place(self, customer: Customer) -> Placed:
+    async def place(self, customer: Customer, plan: str | None = None) -> Placed:
         products = self.random.sample(sorted(self.ledger.products), self.random.choice([1, 1, 2, 3]))
         lines = [(p, self.random.choice([1, 1, 2, 3])) for p in products]
         body = {"items": [{"product_id": p, "quantity": q} for p, q in lines]}
@@ -184,14 +200,18 @@ class Client:
         order = response.json()
         if order["id"] in self.ledger.orders:  # an idempotent replay of an order we already hold
             return self.ledger.orders[order["id"]]
+        plan = plan or self.random.choice(PLANS)
         placed = Placed(
             id=order["id"], customer=customer, lines=lines,
             unit_prices={i["product_id"]: Decimal(i["unit_price"]) for i in order["items"]},
-            total=Decimal(order["total"]), payment_token=self.random.choice(TOKENS)[0], placed_at=time.monotonic(),
+            total=Decimal(order["total"]), payment_token=self.random.choice(TOKENS)[0] if plan == "pay" else "tok_visa",
+            placed_at=time.monotonic(), plan=plan,
         )
         self.ledger.orders[placed.id] = placed
         self.ledger.placed += 1
         self.placed_event.set()
+        if plan == "cancel_pending":  # at once: products may not have seen the order yet
+            await self.act(placed, "cancel", customer.auth)
         return placed
 
     async def review(self, customer: Customer) -> None:
@@ -228,42 +248,82 @@ class Client:
             for order in page:
                 placed = self.ledger.orders.get(order["id"])
                 if placed is not None and placed.status != order["status"]:
-                    placed.status = order["status"]
-                    if placed.status in FINAL and placed.final_at is None:
+                    placed.status, placed.reason = order["status"], order["reason"]
+                    if placed.settled and placed.final_at is None:
                         placed.final_at = time.monotonic()
             if len(page) < 200 or page[-1]["id"] <= oldest:
                 return
             offset += 200
 
     async def settle_forever(self, pause: float = 0.3) -> None:
-        """Pays each order once it is confirmed, with the token its client picked; runs until cancelled."""
-        paying: set[asyncio.Task] = set()
+        """Does each order's client's next step once its status allows (pay, cancel, refund, ship, deliver);
+        runs until cancelled."""
+        acting: set[asyncio.Task] = set()
         gate = asyncio.Semaphore(8)
         while True:
             await self.refresh_statuses()
             for placed in list(self.ledger.orders.values()):
-                if placed.status == "confirmed" and not placed.paying:
-                    placed.paying = True
-                    task = asyncio.create_task(self.pay(placed, gate))
-                    paying.add(task)
-                    task.add_done_callback(paying.discard)
+                step = self.next_step(placed)
+                if step is not None and not placed.acting:
+                    placed.acting = True
+                    task = asyncio.create_task(self.guarded(placed, step, gate))
+                    acting.add(task)
+                    task.add_done_callback(acting.discard)
             await asyncio.sleep(pause)
 
-    async def pay(self, placed: Placed, gate: asyncio.Semaphore) -> None:
+    @staticmethod
+    def next_step(placed: Placed) -> str | None:
+        if placed.status == "confirmed":
+            if placed.plan in PAYING and "pay" not in placed.answers:
+                return "pay"
+            if placed.plan == "cancel_confirmed" and "cancel" not in placed.answers:
+                return "cancel"
+        if placed.status == "paid" and placed.plan == "refund" and "refund" not in placed.answers:
+            return "refund"
+        if placed.status == "paid" and placed.plan == "ship" and "ship" not in placed.answers:
+            return "ship"
+        if placed.status == "shipped" and placed.plan == "ship" and "deliver" not in placed.answers:
+            return "deliver"
+        return None
+
+    async def guarded(self, placed: Placed, step: str, gate: asyncio.Semaphore) -> None:
         try:
             async with gate:
-                response = await self.call(
-                    "POST", f"/api/orders/{placed.id}/pay", json={"payment_token": placed.payment_token},
-                    headers=placed.customer.auth,
-                )
+                if step == "pay":
+                    if placed.plan == "pay_late":
+                        await self.until_deadline(placed)
+                    await self.act(placed, "pay", placed.customer.auth, {"payment_token": placed.payment_token})
+                elif step == "cancel":
+                    await self.act(placed, "cancel", placed.customer.auth)
+                elif step == "ship":
+                    await self.act(placed, "ship", self.admin, {"carrier": "DHL", "tracking_number": f"T{placed.id}"})
+                else:
+                    await self.act(placed, step, self.admin)
+        finally:
+            placed.acting = False
+
+    async def until_deadline(self, placed: Placed) -> None:
+        """Sleeps until a moment drawn within 0.3 s either side of the order's payment deadline."""
+        order = (await self.call("GET", f"/api/orders/{placed.id}", headers=placed.customer.auth)).json()
+        due = datetime.fromisoformat(order["payment_due_at"].replace("Z", "+00:00"))
+        await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds() + self.random.uniform(-0.3, 0.3)))
+
+    async def act(self, placed: Placed, step: str, headers: dict[str, str], body: dict | None = None) -> None:
+        """POST /api/orders/{id}/{step}; the answer is kept for the books. 200 done, 402 a declined payment,
+        409 when the order had moved on (an earlier try went through, or a race was lost: the status tells)."""
+        try:
+            response = await self.call("POST", f"/api/orders/{placed.id}/{step}", json=body, headers=headers)
         except AssertionError as exc:
-            self.surprises.append(f"pay order {placed.id}: {exc}")
-            placed.paying = False
-            return
-        # 200 paid, 402 declined (cancelled); 409 when an earlier try went through: the status tells.
+            self.surprises.append(f"{step} order {placed.id}: {exc}")
+            return  # tried again on the next pass
         if response.status_code not in (200, 402, 409):
-            self.surprises.append(f"pay order {placed.id}: {response.status_code} {response.text[:200]}")
-            placed.paying = False  # tried again on the next pass
+            self.surprises.append(f"{step} order {placed.id}: {response.status_code} {response.text[:200]}")
+            return
+        if response.status_code == 409 and "in progress" in response.text:
+            return  # another call of the order is with the provider: tried again on the next pass
+        # A retried call whose first try went through answers 409: the first answer stands.
+        if not (response.status_code == 409 and placed.answers.get(step) == 200):
+            placed.answers[step] = response.status_code
 
     async def steady(self, stop: asyncio.Event, rate: float = 50.0) -> Steady:
         """Requests at `rate` a second until `stop`, paced (an open loop: a slow answer doesn't slow the
@@ -309,4 +369,4 @@ class Client:
         return counts
 
     def unsettled(self) -> list[Placed]:
-        return [p for p in self.ledger.orders.values() if p.status not in FINAL]
+        return [p for p in self.ledger.orders.values() if not p.settled]

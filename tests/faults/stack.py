@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 ADMIN_EMAIL = "faults-admin@example.com"
 ADMIN_PASSWORD = "faults-admin-password"
+PAYMENT_SECONDS = 8.0
 
 
 @dataclass
@@ -69,6 +70,9 @@ class FaultStack:
             # step wider than the noise a delivery picks up under load on two cores (a round of 60 orders saw
             # one retry come back up to 0.5 s late, which made 0.3 s and 0.6 s look equal).
             EVENT_RETRY_DELAYS_MS="300,1000,2000,4000",
+            # Confirmed orders left unpaid (load.PLANS' "unpaid") are cancelled within the round, and every round's
+            # payments may race the deadline (900 s in production).
+            ORDER_PAYMENT_TIMEOUT=str(PAYMENT_SECONDS),
             PYTHONPATH=os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH", "")])),
         )
         env.update({f"{s.upper()}_APP_FACTORY": f"fault_switch:create_{s}_app" for s in SERVICES})

@@ -1,6 +1,6 @@
 """The operations page in a real headless Chromium (Debian's, driven by Playwright), through the stack's gateway:
 an admin signs in, sees a poison message parked with its reason, replays a mail once its cause is fixed, and
-follows an order across the services: OrderCreated → StockReserved → OrderPaid."""
+follows an order's whole life across the services: OrderCreated → StockReserved → OrderPaid → OrderShipped → OrderDelivered."""
 
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ async def test_an_admin_replays_a_parked_mail_and_follows_an_order(shop, stack, 
     await expect(poison).to_have_count(1)
     await expect(parked_count).to_have_text(str(parked_before - 1))
 
-    # An order, placed and paid by two requests, followed by its number and by its correlation id.
+    # An order's whole life, placed, paid, shipped and delivered by four requests, followed by its number; then
+    # by the correlation id of the first request alone.
     product = await shop.product(stock=50)
     buyer = await shop.customer()
     placing = f"ops-place-{uuid.uuid4().hex[:10]}"
@@ -79,13 +80,17 @@ async def test_an_admin_replays_a_parked_mail_and_follows_an_order(shop, stack, 
     await shop.status_becomes(buyer, order_id, "confirmed")
     assert (await shop.pay(buyer, order_id, "tok_visa")).status_code == 200
     await shop.notification(buyer, "payment_received")
+    assert (await shop.ship(order_id)).status_code == 200
+    assert (await shop.deliver(order_id)).status_code == 200
 
     await page.fill("#trace-query", f"order {order_id}")
     await page.click("#trace-form button[type=submit]")
-    await expect(page.locator("#trace-summary")).to_contain_text("OrderCreated → StockReserved → OrderPaid")
+    await expect(page.locator("#trace-summary")).to_contain_text(
+        "OrderCreated → StockReserved → OrderPaid → OrderShipped → OrderDelivered"
+    )
     chain = page.locator("#chain li")
     assert [await item.get_attribute("data-event-type") for item in await chain.all()] == [
-        "OrderCreated", "StockReserved", "OrderPaid"
+        "OrderCreated", "StockReserved", "OrderPaid", "OrderShipped", "OrderDelivered"
     ]
     created = page.locator("#chain li[data-event-type='OrderCreated']")
     await expect(created).to_contain_text("published by orders")

@@ -24,16 +24,21 @@ class Summary(BaseModel):
     orders_rejected: int
     orders_paid: int
     orders_cancelled: int
+    orders_shipped: int
+    orders_delivered: int
+    refunds: int = Field(description="orders refunded")
     sales_total: Money = Field(description="sum of the totals of created orders")
-    revenue: Money = Field(description="sum of the amounts of paid orders")
+    revenue: Money = Field(description="sum of the amounts of paid orders, less the refunds")
+    refunded: Money = Field(description="sum of the amounts refunded")
     reviews: int = Field(description="reviews submitted (ProductReviewed), whatever their moderation")
     events_processed: int = Field(description="distinct events this service has handled")
 
 
 class ProductFigures(BaseModel):
     product_id: int
-    units_sold: int = Field(description="units on the lines of paid orders (a cancelled or unpaid order sold nothing)")
+    units_sold: int = Field(description="units on the lines of paid orders (a cancelled, refunded or unpaid order sold nothing)")
     revenue: Money = Field(description="quantity × unit price over those lines")
+    units_refunded: int = Field(description="units on the lines of refunded orders")
     rating_avg: str | None = Field(description="mean of the published ratings, two decimals (\"4.33\"); null before the first")
     rating_count: int
 
@@ -43,7 +48,9 @@ class DayFigures(BaseModel):
     registrations: int
     orders: int
     sales: Money
-    revenue: Money
+    revenue: Money = Field(description="paid that day, less refunded that day")
+    refunds: int
+    refunded: Money
 
 
 @router.get("/summary", response_model=Summary, status_code=status.HTTP_200_OK)
@@ -66,6 +73,7 @@ async def get_product(product_id: int, _: Admin, pool: DbPool) -> ProductFigures
         product_id=product_id,
         units_sold=row["units_sold"],
         revenue=row["revenue"],
+        units_refunded=row["units_refunded"],
         rating_avg=rating_average(row["rating_sum"], row["rating_count"]),
         rating_count=row["rating_count"],
     )

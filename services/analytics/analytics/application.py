@@ -7,7 +7,7 @@ It publishes nothing, so no use case writes the outbox.
 
 Facts: record_registration, record_ban, record_product, record_review_submitted, record_moderation,
 record_orders_placed (a run of OrderCreated), record_stock_reserved, record_stock_rejected, record_payment,
-record_cancellation.
+record_cancellation, record_refund, record_shipment, record_delivery.
 Figures: summary, product_figures, daily.
 """
 
@@ -20,7 +20,10 @@ from shop_events import Event
 from shop_events.catalogue import (
     OrderCancelled,
     OrderCreated,
+    OrderDelivered,
     OrderPaid,
+    OrderRefunded,
+    OrderShipped,
     ProductCreated,
     ProductReviewed,
     ReviewModerated,
@@ -92,6 +95,18 @@ async def record_payment(conn: DbConnection, event: Event[OrderPaid]) -> None:
 
 async def record_cancellation(conn: DbConnection, event: Event[OrderCancelled]) -> None:
     await db.record_cancellation(conn, event.data.order_id, event.data.user_id, event.occurred_at)
+
+
+async def record_refund(conn: DbConnection, event: Event[OrderRefunded]) -> None:
+    await db.record_refund(conn, event.data.order_id, event.data.user_id, event.data.amount, event.occurred_at)
+
+
+async def record_shipment(conn: DbConnection, event: Event[OrderShipped]) -> None:
+    await db.record_shipment(conn, event.data.order_id, event.data.user_id, event.occurred_at)
+
+
+async def record_delivery(conn: DbConnection, event: Event[OrderDelivered]) -> None:
+    await db.record_delivery(conn, event.data.order_id, event.data.user_id, event.occurred_at)
 
 
 # ---- figures ----

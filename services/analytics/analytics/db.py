@@ -134,19 +134,51 @@ async def record_cancellation(conn: DbConnection, order_id: int, user_id: int, a
     )
 
 
+async def record_refund(conn: DbConnection, order_id: int, user_id: int, amount: Decimal, at: datetime) -> None:
+    # An order is refunded whole, once (orders refuses a second refund), so its one refund is kept as it came.
+    await conn.execute(
+        "INSERT INTO orders (order_id, user_id, refunded_amount, refunded_at) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (order_id) DO UPDATE SET refunded_amount = EXCLUDED.refunded_amount,"
+        "  refunded_at = EXCLUDED.refunded_at, user_id = coalesce(orders.user_id, EXCLUDED.user_id)",
+        order_id, user_id, amount, at,
+    )
+
+
+async def record_shipment(conn: DbConnection, order_id: int, user_id: int, at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO orders (order_id, user_id, shipped_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT (order_id) DO UPDATE SET shipped_at = least(orders.shipped_at, EXCLUDED.shipped_at),"
+        "  user_id = coalesce(orders.user_id, EXCLUDED.user_id)",
+        order_id, user_id, at,
+    )
+
+
+async def record_delivery(conn: DbConnection, order_id: int, user_id: int, at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO orders (order_id, user_id, delivered_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT (order_id) DO UPDATE SET delivered_at = least(orders.delivered_at, EXCLUDED.delivered_at),"
+        "  user_id = coalesce(orders.user_id, EXCLUDED.user_id)",
+        order_id, user_id, at,
+    )
+
+
 # ---- figures, read by the API ----
 
 # The counts the fact tables' triggers keep (migrations/002_summary_counts.sql), summed over their shards:
-# one small read, whatever the number of orders. events_processed counts the facts the handled events left,
-# one per event (the bus's inbox is pruned and is no figure of this service's).
+# one small read, whatever the number of orders. Revenue is what payments took less what refunds gave back.
+# events_processed counts the facts the handled events left, one per event (the bus's inbox is pruned and is
+# no figure of this service's).
 SUMMARY_SQL = """
 SELECT
     users_registered, users_banned,
-    orders_created, orders_confirmed, orders_rejected, orders_paid, orders_cancelled,
-    sales_total::numeric(16, 2) AS sales_total, revenue::numeric(16, 2) AS revenue,
+    orders_created, orders_confirmed, orders_rejected, orders_paid, orders_cancelled, orders_shipped, orders_delivered,
+    refunds,
+    sales_total::numeric(16, 2) AS sales_total, (revenue - refunded)::numeric(16, 2) AS revenue,
+    refunded::numeric(16, 2) AS refunded,
     reviews,
     users_registered + users_banned + products
       + orders_created + orders_confirmed + orders_rejected + orders_paid + orders_cancelled
+      + orders_shipped + orders_delivered + refunds
       + reviews + moderated AS events_processed
 FROM (
     SELECT coalesce(sum(users_registered), 0) AS users_registered, coalesce(sum(users_banned), 0) AS users_banned,
@@ -154,6 +186,8 @@ FROM (
            coalesce(sum(orders_created), 0) AS orders_created, coalesce(sum(orders_confirmed), 0) AS orders_confirmed,
            coalesce(sum(orders_rejected), 0) AS orders_rejected, coalesce(sum(orders_paid), 0) AS orders_paid,
            coalesce(sum(orders_cancelled), 0) AS orders_cancelled,
+           coalesce(sum(orders_shipped), 0) AS orders_shipped, coalesce(sum(orders_delivered), 0) AS orders_delivered,
+           coalesce(sum(refunds), 0) AS refunds, coalesce(sum(refunded), 0) AS refunded,
            coalesce(sum(sales_total), 0) AS sales_total, coalesce(sum(revenue), 0) AS revenue,
            coalesce(sum(reviews), 0) AS reviews, coalesce(sum(moderated), 0) AS moderated
     FROM summary_counts
@@ -165,17 +199,23 @@ async def summary(conn: DbConnection | asyncpg.Pool) -> asyncpg.Record:
     return await fetch_one(conn, SUMMARY_SQL)
 
 
-# A line sold something only when its order is paid and not cancelled; unpaid lines only make it known.
+# A line sold something only when its order is paid and neither cancelled nor refunded (a refund is of the
+# whole order, and its stock goes back); a refunded order's lines count as units refunded. Unpaid lines only
+# make the product known.
 PRODUCT_SQL = """
-SELECT s.units_sold, s.revenue, s.lines, r.rating_sum, r.rating_count, r.reviews,
+SELECT s.units_sold, s.revenue, s.units_refunded, s.lines, r.rating_sum, r.rating_count, r.reviews,
        EXISTS (SELECT 1 FROM products WHERE product_id = $1) AS created
 FROM (
-    SELECT coalesce(sum(i.quantity) FILTER (WHERE o.paid_at IS NOT NULL AND o.cancelled_at IS NULL), 0) AS units_sold,
-           coalesce(sum(i.quantity * i.unit_price)
-                    FILTER (WHERE o.paid_at IS NOT NULL AND o.cancelled_at IS NULL), 0) AS revenue,
+    SELECT coalesce(sum(quantity) FILTER (WHERE sold), 0) AS units_sold,
+           coalesce(sum(quantity * unit_price) FILTER (WHERE sold), 0) AS revenue,
+           coalesce(sum(quantity) FILTER (WHERE refunded), 0) AS units_refunded,
            count(*) AS lines
-    FROM order_items AS i JOIN orders AS o USING (order_id)
-    WHERE i.product_id = $1
+    FROM (
+        SELECT i.quantity, i.unit_price, o.refunded_at IS NOT NULL AS refunded,
+               o.paid_at IS NOT NULL AND o.cancelled_at IS NULL AND o.refunded_at IS NULL AS sold
+        FROM order_items AS i JOIN orders AS o USING (order_id)
+        WHERE i.product_id = $1
+    ) AS lines_of_product
 ) AS s, (
     SELECT coalesce(sum(rating) FILTER (WHERE status = 'published'), 0) AS rating_sum,
            count(*) FILTER (WHERE status = 'published') AS rating_count,
@@ -189,7 +229,8 @@ async def product_figures(conn: DbConnection | asyncpg.Pool, product_id: int) ->
     return await fetch_one(conn, PRODUCT_SQL, product_id)
 
 
-# Facts are bucketed by the UTC day of their event's occurred_at; days with none come out as zeros.
+# Facts are bucketed by the UTC day of their event's occurred_at; days with none come out as zeros. A refund
+# counts on its own day, and takes its amount off that day's revenue, as the summary does.
 DAILY_SQL = """
 WITH days AS (
     SELECT generate_series($1::date, $2::date, interval '1 day')::date AS day
@@ -202,16 +243,22 @@ WITH days AS (
 ), paid AS (
     SELECT (paid_at AT TIME ZONE 'UTC')::date AS day, sum(paid_amount) AS revenue
     FROM orders WHERE paid_at >= $3 AND paid_at < $4 GROUP BY 1
+), refunded AS (
+    SELECT (refunded_at AT TIME ZONE 'UTC')::date AS day, count(*) AS refunds, sum(refunded_amount) AS refunded
+    FROM orders WHERE refunded_at >= $3 AND refunded_at < $4 GROUP BY 1
 )
 SELECT days.day AS date,
        coalesce(registered.registrations, 0) AS registrations,
        coalesce(placed.orders, 0) AS orders,
        coalesce(placed.sales, 0) AS sales,
-       coalesce(paid.revenue, 0) AS revenue
+       coalesce(paid.revenue, 0) - coalesce(refunded.refunded, 0) AS revenue,
+       coalesce(refunded.refunds, 0) AS refunds,
+       coalesce(refunded.refunded, 0) AS refunded
 FROM days
 LEFT JOIN registered USING (day)
 LEFT JOIN placed USING (day)
 LEFT JOIN paid USING (day)
+LEFT JOIN refunded USING (day)
 ORDER BY days.day
 """
 

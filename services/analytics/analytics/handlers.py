@@ -7,7 +7,10 @@ from shop_events import Event, Router
 from shop_events.catalogue import (
     OrderCancelled,
     OrderCreated,
+    OrderDelivered,
     OrderPaid,
+    OrderRefunded,
+    OrderShipped,
     ProductCreated,
     ProductReviewed,
     ReviewModerated,
@@ -71,6 +74,21 @@ async def on_order_paid(event: Event[OrderPaid], conn: DbConnection) -> None:
 @router.handles(OrderCancelled)
 async def on_order_cancelled(event: Event[OrderCancelled], conn: DbConnection) -> None:
     await application.record_cancellation(conn, event)
+
+
+@router.handles(OrderRefunded)
+async def on_order_refunded(event: Event[OrderRefunded], conn: DbConnection) -> None:
+    await application.record_refund(conn, event)
+
+
+@router.handles(OrderShipped)
+async def on_order_shipped(event: Event[OrderShipped], conn: DbConnection) -> None:
+    await application.record_shipment(conn, event)
+
+
+@router.handles(OrderDelivered)
+async def on_order_delivered(event: Event[OrderDelivered], conn: DbConnection) -> None:
+    await application.record_delivery(conn, event)
 
 
 # Every table of analytics is a fact from events, filled by every handler above: a rebuild empties them all

@@ -27,13 +27,15 @@ async def test_a_fresh_service_reports_zeros_and_a_month_of_empty_days(analytics
     assert summary.status_code == 200
     assert summary.json() == {
         "users_registered": 0, "users_banned": 0, "orders_created": 0, "orders_confirmed": 0,
-        "orders_rejected": 0, "orders_paid": 0, "orders_cancelled": 0, "sales_total": "0.00",
-        "revenue": "0.00", "reviews": 0, "events_processed": 0,
+        "orders_rejected": 0, "orders_paid": 0, "orders_cancelled": 0, "orders_shipped": 0, "orders_delivered": 0,
+        "refunds": 0, "sales_total": "0.00", "revenue": "0.00", "refunded": "0.00", "reviews": 0, "events_processed": 0,
     }
     daily = (await analytics.get("daily")).json()
     today = datetime.now(UTC).date()
     assert [row["date"] for row in daily] == [str(today - timedelta(days=n)) for n in range(29, -1, -1)]
-    assert {(r["registrations"], r["orders"], r["sales"], r["revenue"]) for r in daily} == {(0, 0, "0.00", "0.00")}
+    assert {(r["registrations"], r["orders"], r["sales"], r["revenue"], r["refunds"], r["refunded"]) for r in daily} == {
+        (0, 0, "0.00", "0.00", 0, "0.00")
+    }
 
 
 async def test_daily_takes_one_to_366_days_and_refuses_any_other_window(analytics):
@@ -50,7 +52,9 @@ async def test_a_product_no_event_named_is_404_and_a_created_one_that_sold_nothi
     assert await analytics.processed() == 1
     response = await analytics.get("products/55")
     assert response.status_code == 200
-    assert response.json() == {"product_id": 55, "units_sold": 0, "revenue": "0.00", "rating_avg": None, "rating_count": 0}
+    assert response.json() == {
+        "product_id": 55, "units_sold": 0, "revenue": "0.00", "units_refunded": 0, "rating_avg": None, "rating_count": 0,
+    }
     assert (await analytics.get("products/56")).status_code == 404
 
 
@@ -76,7 +80,7 @@ async def test_a_payment_that_arrives_before_its_order_counts_once_the_order_arr
     summary = (await analytics.get("summary")).json()
     assert (summary["orders_created"], summary["sales_total"], summary["revenue"]) == (1, "25.00", "25.00")
     assert (await analytics.get("products/3")).json() == {
-        "product_id": 3, "units_sold": 2, "revenue": "15.00", "rating_avg": None, "rating_count": 0,
+        "product_id": 3, "units_sold": 2, "revenue": "15.00", "units_refunded": 0, "rating_avg": None, "rating_count": 0,
     }
     assert (await analytics.get("products/8")).json()["revenue"] == "10.00"
 

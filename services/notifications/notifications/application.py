@@ -8,7 +8,8 @@ This service publishes nothing, so no use case writes the outbox.
 
 To customers: welcome (UserRegistered), tell_banned (UserBanned), confirm_order (OrderCreated),
 tell_rejected (StockRejected), confirm_payment (OrderPaid; and asks staff to ship), tell_payment_failed
-(PaymentFailed).
+(PaymentFailed), tell_cancelled (OrderCancelled, unless by a failed payment), tell_refunded (OrderRefunded),
+tell_shipped (OrderShipped).
 To staff and suppliers: alert_stock_low (StockLow; and asks the supplier to reorder).
 Reading: notices_of_user, staff_alerts.
 """
@@ -17,7 +18,18 @@ from __future__ import annotations
 
 import asyncpg
 from shop_events import Event
-from shop_events.catalogue import OrderCreated, OrderPaid, PaymentFailed, StockLow, StockRejected, UserBanned, UserRegistered
+from shop_events.catalogue import (
+    OrderCancelled,
+    OrderCreated,
+    OrderPaid,
+    OrderRefunded,
+    OrderShipped,
+    PaymentFailed,
+    StockLow,
+    StockRejected,
+    UserBanned,
+    UserRegistered,
+)
 from shop_events.db_types import DbConnection
 
 from . import db, domain
@@ -69,6 +81,28 @@ async def tell_payment_failed(conn: DbConnection, event: Event[PaymentFailed], p
     data = event.data
     customer = await _customer(conn, data.order_id, data.user_id, data.email)
     await post.send(event, domain.payment_failed(data.user_id, customer.email, data.order_id, data.error))
+
+
+async def tell_cancelled(conn: DbConnection, event: Event[OrderCancelled], post: PostRoom) -> None:
+    data = event.data
+    if data.cancelled_by is None or not domain.mails_cancellation(data.cancelled_by):
+        return  # a failed payment: its payment_failed mail told the customer, and no address is needed
+    customer = await _customer(conn, data.order_id, data.user_id, data.email)
+    await post.send(event, domain.order_cancelled(data.user_id, customer.email, data.order_id, data.cancelled_by))
+
+
+async def tell_refunded(conn: DbConnection, event: Event[OrderRefunded], post: PostRoom) -> None:
+    data = event.data
+    customer = await _customer(conn, data.order_id, data.user_id, data.email)
+    await post.send(event, domain.payment_refunded(data.user_id, customer.email, data.order_id, data.amount, data.refund_id))
+
+
+async def tell_shipped(conn: DbConnection, event: Event[OrderShipped], post: PostRoom) -> None:
+    data = event.data
+    customer = await _customer(conn, data.order_id, data.user_id, data.email)
+    await post.send(event, domain.order_shipped(
+        data.user_id, customer.email, data.order_id, data.carrier, data.tracking_number,
+    ))
 
 
 async def _customer(conn: DbConnection, order_id: int, user_id: int, email: str | None) -> db.Contact:

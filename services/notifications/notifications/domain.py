@@ -20,6 +20,9 @@ class NoticeType(str, Enum):
     PAYMENT_RECEIVED = "payment_received"
     PAYMENT_FAILED = "payment_failed"
     ACCOUNT_BANNED = "account_banned"
+    ORDER_CANCELLED = "order_cancelled"
+    PAYMENT_REFUNDED = "payment_refunded"
+    ORDER_SHIPPED = "order_shipped"
     STOCK_LOW = "stock_low"
     SUPPLIER_REORDER = "supplier_reorder"
     SHIPPING_REQUEST = "shipping_request"
@@ -111,6 +114,47 @@ def payment_failed(user_id: int, email: str, order_id: int, error: str) -> Notic
     return Notice(
         NoticeType.PAYMENT_FAILED, email, f"Payment failed for order #{order_id}",
         f"Hello,\n\nthe payment for order #{order_id} failed: {error}. The order has been cancelled.\n",
+        user_id,
+    )
+
+
+# Why an order was cancelled, as the customer's mail says it, by OrderCancelled's `cancelled_by`. A failed
+# payment (or an older producer's event, which means the same) is not here: its payment_failed mail already
+# told the customer, and one event is worth one mail.
+CANCELLED_BECAUSE = {
+    "customer": "by you",
+    "admin": "by the shop",
+    "payment_timeout": "because its payment was not received in time",
+}
+
+
+def mails_cancellation(cancelled_by: str | None) -> bool:
+    return cancelled_by in CANCELLED_BECAUSE
+
+
+def order_cancelled(user_id: int, email: str, order_id: int, cancelled_by: str) -> Notice:
+    return Notice(
+        NoticeType.ORDER_CANCELLED, email, f"Your order #{order_id} has been cancelled",
+        f"Hello,\n\nyour order #{order_id} has been cancelled {CANCELLED_BECAUSE[cancelled_by]}. "
+        "Any stock reserved for it has been released, and you have not been charged.\n",
+        user_id,
+    )
+
+
+def payment_refunded(user_id: int, email: str, order_id: int, amount: Decimal, refund_id: str) -> Notice:
+    return Notice(
+        NoticeType.PAYMENT_REFUNDED, email, f"Refund for order #{order_id}",
+        f"Hello,\n\nwe have refunded {_money(amount)} for order #{order_id} (refund {refund_id}). "
+        "It goes back to the card you paid with.\n",
+        user_id,
+    )
+
+
+def order_shipped(user_id: int, email: str, order_id: int, carrier: str, tracking_number: str) -> Notice:
+    return Notice(
+        NoticeType.ORDER_SHIPPED, email, f"Your order #{order_id} has shipped",
+        f"Hello,\n\nyour order #{order_id} is on its way with {carrier}. "
+        f"Tracking number: {tracking_number}\n",
         user_id,
     )
 

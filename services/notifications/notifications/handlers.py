@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from shop_events import Event, Router
 from shop_events.catalogue import (
+    OrderCancelled,
     OrderCreated,
     OrderPaid,
+    OrderRefunded,
+    OrderShipped,
     PaymentFailed,
     StockLow,
     StockRejected,
@@ -50,6 +53,21 @@ async def on_order_paid(event: Event[OrderPaid], conn: DbConnection, *, post: Po
 @router.handles(PaymentFailed)
 async def on_payment_failed(event: Event[PaymentFailed], conn: DbConnection, *, post: PostRoom) -> None:
     await application.tell_payment_failed(conn, event, post)
+
+
+@router.handles(OrderCancelled)
+async def on_order_cancelled(event: Event[OrderCancelled], conn: DbConnection, *, post: PostRoom) -> None:
+    await application.tell_cancelled(conn, event, post)
+
+
+@router.handles(OrderRefunded)
+async def on_order_refunded(event: Event[OrderRefunded], conn: DbConnection, *, post: PostRoom) -> None:
+    await application.tell_refunded(conn, event, post)
+
+
+@router.handles(OrderShipped)
+async def on_order_shipped(event: Event[OrderShipped], conn: DbConnection, *, post: PostRoom) -> None:
+    await application.tell_shipped(conn, event, post)
 
 
 @router.handles(StockLow)

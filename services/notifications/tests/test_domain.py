@@ -56,3 +56,22 @@ def test_message_id_is_the_same_for_one_event_and_type_and_differs_otherwise():
     assert first == f"<payment_received.{event}@example.com>"
     assert first != domain.message_id(event, NoticeType.SHIPPING_REQUEST, "shop@example.com")
     assert first != domain.message_id(other, NoticeType.PAYMENT_RECEIVED, "shop@example.com")
+
+
+def test_a_cancel_mail_says_why_and_a_failed_payment_s_cancel_gets_none():
+    assert [by for by in ("customer", "admin", "payment_timeout", "payment_failed", None) if domain.mails_cancellation(by)] == [
+        "customer", "admin", "payment_timeout",
+    ]
+    by_deadline = domain.order_cancelled(7, "ann@example.com", 42, "payment_timeout")
+    assert (by_deadline.type, by_deadline.subject) == (NoticeType.ORDER_CANCELLED, "Your order #42 has been cancelled")
+    assert "not received in time" in by_deadline.body and "not been charged" in by_deadline.body
+    assert "by you" in domain.order_cancelled(7, "ann@example.com", 42, "customer").body
+    assert "by the shop" in domain.order_cancelled(7, "ann@example.com", 42, "admin").body
+
+
+def test_refund_and_shipping_mails_name_the_money_and_the_parcel():
+    refund = domain.payment_refunded(7, "ann@example.com", 42, Decimal("21.5"), "re_1")
+    assert refund.subject == "Refund for order #42" and "21.50" in refund.body and "re_1" in refund.body
+    shipped = domain.order_shipped(7, "ann@example.com", 42, "UPS", "1Z999")
+    assert shipped.subject == "Your order #42 has shipped" and "UPS" in shipped.body and "1Z999" in shipped.body
+    assert {refund.audience, shipped.audience} == {Audience.CUSTOMER}

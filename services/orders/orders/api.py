@@ -8,13 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
 from shop_common.app import DbPool
-from shop_common.auth import CUSTOMER, CurrentUser
+from shop_common.auth import CUSTOMER, Admin, CurrentUser
 from shop_events import Money
 
-from . import application
+from . import application, lifecycle
 from .application import OrderNotFound, PaymentDeclined, PaymentInProgress
 from .domain import MAX_LINES, MAX_QUANTITY, IllegalTransition, InvalidOrder, Order, OrderStatus, RequestedLine
-from .payments import PaymentProvider, PaymentUnavailable, UnknownPaymentToken
+from .lifecycle import RefundInProgress
+from .payments import PaymentProvider, PaymentUnavailable, RefundRefused, UnknownPaymentToken
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
@@ -40,6 +41,11 @@ class PayOrder(BaseModel):
     payment_token: str = Field(min_length=1, max_length=200, examples=["tok_visa"])
 
 
+class ShipOrder(BaseModel):
+    carrier: str = Field(min_length=1, max_length=100, examples=["DHL"])
+    tracking_number: str = Field(min_length=1, max_length=100, examples=["JD014600006281230704"])
+
+
 class OrderLineOut(BaseModel):
     product_id: int
     quantity: int
@@ -55,6 +61,10 @@ class OrderOut(BaseModel):
     created_at: datetime
     payment_id: str | None = Field(None, description="set once the order is paid")
     reason: str | None = Field(None, description="why the order was rejected or cancelled")
+    payment_due_at: datetime | None = Field(None, description="once confirmed: unpaid by then, it is cancelled")
+    refund_id: str | None = Field(None, description="set once the order is refunded")
+    carrier: str | None = Field(None, description="set once the order is shipped")
+    tracking_number: str | None = Field(None, description="set once the order is shipped")
 
     @classmethod
     def of(cls, order: Order) -> OrderOut:
@@ -70,6 +80,10 @@ class OrderOut(BaseModel):
             created_at=order.created_at,
             payment_id=order.payment_id,
             reason=order.reason,
+            payment_due_at=order.payment_due_at,
+            refund_id=order.refund_id,
+            carrier=order.carrier,
+            tracking_number=order.tracking_number,
         )
 
 
@@ -177,3 +191,79 @@ async def pay_order(order_id: OrderId, body: PayOrder, user: CurrentUser, pool: 
     except PaymentDeclined as exc:
         raise HTTPException(status.HTTP_402_PAYMENT_REQUIRED, str(exc)) from exc
     return OrderOut.of(order)
+
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Detail, "description": "no such order, or not the caller's"}}
+_ADMIN_ONLY: dict[int | str, dict[str, Any]] = {403: {"model": Detail, "description": "not an admin"}}
+
+
+@router.post(
+    "/{order_id}/cancel",
+    response_model=OrderOut,
+    summary="Cancel a pending or confirmed order (its owner or an admin); the stock comes back",
+    responses=_NOT_FOUND | {
+        409: {"model": Detail, "description": "the order is paid (use a refund) or final, or a payment of it is in progress"},
+        503: {"model": Detail, "description": "the payment provider is unreachable; the order is unchanged"},
+    },
+)
+async def cancel_order(order_id: OrderId, user: CurrentUser, pool: DbPool, payments: Payments) -> OrderOut:
+    try:
+        return OrderOut.of(await lifecycle.cancel_order(pool, payments, order_id, user))
+    except OrderNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except (IllegalTransition, PaymentInProgress) as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except PaymentUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "payment provider unavailable; try again") from exc
+
+
+@router.post(
+    "/{order_id}/refund",
+    response_model=OrderOut,
+    summary="Refund a paid order (admin); the stock comes back",
+    responses=_NOT_FOUND | _ADMIN_ONLY | {
+        409: {"model": Detail, "description": "the order is not paid (refunded already, shipped), or its refund is in progress"},
+        503: {"model": Detail, "description": "the payment provider is unreachable; the order is unchanged"},
+    },
+)
+async def refund_order(order_id: OrderId, _: Admin, pool: DbPool, payments: Payments) -> OrderOut:
+    try:
+        return OrderOut.of(await lifecycle.refund_order(pool, payments, order_id))
+    except OrderNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except (IllegalTransition, RefundInProgress, RefundRefused) as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except PaymentUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "payment provider unavailable; try again") from exc
+
+
+@router.post(
+    "/{order_id}/ship",
+    response_model=OrderOut,
+    summary="Hand a paid order to a carrier (admin)",
+    responses=_NOT_FOUND | _ADMIN_ONLY | {
+        409: {"model": Detail, "description": "the order is not paid, or its refund is in progress"},
+    },
+)
+async def ship_order(order_id: OrderId, body: ShipOrder, _: Admin, pool: DbPool) -> OrderOut:
+    try:
+        return OrderOut.of(await lifecycle.ship_order(pool, order_id, body.carrier, body.tracking_number))
+    except OrderNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except (IllegalTransition, RefundInProgress) as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+
+
+@router.post(
+    "/{order_id}/deliver",
+    response_model=OrderOut,
+    summary="Mark a shipped order delivered (admin)",
+    responses=_NOT_FOUND | _ADMIN_ONLY | {409: {"model": Detail, "description": "the order is not shipped"}},
+)
+async def deliver_order(order_id: OrderId, _: Admin, pool: DbPool) -> OrderOut:
+    try:
+        return OrderOut.of(await lifecycle.deliver_order(pool, order_id))
+    except OrderNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except IllegalTransition as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc

@@ -4,7 +4,7 @@ Each opens its transaction on the pool (the routes' use cases) or runs in the co
 given as `conn` (the handlers'), asks the pure domain, writes through db and adds its events to the outbox
 in that same transaction.
 
-Orders: place_order, list_orders, get_order, pay_order.
+Orders: place_order, list_orders, get_order, pay_order; the rest of an order's life in lifecycle.py.
 From events: keep_catalogue_copy (ProductCreated, ProductUpdated), settle_reservation (StockReserved,
 StockRejected), refuse_banned_user (UserBanned).
 """
@@ -35,7 +35,6 @@ from . import db
 from .domain import (
     Order,
     OrderStatus,
-    PricedLine,
     RequestedLine,
     ensure_payable,
     ensure_same_request,
@@ -109,13 +108,14 @@ async def _place(conn: DbConnection, user: Principal, lines: list[RequestedLine]
         return int(earlier["order_id"])
     total = order_total(priced)
     created_at = await db.insert_order(conn, order_id, user.id, user.email, total, priced)
-    await add_event(conn, OrderCreated(
-        order_id=order_id, user_id=user.id, email=user.email, total=total, items=_items(priced),
-    ))
-    return Order(
+    order = Order(
         id=order_id, user_id=user.id, email=user.email, status=OrderStatus.PENDING, total=total, lines=priced,
         created_at=created_at,
     )
+    await add_event(conn, OrderCreated(
+        order_id=order_id, user_id=user.id, email=user.email, total=total, items=items_of(order),
+    ))
+    return order
 
 
 async def list_orders(pool: asyncpg.Pool, viewer: Principal, limit: int, offset: int) -> list[Order]:
@@ -161,10 +161,10 @@ async def pay_order(pool: asyncpg.Pool, payments: PaymentProvider, order_id: int
         async with pool.acquire() as conn:
             await db.end_payment_attempt(conn, order.id)
         raise
-    return await _record_payment(pool, order.id, result)
+    return await record_payment(pool, order.id, result)
 
 
-async def _record_payment(pool: asyncpg.Pool, order_id: int, result: PaymentResult) -> Order:
+async def record_payment(pool: asyncpg.Pool, order_id: int, result: PaymentResult) -> Order:
     async with pool.acquire() as conn:
         async with conn.transaction():
             order = await db.get_order(conn, order_id, for_update=True)
@@ -185,7 +185,8 @@ async def _record_payment(pool: asyncpg.Pool, order_id: int, result: PaymentResu
                         order_id=order.id, user_id=order.user_id, error=result.error, email=order.email,
                     ))
                     await add_event(conn, OrderCancelled(
-                        order_id=order.id, user_id=order.user_id, items=_items(order.lines), reason=result.error,
+                        order_id=order.id, user_id=order.user_id, items=items_of(order), reason=result.error,
+                        cancelled_by="payment_failed", email=order.email,
                     ))
         if not result.ok:
             raise PaymentDeclined(result.error)
@@ -194,8 +195,8 @@ async def _record_payment(pool: asyncpg.Pool, order_id: int, result: PaymentResu
         return paid
 
 
-def _items(lines: list[PricedLine]) -> list[OrderItem]:
-    return [OrderItem(product_id=line.product_id, quantity=line.quantity, unit_price=line.unit_price) for line in lines]
+def items_of(order: Order) -> list[OrderItem]:
+    return [OrderItem(product_id=line.product_id, quantity=line.quantity, unit_price=line.unit_price) for line in order.lines]
 
 
 # ---- from events (in the consumer's transaction) ----
@@ -211,8 +212,11 @@ async def keep_catalogue_copy(conn: DbConnection, event: Event[ProductCreated | 
         log.info("older product event ignored", extra={"product_id": product.product_id})
 
 
-async def settle_reservation(conn: DbConnection, event: Event[StockReserved | StockRejected]) -> None:
-    """Pending → confirmed or rejected; a stale or repeated stock event changes nothing."""
+async def settle_reservation(
+    conn: DbConnection, event: Event[StockReserved | StockRejected], payment_seconds: float
+) -> None:
+    """Pending → confirmed (to be paid within `payment_seconds`) or rejected; a stale or repeated stock event,
+    or one for an order cancelled meanwhile, changes nothing."""
     order = await db.get_order(conn, event.data.order_id, for_update=True)
     if order is None:
         # OrderCreated is only published after the order committed, so this is someone else's order id.
@@ -222,8 +226,10 @@ async def settle_reservation(conn: DbConnection, event: Event[StockReserved | St
     if new_status is None:
         log.info("stock event changes nothing", extra={"order_id": order.id, "status": order.status.value})
         return
-    reason = event.data.reason if isinstance(event.data, StockRejected) else None
-    await db.set_status(conn, order.id, new_status, reason=reason)
+    if isinstance(event.data, StockRejected):
+        await db.set_status(conn, order.id, new_status, reason=event.data.reason)
+    else:
+        await db.confirm(conn, order.id, payment_seconds)
 
 
 async def refuse_banned_user(conn: DbConnection, ban: UserBanned) -> None:

@@ -82,7 +82,10 @@ async def insert_order(
     return created_at
 
 
-_ORDER_COLUMNS = "id, user_id, email, status, total, payment_id, reason, created_at"
+_ORDER_COLUMNS = (
+    "id, user_id, email, status, total, payment_id, reason, created_at, refund_id, carrier, tracking_number,"
+    " payment_due_at"
+)
 
 
 async def get_order(conn: DbConnection, order_id: int, *, for_update: bool = False) -> Order | None:
@@ -93,6 +96,16 @@ async def get_order(conn: DbConnection, order_id: int, *, for_update: bool = Fal
     if row is None:
         return None
     return (await _with_lines(conn, [row]))[0]
+
+
+async def get_orders(conn: DbConnection, order_ids: list[int], *, for_update: bool = False) -> list[Order]:
+    """These orders with their lines, in id order (the order rows are locked in that order with `for_update`)."""
+    rows = await conn.fetch(
+        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ANY($1::bigint[]) ORDER BY id"
+        + (" FOR UPDATE" if for_update else ""),
+        order_ids,
+    )
+    return await _with_lines(conn, rows)
 
 
 async def list_orders(conn: DbConnection, user_id: int | None, limit: int, offset: int) -> list[Order]:
@@ -119,6 +132,62 @@ async def set_status(
     )
 
 
+async def confirm(conn: DbConnection, order_id: int, payment_seconds: float) -> None:
+    """Confirmed, to be paid within `payment_seconds` of now (the deadline the sweeper keeps)."""
+    await conn.execute(
+        "UPDATE orders SET status = $2, payment_due_at = now() + make_interval(secs => $3), updated_at = now()"
+        " WHERE id = $1",
+        order_id, OrderStatus.CONFIRMED.value, payment_seconds,
+    )
+
+
+async def set_refunded(conn: DbConnection, order_id: int, refund_id: str) -> None:
+    await conn.execute(
+        "UPDATE orders SET status = $2, refund_id = $3, updated_at = now() WHERE id = $1",
+        order_id, OrderStatus.REFUNDED.value, refund_id,
+    )
+
+
+async def set_shipped(conn: DbConnection, order_id: int, carrier: str, tracking_number: str) -> None:
+    await conn.execute(
+        "UPDATE orders SET status = $2, carrier = $3, tracking_number = $4, updated_at = now() WHERE id = $1",
+        order_id, OrderStatus.SHIPPED.value, carrier, tracking_number,
+    )
+
+
+async def set_delivered(conn: DbConnection, order_id: int) -> None:
+    await conn.execute(
+        "UPDATE orders SET status = $2, updated_at = now() WHERE id = $1", order_id, OrderStatus.DELIVERED.value
+    )
+
+
+async def due_for_payment(conn: DbConnection, limit: int, payment_seconds: float) -> list[int]:
+    """Confirmed orders past their payment deadline that no other transaction holds (a sweeper of another
+    process, a pay or cancel of the order), oldest deadline first; locked until the transaction ends. One
+    confirmed by a process from before deadlines (no payment_due_at) is due `payment_seconds` after that."""
+    rows = await conn.fetch(
+        "SELECT id FROM orders WHERE status = 'confirmed' AND (payment_due_at <= now()"
+        "  OR payment_due_at IS NULL AND updated_at <= now() - make_interval(secs => $2))"
+        " ORDER BY payment_due_at NULLS FIRST LIMIT $1 FOR UPDATE SKIP LOCKED",
+        limit, payment_seconds,
+    )
+    return [row["id"] for row in rows]
+
+
+async def cancel_orders(conn: DbConnection, order_ids: list[int], reason: str) -> None:
+    await conn.execute(
+        "UPDATE orders SET status = $2, reason = $3, updated_at = now() WHERE id = ANY($1::bigint[])",
+        order_ids, OrderStatus.CANCELLED.value, reason,
+    )
+
+
+async def seconds_to_next_deadline(conn: DbConnection) -> float | None:
+    seconds: float | None = await conn.fetchval(
+        "SELECT extract(epoch FROM min(payment_due_at) - now())::float8 FROM orders WHERE status = 'confirmed'"
+    )
+    return seconds
+
+
 async def _with_lines(conn: DbConnection, rows: Sequence[asyncpg.Record]) -> list[Order]:
     if not rows:
         return []
@@ -140,16 +209,20 @@ async def _with_lines(conn: DbConnection, rows: Sequence[asyncpg.Record]) -> lis
             created_at=r["created_at"],
             payment_id=r["payment_id"],
             reason=r["reason"],
+            refund_id=r["refund_id"],
+            carrier=r["carrier"],
+            tracking_number=r["tracking_number"],
+            payment_due_at=r["payment_due_at"],
         )
         for r in rows
     ]
 
 
-# ---- payments in flight ----
+# ---- calls to the payment provider in flight (a charge, a refund, or the void before a cancel) ----
 
 
 async def start_payment_attempt(conn: DbConnection, order_id: int, stale_after_seconds: float) -> bool:
-    """Record a payment of the order as in flight; False while another one is (younger than the limit)."""
+    """Record a provider call for the order as in flight; False while another one is (younger than the limit)."""
     started = await conn.fetchval(
         "INSERT INTO payment_attempts (order_id) VALUES ($1)"
         " ON CONFLICT (order_id) DO UPDATE SET started_at = now()"
@@ -160,5 +233,25 @@ async def start_payment_attempt(conn: DbConnection, order_id: int, stale_after_s
     return bool(started)
 
 
+async def claim_payment_attempts(conn: DbConnection, order_ids: list[int], stale_after_seconds: float) -> list[int]:
+    """start_payment_attempt for many orders in one statement: the ones claimed."""
+    rows = await conn.fetch(
+        "INSERT INTO payment_attempts (order_id) SELECT unnest($1::bigint[])"
+        " ON CONFLICT (order_id) DO UPDATE SET started_at = now()"
+        " WHERE payment_attempts.started_at < now() - make_interval(secs => $2)"
+        " RETURNING order_id",
+        order_ids, stale_after_seconds,
+    )
+    return sorted(row["order_id"] for row in rows)
+
+
 async def end_payment_attempt(conn: DbConnection, order_id: int) -> None:
     await conn.execute("DELETE FROM payment_attempts WHERE order_id = $1", order_id)
+
+
+async def end_payment_attempts(conn: DbConnection, order_ids: list[int]) -> None:
+    await conn.execute("DELETE FROM payment_attempts WHERE order_id = ANY($1::bigint[])", order_ids)
+
+
+async def payment_attempt_exists(conn: DbConnection, order_id: int) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM payment_attempts WHERE order_id = $1)", order_id))

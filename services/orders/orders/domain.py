@@ -21,16 +21,31 @@ class OrderStatus(str, Enum):
     REJECTED = "rejected"
     PAID = "paid"
     CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
 
 
-# Every move an order may make; rejected, paid and cancelled are final.
+# Every move an order may make; rejected, cancelled, refunded and delivered are final. A shipped order is not
+# refunded here: that is a return, which the shop does not model yet.
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.PENDING: frozenset({OrderStatus.CONFIRMED, OrderStatus.REJECTED}),
+    OrderStatus.PENDING: frozenset({OrderStatus.CONFIRMED, OrderStatus.REJECTED, OrderStatus.CANCELLED}),
     OrderStatus.CONFIRMED: frozenset({OrderStatus.PAID, OrderStatus.CANCELLED}),
+    OrderStatus.PAID: frozenset({OrderStatus.REFUNDED, OrderStatus.SHIPPED}),
+    OrderStatus.SHIPPED: frozenset({OrderStatus.DELIVERED}),
     OrderStatus.REJECTED: frozenset(),
-    OrderStatus.PAID: frozenset(),
     OrderStatus.CANCELLED: frozenset(),
+    OrderStatus.REFUNDED: frozenset(),
+    OrderStatus.DELIVERED: frozenset(),
 }
+
+# The states in which the provider holds the order's money.
+CHARGED = frozenset({OrderStatus.PAID, OrderStatus.SHIPPED, OrderStatus.DELIVERED})
+
+# Why an order was cancelled, as the order's reason says it.
+CANCELLED_BY_CUSTOMER = "cancelled by customer"
+CANCELLED_BY_ADMIN = "cancelled by an admin"
+PAYMENT_TIMEOUT = "payment timeout"
 
 # What each stock event asks of an order.
 STOCK_EVENT_TARGET: dict[str, OrderStatus] = {
@@ -66,6 +81,26 @@ def status_after_stock_event(current: OrderStatus, event_type: str) -> OrderStat
 def ensure_payable(current: OrderStatus) -> None:
     """Only a confirmed order can be paid (and, if the payment fails, cancelled)."""
     move(current, OrderStatus.PAID)
+
+
+class UseARefund(IllegalTransition):
+    """A paid order is not cancelled: its money is given back by a refund."""
+
+    def __init__(self, current: OrderStatus) -> None:
+        Exception.__init__(self, f"order is {current.value}, it cannot be cancelled; use a refund")
+        self.current, self.target = current, OrderStatus.CANCELLED
+
+
+def ensure_cancellable(current: OrderStatus) -> None:
+    """A pending or confirmed order can be cancelled; a paid one needs a refund instead."""
+    if current is OrderStatus.PAID:
+        raise UseARefund(current)
+    move(current, OrderStatus.CANCELLED)
+
+
+def needs_void(current: OrderStatus) -> bool:
+    """A confirmed order may have a charge in flight at the provider, which a cancel must close first."""
+    return current is OrderStatus.CONFIRMED
 
 
 # ---- pricing ----
@@ -131,6 +166,10 @@ class Order:
     created_at: datetime
     payment_id: str | None = None
     reason: str | None = None
+    refund_id: str | None = None
+    carrier: str | None = None
+    tracking_number: str | None = None
+    payment_due_at: datetime | None = None
 
 
 def request_fingerprint(lines: Sequence[RequestedLine]) -> str:

@@ -22,8 +22,10 @@ async def on_product_changed(event: Event[ProductCreated | ProductUpdated], conn
 
 
 @router.handles(StockReserved, StockRejected)
-async def on_stock_event(event: Event[StockReserved | StockRejected], conn: DbConnection) -> None:
-    await application.settle_reservation(conn, event)
+async def on_stock_event(
+    event: Event[StockReserved | StockRejected], conn: DbConnection, *, payment_seconds: float
+) -> None:
+    await application.settle_reservation(conn, event, payment_seconds)
 
 
 # The catalogue copy only: orders, payments and the stock settlements of orders are orders' own truth.

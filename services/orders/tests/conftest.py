@@ -88,7 +88,7 @@ def start_orders(service_env, database_url, amqp_url) -> Callable[..., AbstractA
     @asynccontextmanager
     async def start(payment_provider: PaymentProvider | None = None) -> AsyncIterator[Orders]:
         app = create_app(payment_provider=payment_provider)
-        async with serving_with_kit(app, handlers.router) as (client, kit):
+        async with serving_with_kit(app, handlers.router, dependencies=["payment_seconds"]) as (client, kit):
             yield Orders(client, app.state.pool, amqp_url, kit)
 
     return start

@@ -1,4 +1,4 @@
-"""The order rules alone: state machine, pricing, totals, fingerprints, the test payment provider. No I/O."""
+"""The order rules alone: state machine, pricing, totals, fingerprints. No I/O."""
 
 from decimal import Decimal
 
@@ -11,6 +11,8 @@ from orders.domain import (
     OrderStatus,
     PricedLine,
     RequestedLine,
+    UseARefund,
+    ensure_cancellable,
     ensure_payable,
     move,
     order_total,
@@ -18,11 +20,14 @@ from orders.domain import (
     request_fingerprint,
     status_after_stock_event,
 )
-from orders.payments import TestPaymentProvider, UnknownPaymentToken
 
 P, C, R, PAID, X = (OrderStatus.PENDING, OrderStatus.CONFIRMED, OrderStatus.REJECTED, OrderStatus.PAID,
                     OrderStatus.CANCELLED)
-ALLOWED = {(P, C), (P, R), (C, PAID), (C, X)}
+REF, SHIP, DLV = OrderStatus.REFUNDED, OrderStatus.SHIPPED, OrderStatus.DELIVERED
+# docs/contract.md's order life, written out: pending is confirmed, rejected or cancelled; confirmed is paid or
+# cancelled (by the customer, an admin, the deadline or a refused payment); paid is refunded or shipped;
+# shipped is delivered.
+ALLOWED = {(P, C), (P, R), (P, X), (C, PAID), (C, X), (PAID, REF), (PAID, SHIP), (SHIP, DLV)}
 
 
 @pytest.mark.parametrize("current", list(OrderStatus))
@@ -35,21 +40,31 @@ def test_only_the_contract_transitions_are_allowed(current, target):
             move(current, target)
 
 
-def test_rejected_paid_and_cancelled_are_final():
-    assert [s for s, targets in TRANSITIONS.items() if not targets] == [R, PAID, X]
+def test_rejected_cancelled_refunded_and_delivered_are_final():
+    assert {s for s, targets in TRANSITIONS.items() if not targets} == {R, X, REF, DLV}
+
+
+def test_a_pending_or_confirmed_order_is_cancellable_a_paid_one_needs_a_refund():
+    ensure_cancellable(P)
+    ensure_cancellable(C)
+    with pytest.raises(UseARefund, match="order is paid, it cannot be cancelled; use a refund"):
+        ensure_cancellable(PAID)
+    for final in (R, X, REF, SHIP, DLV):
+        with pytest.raises(IllegalTransition, match=f"order is {final.value}, it cannot become cancelled"):
+            ensure_cancellable(final)
 
 
 def test_stock_events_move_a_pending_order_and_change_nothing_after():
     assert status_after_stock_event(P, "StockReserved") is C
     assert status_after_stock_event(P, "StockRejected") is R
-    for later in (C, R, PAID, X):
+    for later in (C, R, PAID, X, REF, SHIP, DLV):
         assert status_after_stock_event(later, "StockReserved") is None
         assert status_after_stock_event(later, "StockRejected") is None
 
 
 def test_only_a_confirmed_order_is_payable():
     ensure_payable(C)
-    for other in (P, R, PAID, X):
+    for other in (P, R, PAID, X, REF, SHIP, DLV):
         with pytest.raises(IllegalTransition):
             ensure_payable(other)
 
@@ -92,14 +107,3 @@ def test_the_fingerprint_ignores_line_order_but_not_quantities():
     assert a != request_fingerprint([RequestedLine(1, 3), RequestedLine(2, 1)])
 
 
-async def test_the_test_provider_decides_by_token():
-    provider = TestPaymentProvider()
-    paid = await provider.charge(1, Decimal("10.00"), "tok_visa")
-    assert paid.ok and paid.payment_id.startswith("pay_") and paid.error is None
-    assert paid.payment_id != (await provider.charge(2, Decimal("10.00"), "tok_visa")).payment_id
-    poor = await provider.charge(1, Decimal("10.00"), "tok_insufficient_funds")
-    assert (poor.ok, poor.payment_id, poor.error) == (False, None, "insufficient funds")
-    declined = await provider.charge(1, Decimal("10.00"), "tok_card_declined")
-    assert (declined.ok, declined.error) == (False, "card declined")
-    with pytest.raises(UnknownPaymentToken):
-        await provider.charge(1, Decimal("10.00"), "tok_mastercard")

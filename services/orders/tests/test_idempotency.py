@@ -19,8 +19,10 @@ async def test_a_retry_with_the_same_key_returns_the_first_order(orders, make_to
 
         retry = await orders.place(ada, ITEMS, idempotency_key="checkout-1")
         assert retry.status_code == 201 and retry.headers["idempotent-replayed"] == "true"
-        # the first order as it is now
-        assert retry.json() == first.json() | {"status": "confirmed"}
+        # the first order as it is now: confirmed, with its payment deadline
+        now = retry.json()
+        assert now["payment_due_at"] is not None and first.json()["payment_due_at"] is None
+        assert now == first.json() | {"status": "confirmed", "payment_due_at": now["payment_due_at"]}
 
         # the same key with other items is a client error, not a silent replay
         other = await orders.place(ada, [{"product_id": 1, "quantity": 3}], idempotency_key="checkout-1")

@@ -32,6 +32,7 @@ async def test_a_failed_payment_is_402_and_cancels_the_order_putting_the_stock_b
     assert cancelled["data"] == {
         "order_id": order["id"], "user_id": 7, "reason": error,
         "items": [{"product_id": 1, "quantity": 3, "unit_price": "33.33"}],
+        "cancelled_by": "payment_failed", "email": "user7@example.com",
     }
     assert failed["correlation_id"] == cancelled["correlation_id"] == "pay-fail"
     # PaymentFailed travels on the immediate lane's routing key; nothing else was published
@@ -91,22 +92,25 @@ async def test_two_concurrent_pay_calls_charge_once(start_orders, make_token):
     assert provider.charges == [(order["id"], Decimal("99.99"))]
 
 
-class SlowerProvider:
-    """A provider that takes `seconds` to answer every charge (the test provider's answers)."""
+class SlowerProvider(TestPaymentProvider):
+    """The test provider, taking `seconds` to answer every charge; its books are set once the service runs."""
 
     def __init__(self, seconds: float) -> None:
-        self.seconds, self.answers = seconds, TestPaymentProvider()
+        super().__init__(books=None)
+        self.seconds = seconds
 
     async def charge(self, order_id: int, amount: Decimal, token: str) -> PaymentResult:
         await asyncio.sleep(self.seconds)
-        return await self.answers.charge(order_id, amount, token)
+        return await super().charge(order_id, amount, token)
 
 
 async def test_a_slow_payment_provider_stalls_nothing_else(start_orders, make_token, amqp_url):
     """20 payments wait 5 s each for the provider. Meanwhile the routes, the relay and the consumer path answer
     as usual: no pay holds a pooled connection or a row lock while the provider thinks (before, the pool's
     ten connections were all held by pays, and everything else waited for them)."""
-    async with start_orders(payment_provider=SlowerProvider(5.0)) as orders:
+    provider = SlowerProvider(5.0)
+    async with start_orders(payment_provider=provider) as orders:
+        provider.books = orders.pool
         await orders.add_product(1, "33.33")
         customers = [make_token(100 + n) for n in range(20)]
         confirmed = [await orders.confirmed_order(token, ITEMS) for token in customers]

@@ -6,7 +6,7 @@ in that same transaction.
 
 The catalogue: create_product, list_products, get_product, update_product (a restock too).
 Reviews: post_review, list_reviews, moderate_review (on ProductReviewed).
-Stock: reserve_stock (on OrderCreated), release_stock (on OrderCancelled).
+Stock: reserve_stock (on OrderCreated), release_stock (on OrderCancelled and OrderRefunded).
 Bans: refuse_banned_user (on UserBanned).
 """
 
@@ -186,10 +186,17 @@ async def reserve_stock(conn: DbConnection, orders: list[tuple[OrderCreated, str
         await add_events(conn, events)
 
 
-async def release_stock(conn: DbConnection, order_id: int) -> None:
-    """Put back exactly what was reserved for the order, once; nothing for an order never reserved."""
+async def release_stock(conn: DbConnection, order_id: int, user_id: int, reason: str) -> None:
+    """Put back exactly what was reserved for the order, once (it was cancelled or refunded). An order not
+    decided yet is marked cancelled, so that its OrderCreated, when it comes, takes nothing."""
     reservation = await db.find_reservation(conn, order_id, lock=True)
-    if reservation is None or reservation["status"] != "reserved":
+    if reservation is None:
+        if await db.record_cancelled_before_reserved(conn, order_id, user_id, reason):
+            return
+        # Another replica's reservation of the order committed while we waited on its key: release that.
+        reservation = await db.find_reservation(conn, order_id, lock=True)
+        assert reservation is not None
+    if reservation["status"] != "reserved":
         return
     lines = await db.reserved_lines(conn, order_id)
     products = await db.lock_products(conn, lines)

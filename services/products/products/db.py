@@ -131,6 +131,16 @@ async def reserved_lines(conn: DbConnection, order_id: int) -> dict[int, int]:
     return {row["product_id"]: row["quantity"] for row in rows}
 
 
+async def record_cancelled_before_reserved(conn: DbConnection, order_id: int, user_id: int, reason: str) -> bool:
+    """A reservation decided as cancelled (True); False when a racing reservation of the order got there first."""
+    written = await conn.fetchval(
+        "INSERT INTO reservations (order_id, user_id, status, reason, released_at)"
+        " VALUES ($1, $2, 'cancelled', $3, now()) ON CONFLICT (order_id) DO NOTHING RETURNING true",
+        order_id, user_id, reason,
+    )
+    return bool(written)
+
+
 async def mark_released(conn: DbConnection, order_id: int) -> None:
     await conn.execute(
         "UPDATE reservations SET status = 'released', released_at = now() WHERE order_id = $1", order_id

@@ -7,7 +7,7 @@ so an event redelivered under the same id never gets here twice.
 from __future__ import annotations
 
 from shop_events import Event, Router
-from shop_events.catalogue import OrderCancelled, OrderCreated, ProductReviewed, UserBanned
+from shop_events.catalogue import OrderCancelled, OrderCreated, OrderRefunded, ProductReviewed, UserBanned
 from shop_events.db_types import DbConnection
 
 from . import application
@@ -21,9 +21,10 @@ async def on_orders_created(events: list[Event[OrderCreated]], conn: DbConnectio
     await application.reserve_stock(conn, [(event.data, event.correlation_id) for event in events])
 
 
-@router.handles(OrderCancelled)
-async def on_order_cancelled(event: Event[OrderCancelled], conn: DbConnection) -> None:
-    await application.release_stock(conn, event.data.order_id)
+@router.handles(OrderCancelled, OrderRefunded)
+async def on_order_ended_unsold(event: Event[OrderCancelled | OrderRefunded], conn: DbConnection) -> None:
+    reason = event.data.reason if isinstance(event.data, OrderCancelled) else "refunded"
+    await application.release_stock(conn, event.data.order_id, event.data.user_id, reason)
 
 
 @router.handles(ProductReviewed)

@@ -1,10 +1,10 @@
-"""Stock reservation on OrderCreated and release on OrderCancelled: the handlers through the broker-free kit
+"""Stock reservation on OrderCreated and release on OrderCancelled or OrderRefunded: the handlers through the broker-free kit
 (real database; with the API for a restock), and two replicas consuming one queue through the real broker."""
 
 import asyncio
 
 from shop_common.testing import running
-from shop_events.catalogue import OrderCancelled, OrderItem
+from shop_events.catalogue import OrderCancelled, OrderItem, OrderRefunded
 from shop_events.testing import EventProbe, publish_events
 from shop_events.testkit import HandlerKit
 
@@ -126,3 +126,40 @@ async def test_a_redelivered_order_created_reserves_once(stockroom):
     assert again.duplicates == [sent.event_id] * 2 and other.handled == [other.sent[0].event_id]
     assert [(e.event_type, e.data.get("order_id")) for e in await kit.published()] == [("StockReserved", 1)]
     assert await stockroom.stock(product) == 6
+
+
+async def test_a_cancel_that_overtakes_its_order_created_takes_nothing(stockroom):
+    """A customer cancels a pending order before products saw it: the late OrderCreated reserves nothing."""
+    kit = stockroom.kit
+    kettle = await stockroom.add_product(name="Kettle", stock=10)
+    await kit.deliver(OrderCancelled(order_id=1, user_id=42, items=[], reason="cancelled by customer", cancelled_by="customer"))
+    await kit.deliver(order(1, (kettle, 4)))
+    assert await stockroom.stock(kettle) == 10
+    assert await kit.published("StockReserved") == [] and await kit.published("StockRejected") == []
+    status = await stockroom.pool.fetchval("SELECT status FROM reservations WHERE order_id = 1")
+    assert status == "cancelled"
+
+
+async def test_a_cancel_racing_its_reservation_on_another_replica_puts_the_stock_back(stockroom):
+    """The reservation and the cancel decided at once on two replicas: whichever commits first, the stock ends
+    where it started."""
+    kettle = await stockroom.add_product(name="Kettle", stock=50)
+    cancels = [OrderCancelled(order_id=n, user_id=42, items=[], reason="cancelled by customer") for n in range(1, 21)]
+    replicas = [HandlerKit(handlers.router, stockroom.pool, service="products") for _ in range(2)]
+    await asyncio.gather(
+        *(replicas[0].deliver(order(n, (kettle, 2))) for n in range(1, 21)),
+        *(replicas[1].deliver(cancel) for cancel in cancels),
+    )
+    assert await stockroom.stock(kettle) == 50
+    assert await stockroom.pool.fetchval("SELECT count(*) FROM reservations WHERE status = 'reserved'") == 0
+
+
+async def test_a_refund_puts_back_what_the_paid_order_took_once(stockroom):
+    kit = stockroom.kit
+    kettle = await stockroom.add_product(name="Kettle", stock=10)
+    await kit.deliver(order(1, (kettle, 3)))
+    assert await stockroom.stock(kettle) == 7
+    refund = OrderRefunded(order_id=1, user_id=42, refund_id="re_1", amount="30.00", items=[])
+    [sent] = (await kit.deliver(refund)).sent
+    await kit.deliver(sent, refund)  # redelivered, and refunded again under another event id
+    assert await stockroom.stock(kettle) == 10

@@ -8,7 +8,7 @@ import functools
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,6 +36,9 @@ from .tracing import flush, instrument_app, setup_tracing
 
 log = logging.getLogger("shop_common.app")
 
+# Background work on a clock (orders' payment deadlines): given the pool and the wiring's dependencies, runs
+# until cancelled. It runs where the relay runs, the process that writes the outbox by itself.
+Timer = Callable[[asyncpg.Pool, Mapping[str, object]], Coroutine[Any, Any, None]]
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -105,6 +108,7 @@ def create_service_app(
     handlers: Router,
     checks_bans: bool,
     wiring: Wiring | None = None,
+    timer: Timer | None = None,
     description: str = "",
 ) -> FastAPI:
     service = settings.service
@@ -144,10 +148,16 @@ def create_service_app(
         if settings.runs("relay"):
             relayer = bus.relay(pool)
             relay = relayer, asyncio.create_task(relayer.run(), name=f"{service} outbox relay")
+        timing: asyncio.Task[None] | None = None
+        if timer is not None and relay is not None:
+            timing = asyncio.create_task(timer(pool, dependencies), name=f"{service} timer")
         log.info("started", extra={"roles": settings.roles, "handles": handlers.event_types})
         try:
             yield
         finally:
+            if timing is not None:  # before the relay, which then still publishes what the timer committed
+                timing.cancel()
+                await asyncio.wait([timing])
             await _shut_down(relay, bus, pool)
             flush()
 

@@ -129,6 +129,21 @@ class Shop:
             f"/api/orders/{order_id}/pay", json={"payment_token": token}, headers={**who.auth, **(headers or {})}
         )
 
+    async def cancel(self, who: Customer | None, order_id: int) -> httpx.Response:
+        """POST /cancel as the customer, or as the admin when `who` is None."""
+        headers = who.auth if who is not None else await self.admin()
+        return await self.http.post(f"/api/orders/{order_id}/cancel", headers=headers)
+
+    async def refund(self, order_id: int) -> httpx.Response:
+        return await self.http.post(f"/api/orders/{order_id}/refund", headers=await self.admin())
+
+    async def ship(self, order_id: int, carrier: str = "DHL", tracking_number: str = "JD0146") -> httpx.Response:
+        body = {"carrier": carrier, "tracking_number": tracking_number}
+        return await self.http.post(f"/api/orders/{order_id}/ship", json=body, headers=await self.admin())
+
+    async def deliver(self, order_id: int) -> httpx.Response:
+        return await self.http.post(f"/api/orders/{order_id}/deliver", headers=await self.admin())
+
     # ---- notifications and mail ----
 
     async def notifications(self, who: Customer) -> list[dict]:

@@ -123,11 +123,41 @@ class PaymentFailed(EventData):
     email: Email | None = None
 
 
+# Who cancelled an order. An OrderCancelled without it is from a producer before these were added, when a
+# failed payment was the only cause.
+CancelledBy = Literal["customer", "admin", "payment_timeout", "payment_failed"]
+
+
 class OrderCancelled(EventData):
     order_id: int
     user_id: int
     items: list[OrderItem]
     reason: str
+    cancelled_by: CancelledBy | None = None
+    email: Email | None = None
+
+
+class OrderRefunded(EventData):
+    order_id: int
+    user_id: int
+    refund_id: str
+    amount: Money
+    items: list[OrderItem]
+    email: Email | None = None
+
+
+class OrderShipped(EventData):
+    order_id: int
+    user_id: int
+    carrier: str
+    tracking_number: str
+    email: Email | None = None
+
+
+class OrderDelivered(EventData):
+    order_id: int
+    user_id: int
+    email: Email | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +190,9 @@ CATALOGUE: dict[str, EventSpec] = {
         EventSpec("OrderPaid", "order.paid", "orders", _B, OrderPaid, "An order was paid."),
         EventSpec("PaymentFailed", "payment.failed", "orders", _I, PaymentFailed, "A payment was refused."),
         EventSpec("OrderCancelled", "order.cancelled", "orders", _B, OrderCancelled, "An order was cancelled."),
+        EventSpec("OrderRefunded", "order.refunded", "orders", _B, OrderRefunded, "A paid order was refunded."),
+        EventSpec("OrderShipped", "order.shipped", "orders", _B, OrderShipped, "A paid order was handed to a carrier."),
+        EventSpec("OrderDelivered", "order.delivered", "orders", _B, OrderDelivered, "A shipped order arrived."),
     ]
 }
 
