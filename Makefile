@@ -20,8 +20,11 @@ restart:  ## replace each service's processes one at a time, none of them unnoti
 down:  ## stop what `make up` started (by its recorded pids); the data stays
 	@deploy/stack.sh down
 
-status:  ## each service's health, queue depths and consumers, parked messages, outbox backlog
+status:  ## each service's health, queue depths and consumers, parked messages, outbox backlog, history stream and rebuilds
 	@deploy/stack.sh status
+
+rebuild:  ## rebuild a service's read model from the history stream, through its own handlers (S=analytics; local mode)
+	@deploy/stack.sh rebuild
 
 logs:  ## follow every log (make logs S=orders for one service)
 	@deploy/stack.sh logs
@@ -36,4 +39,4 @@ faults:  ## the fault suite at full size (2000 orders per fault, 1 then 2 proces
 	@SHOP_FAULT_ORDERS=$${SHOP_FAULT_ORDERS:-2000} SHOP_FAULT_REPLICAS=$${SHOP_FAULT_REPLICAS:-1,2} \
 	  SHOP_FAULT_REPORT=$${SHOP_FAULT_REPORT:-tests/faults/results.md} deploy/local/test.sh tests/faults -p no:cacheprovider
 
-.PHONY: help test lint up down status logs restart bench mail faults
+.PHONY: help test lint up down status logs restart rebuild bench mail faults

@@ -132,6 +132,30 @@ async def bus_figures(events: int, rounds: int) -> list[Figure]:
     return figures
 
 
+async def rebuild_figures(events: int, rounds: int) -> list[Figure]:
+    """analytics' read model rebuilt from the history stream vs raw consumption of that stream (a vhost of its own,
+    so that the stream holds only these events)."""
+    import analytics.config
+    import analytics.handlers
+    import analytics.main
+
+    from .history import rebuild_figure
+
+    vhost, database = throwaway.new_name(), throwaway.new_name()
+    amqp_url = throwaway.create_vhost(vhost)
+    try:
+        progress(f"rebuild vs raw stream consumption, {events} OrderCreated x {rounds} rounds")
+        measured = await rebuild_figure(
+            analytics.config.Settings(amqp_url=amqp_url).bus_settings(), await throwaway.create_database(database),
+            router=analytics.handlers.router, migrations=Path(analytics.main.__file__).with_name("migrations"),
+            n=events, rounds=rounds, progress=progress,
+        )
+    finally:
+        throwaway.delete_vhost(vhost)
+        await throwaway.drop_database(database)
+    return [at_least("rebuild_vs_raw_stream", measured, 0.8, "analytics' handlers, inbox and offset, from shop.history")]
+
+
 def beside_untraced(name: str, measured: dict, untraced: dict, note: str) -> Figure:
     """A figure measured with tracing on: no goal of its own, shown beside the same figure with tracing off."""
     off = untraced["value"] / untraced["baseline"]
@@ -364,7 +388,8 @@ HTTP_FIGURES = [
 ]
 ORDER = [
     "relay_vs_raw_publish", "consumer_vs_raw_consume", "relay_traced_vs_raw_publish", "consumer_traced_vs_raw_consume",
-    *HTTP_FIGURES, "rolling_restart_failed_requests", "payment_deadline_late_p99_ms", "analytics_summary_p99_at_1m_orders",
+    "rebuild_vs_raw_stream", *HTTP_FIGURES, "rolling_restart_failed_requests", "payment_deadline_late_p99_ms",
+    "analytics_summary_p99_at_1m_orders",
 ]
 
 
@@ -380,13 +405,15 @@ def main(
     scale_orders: int = typer.Option(1_000_000, help="orders in analytics' tables for the summary at scale"),
     deadline_orders: int = typer.Option(300, help="unpaid orders in each phase of the payment-deadline figure"),
     deadline_timeout: float = typer.Option(3.0, help="ORDER_PAYMENT_TIMEOUT of the payment-deadline figure's stack"),
-    only: str = typer.Option("", help="'bus', 'http', 'restart', 'deadline' or 'scale' to measure one part only"),
+    only: str = typer.Option("", help="'bus', 'history', 'http', 'restart', 'deadline' or 'scale' to measure one part only"),
 ) -> None:
     figures: list[Figure] = []
     # The bus figures run in this process as the services run theirs; the raw baselines run under it too.
     tune_gc()
     if only in ("", "bus"):
         figures += asyncio.run(bus_figures(events, rounds))
+    if only in ("", "bus", "history"):
+        figures += asyncio.run(rebuild_figures(events, rounds))
     if only in ("", "http"):
         figures += asyncio.run(http_figures(rate, seconds, confirm_rate, confirm_seconds, drain))
     if only in ("", "restart"):

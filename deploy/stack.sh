@@ -5,7 +5,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/local/lib.sh"
-command="${1:?usage: stack.sh up|down|status|logs|mail|restart}"
+command="${1:?usage: stack.sh up|down|status|logs|mail|restart|rebuild}"
 run_dir="${SHOP_RUN_DIR:-$ROOT/.run}"
 
 compose() {
@@ -26,7 +26,7 @@ case "$mode" in local | docker) ;; *) die "STACK must be docker or local, not '$
 
 if [ "$mode" = local ]; then
   case "$command" in
-    up | down | status | logs | restart) exec "$here/local/$command.sh" ;;
+    up | down | status | logs | restart | rebuild) exec "$here/local/$command.sh" ;;
     mail) stack_settings; exec "$VENV/bin/python" "$here/local/stackctl.py" mail "$MAIL_DIR" "${N:-20}" ;;
     *) die "unknown command $command" ;;
   esac
@@ -61,6 +61,7 @@ INFO
   down) compose down ;;  # volumes stay; `docker compose down -v` would drop the data
   status) compose ps ;;
   logs) if [ -n "${S:-}" ]; then compose logs -f "$S"; else compose logs -f; fi ;;
+  rebuild) compose exec "${S:?make rebuild S=<service>}" shop-events history rebuild "$S" ;;
   restart) die "make restart is local mode's (one process at a time behind the gateway); on Kubernetes a rollout does it (kubectl -n shop rollout restart deployment/<svc>-api)" ;;
   mail) say "the mail is at http://127.0.0.1:${MAILPIT_UI_PORT:-8025}" ;;
   *) die "unknown command $command" ;;

@@ -12,6 +12,8 @@ Each service's user (`shop_<prefix><service>`) may, in the stack's vhost:
   queue of the vhost by name) and, for a producer, to `shop.events`;
 - read (consume, bind from) only its own queues and exchange, and `shop.events`: reading its parking streams
   (`<service>.<lane>.dlq` and their replay logs `.dlq.replayed`) for the operations page is consuming them;
+- read `shop.history`, the stream that keeps every event (rebuilds and late joiners replay it), but not
+  write to it: only shop.events' binding fills it;
 - publish on `shop.events` only the routing keys of the events it produces (a topic permission):
   orders can't publish `user.banned`, and notifications and analytics can't publish at all.
 The runner applies them with `rabbitmqctl import_definitions` (idempotent); compose and Kubernetes load the
@@ -28,10 +30,12 @@ import sys
 from pathlib import Path
 
 from shop_events.catalogue import CATALOGUE
-from shop_events.topology import EXCHANGE, SERVICES, upgrade_policies
+from shop_events.settings import BusSettings
+from shop_events.topology import EVERY_KEY, EXCHANGE, HISTORY, SERVICES, history_arguments, upgrade_policies
 
 HERE = Path(__file__).resolve().parent
 COMPOSE_FILE = HERE / "definitions.json"
+_BUS = BusSettings()
 
 
 def user_name(service: str, prefix: str = "") -> str:
@@ -44,7 +48,7 @@ def permissions(service: str) -> dict[str, str]:
     return {
         "configure": f"^({own})$",
         "write": f"^({own}|{exchange})$" if produced_keys(service) else f"^({own})$",
-        "read": f"^({own}|{exchange})$",
+        "read": f"^({own}|{exchange}|{re.escape(HISTORY)})$",
     }
 
 
@@ -75,6 +79,11 @@ def definitions(vhost: str, passwords: dict[str, str], prefix: str = "") -> dict
         # Declared once here, so that it exists before any service; services declare it again, the same.
         "exchanges": [{"name": EXCHANGE, "vhost": vhost, "type": "topic", "durable": True, "auto_delete": False,
                        "internal": False, "arguments": {}}],
+        # The history stream with the default retention (HISTORY_MAX_AGE and HISTORY_MAX_BYTES's defaults).
+        "queues": [{"name": HISTORY, "vhost": vhost, "durable": True, "auto_delete": False,
+                    "arguments": history_arguments(_BUS.history_max_age, _BUS.history_max_bytes)}],
+        "bindings": [{"source": EXCHANGE, "vhost": vhost, "destination": HISTORY, "destination_type": "queue",
+                      "routing_key": EVERY_KEY, "arguments": {}}],
     }
 
 

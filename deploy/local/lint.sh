@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_venv
-say "ruff on shared/, services/, tests/ and bench/"
-"$VENV/bin/ruff" check --quiet shared services tests bench
-say "mypy --strict on shared/ and services/"
+say "ruff on shared/, services/, tests/, bench/ and examples/"
+"$VENV/bin/ruff" check --quiet shared services tests bench examples
+say "mypy --strict on shared/, services/ and examples/"
 "$VENV/bin/mypy"

@@ -7,6 +7,7 @@
     stackctl.py health GATEWAY SVC...          one line per service: up or down
     stackctl.py outbox URL...                  unsent outbox rows per database
     stackctl.py queues AMQP_URL SVC...         each service's queues: ready, consumers, waiting to retry, parked
+    stackctl.py history AMQP_URL URL...        the history stream's size and oldest event, each database's rebuild
     stackctl.py mail DIR [N]                   the last N mails the SMTP sink received
 
 `stackctl.py COMMAND --help` tells more.
@@ -291,6 +292,44 @@ def queues(amqp_url: str, services: list[str] = Services) -> None:
         asyncio.run(_queues(amqp_url, services or []))
     except OSError as exc:
         print(f"  the broker does not answer ({exc})")
+
+
+@app.command("history")
+def history_command(amqp_url: str, urls: list[str] = Urls) -> None:
+    """The history stream's size, offsets and oldest event; per database, its last rebuild or backfill."""
+    try:
+        asyncio.run(_history(amqp_url, urls or []))
+    except OSError as exc:
+        print(f"  the broker does not answer ({exc})")
+
+
+async def _history(amqp_url: str, urls: list[str]) -> None:
+    import aio_pika
+    from shop_events import history
+
+    connection = await aio_pika.connect(amqp_url, client_properties={"connection_name": "make status"})
+    try:
+        stream = await history.stream_state(connection)
+    finally:
+        await connection.close()
+    if stream.messages is None:
+        print("  shop.history is not declared")
+    else:
+        print(f"  shop.history  {stream.messages} messages, offsets {stream.first_offset}..{stream.last_offset},"
+              f" oldest event {stream.oldest_at or '-'}")
+    for url in urls:
+        name = urlsplit(url).path.lstrip("/")
+        conn = await asyncpg.connect(url, timeout=5)
+        try:
+            for row in await conn.fetch("SELECT * FROM history_position ORDER BY service"):
+                state = f"finished {row['finished_at']}" if row["finished_at"] else "RUNNING (or killed: run it again)"
+                of = "?" if row["end_offset"] is None else row["end_offset"] + 1  # offsets start at 0
+                print(f"  {name:<32} {row['service']}: offset {row['next_offset']} of {of},"
+                      f" {row['replayed']} replayed, {state}")
+        except asyncpg.UndefinedTableError:
+            pass
+        finally:
+            await conn.close()
 
 
 @app.command("mail")

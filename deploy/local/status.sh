@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make status: each process and health check, queue depths and consumers, parked messages, outbox backlog.
+# make status: each process and health check, queue depths and consumers, parked messages, outbox backlog, the
+# history stream and any rebuild's position.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 stack_settings
@@ -21,3 +22,6 @@ echo "queues in vhost $vhost (messages, consumers):"
 echo "outbox backlog:"
 dbs=(); for svc in "${SERVICES[@]}"; do dbs+=("$(database_url "$svc")"); done
 "$VENV/bin/python" "$ROOT/deploy/local/stackctl.py" outbox "${dbs[@]}"
+
+echo "history (shop.history; rebuilds: make rebuild S=<service>):"
+"$VENV/bin/python" "$ROOT/deploy/local/stackctl.py" history "$AMQP_URL" "${dbs[@]}"

@@ -108,13 +108,38 @@ async function replay(service, message, button) {
   await refresh();
 }
 
+// ---- the history stream (every event, kept HISTORY_MAX_AGE) and each service's last rebuild or backfill ----
+
+function showHistory(answers) {
+  const stream = answers.length ? answers[0].stream : null;
+  $("#history-stream").textContent = !stream ? "" : stream.messages === null ? `${stream.name} is not declared`
+    : `${stream.name}: ${stream.messages} messages, offsets ${stream.first_offset ?? "-"}..${stream.last_offset ?? "-"},`
+      + ` oldest event ${utc(stream.oldest_at) || "-"}`;
+  const body = $("#history tbody");
+  body.replaceChildren();
+  for (const { service, replay } of answers.filter((answer) => answer.replay)) {
+    const row = body.insertRow();
+    row.dataset.service = service;
+    cell(row, service);
+    cell(row, replay.finished_at ? "finished" : "running (or stopped: run it again)", replay.finished_at ? "" : "alert");
+    cell(row, replay.next_offset, "number offset");
+    cell(row, replay.end_offset === null ? "" : replay.end_offset + 1, "number");
+    cell(row, replay.replayed, "number");
+    cell(row, utc(replay.started_at));
+    cell(row, utc(replay.finished_at));
+  }
+}
+
 async function refresh() {
   try {
     // Side by side: parked messages are read from their streams, never taken, so listing them changes no count.
-    const [queues, parked] = await Promise.all([askEach((s) => `/api/${s}/queues`), askEach((s) => `/api/${s}/parked`)]);
+    const [queues, parked, history] = await Promise.all([
+      askEach((s) => `/api/${s}/queues`), askEach((s) => `/api/${s}/parked`), askEach((s) => `/api/${s}/history`),
+    ]);
     showQueues(queues.results);
     showParked(parked.results);
-    $("#warnings").textContent = [...new Set([...queues.problems, ...parked.problems])].join("; ");
+    showHistory(history.results);
+    $("#warnings").textContent = [...new Set([...queues.problems, ...parked.problems, ...history.problems])].join("; ");
     $("#refreshed").textContent = `as of ${new Date().toLocaleTimeString()}`;
   } catch (error) {
     fail(error);

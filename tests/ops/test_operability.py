@@ -153,3 +153,43 @@ def test_make_logs_follows_one_service(stack):
     out = follower.communicate(timeout=10)[0]
     lines = [json.loads(text) for text in out.splitlines() if text.startswith("{")]
     assert lines and {line["service"] for line in lines} == {"orders"}
+
+
+async def test_make_rebuild_gives_back_analytics_and_make_status_shows_the_history(shop, stack):
+    """`make rebuild S=analytics` on the running stack: the same figures after as before, and `make status`
+    shows the history stream (its size, offsets, oldest event) and where the rebuild got to."""
+    admin = await shop.admin()
+    customer = await shop.customer()
+    product = await shop.product(stock=50)
+    paid_before = (await shop.http.get("/api/analytics/summary", headers=admin)).json()["orders_paid"]
+    for _ in range(3):
+        order_id = (await shop.place(customer, (product["id"], 1))).json()["id"]
+        await shop.status_becomes(customer, order_id, "confirmed")
+        assert (await shop.pay(customer, order_id, "tok_visa")).status_code == 200
+
+    async def summary() -> dict:
+        return (await shop.http.get("/api/analytics/summary", headers=admin)).json()
+
+    await eventually(lambda: _paid_at_least(summary, paid_before + 3), timeout=30)
+    before = await summary()
+    rebuilt = await asyncio.to_thread(
+        subprocess.run, ["deploy/local/rebuild.sh"], cwd=ROOT, env={**stack.env, "S": "analytics"},
+        capture_output=True, text=True, timeout=300,
+    )
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert "analytics: rebuilt;" in rebuilt.stdout
+    assert await summary() == before
+
+    done = await asyncio.to_thread(
+        subprocess.run, ["deploy/local/status.sh"], cwd=ROOT, env=stack.env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    history = done.stdout.split("history (shop.history")[1]
+    (stream,) = [line for line in history.splitlines() if line.strip().startswith("shop.history")]
+    assert "messages, offsets 0.." in stream and "oldest event 20" in stream, stream
+    (analytics,) = [line for line in history.splitlines() if "analytics: offset" in line]
+    assert "finished" in analytics, analytics
+
+
+async def _paid_at_least(summary, count: int) -> bool:  # noqa: ANN001
+    return bool((await summary())["orders_paid"] >= count)

@@ -104,3 +104,24 @@ async def test_an_admin_replays_a_parked_mail_and_follows_an_order(shop, stack, 
     await expect(chain).to_have_count(2)
     await expect(chain.nth(0)).to_have_attribute("data-event-type", "OrderCreated")
     await expect(chain.nth(1)).to_have_attribute("data-event-type", "StockReserved")
+
+
+async def test_the_page_shows_the_history_stream_and_a_rebuilds_position(shop, stack, page):
+    import asyncio
+    import subprocess
+    from pathlib import Path
+
+    from playwright.async_api import expect
+
+    await shop.customer()  # at least one event in the history
+    rebuilt = await asyncio.to_thread(
+        subprocess.run, ["deploy/local/rebuild.sh"], cwd=Path(__file__).resolve().parents[2],
+        env={**stack.env, "S": "notifications"}, capture_output=True, text=True, timeout=300,
+    )
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    await page.goto(f"{stack.gateway}/ops/")
+    await sign_in(page, stack.admin_email, stack.admin_password)
+    await expect(page.locator("#history-stream")).to_contain_text("shop.history:")
+    await expect(page.locator("#history-stream")).to_contain_text("oldest event 20")
+    row = page.locator("#history tr[data-service='notifications']")
+    await expect(row).to_contain_text("finished")

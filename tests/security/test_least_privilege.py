@@ -3,6 +3,9 @@ own queues and publish only its own events. Checked against the stack as up.sh s
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import aio_pika
 import asyncpg
 import pytest
@@ -149,3 +152,39 @@ async def test_a_producer_still_publishes_its_own_events(stack, service):
 
         [delivered] = await eventually(delivered_to_the_probe)
     assert delivered.routing_key == PRODUCED[service] and delivered.body == b"{}"
+
+
+@pytest.mark.parametrize("service", ["orders", "analytics"])
+async def test_a_service_may_read_the_history_stream_but_not_write_to_it_or_remove_it(stack, http, service):
+    """shop.history (every event, for rebuilds) is made by the broker's definitions and filled only by
+    shop.events' binding: a service may replay it, never forge or drop history."""
+    email = f"history-{uuid.uuid4().hex[:8]}@example.com"  # one event at least: a registration
+    registered = await http.post("/api/auth/register", json={"email": email, "password": "correct-horse-9"})
+    assert registered.status_code == 201, registered.text
+    connection = await aio_pika.connect(stack.broker_url(service))
+    try:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=10)
+        history = await channel.declare_queue("shop.history", passive=True)
+        arrived = asyncio.Event()
+
+        async def read(message) -> None:
+            arrived.set()
+
+        await history.consume(read, arguments={"x-stream-offset": "first"})
+        await asyncio.wait_for(arrived.wait(), 30)
+    finally:
+        await connection.close()
+
+    async def write(channel):
+        await channel.default_exchange.publish(aio_pika.Message(b"{}"), "shop.history")
+
+    async def delete(channel):
+        await channel.queue_delete("shop.history")
+
+    async def unbind(channel):
+        queue = await channel.declare_queue("shop.history", passive=True)
+        await queue.unbind("shop.events", "#")
+
+    for action in (write, delete, unbind):
+        assert "ACCESS_REFUSED" in await refused(stack, service, action)

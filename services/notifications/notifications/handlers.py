@@ -73,3 +73,10 @@ async def on_order_shipped(event: Event[OrderShipped], conn: DbConnection, *, po
 @router.handles(StockLow)
 async def on_stock_low(event: Event[StockLow], conn: DbConnection, *, post: PostRoom) -> None:
     await application.alert_stock_low(event, post)
+
+
+# The copies of users and orders (who to write to). The mail log is kept, and a replay sends no mail.
+router.fills(
+    "users", "orders", by=(UserRegistered, OrderCreated),
+    covers="the copies of users and orders (addresses); no mail is sent again, the mail log stays as it is",
+)

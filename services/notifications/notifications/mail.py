@@ -20,7 +20,7 @@ import aiosmtplib
 import asyncpg
 import tenacity
 from opentelemetry import trace
-from shop_events import Event, EventData
+from shop_events import Event, EventData, history
 from shop_events.envelope import now_utc
 
 from . import db
@@ -72,6 +72,8 @@ class PostRoom:
         self._pool = pool
 
     async def send(self, event: Event[EventData], notice: Notice) -> None:
+        if history.replaying():  # a rebuild or backfill replays old events: their mail went out (or is moot)
+            return
         pool = self._pool
         mail_id = message_id(event.event_id, notice.type, self.relay.sender)
         record = await db.record_notice(pool, event.event_id, notice, mail_id)

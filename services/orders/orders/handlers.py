@@ -26,3 +26,10 @@ async def on_stock_event(
     event: Event[StockReserved | StockRejected], conn: DbConnection, *, payment_seconds: float
 ) -> None:
     await application.settle_reservation(conn, event, payment_seconds)
+
+
+# The catalogue copy only: orders, payments and the stock settlements of orders are orders' own truth.
+router.fills(
+    "catalogue", by=(ProductCreated, ProductUpdated),
+    covers="the catalogue copy (each product's name, price and stock); not orders, payments or bans",
+)

@@ -4,10 +4,11 @@ the pool, migrations, bus, consumers and relay. A service's main.py only says wh
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,16 +29,13 @@ from .config import ServiceSettings
 from .db import create_pool, migrate
 from .logs import setup_logging
 from .operations import RequestLogMiddleware, operations_router, refresh_gauges, service_queues
+from .rebuild import Wiring, backfill_on_first_start, rebuild_read_model
 from .runtime import tune_gc
 from .serve import CloseWhenDraining
 from .tracing import flush, instrument_app, setup_tracing
 
 log = logging.getLogger("shop_common.app")
 
-# A service's composition root: given the database pool, it builds what the service's routes and handlers
-# need (a mail relay, a payment provider, a token issuer), by name. Handlers get them as keyword-only
-# parameters of those names (Router.bind), routes from request.app.state.
-Wiring = Callable[[asyncpg.Pool], Awaitable[Mapping[str, object]]]
 # Background work on a clock (orders' payment deadlines): given the pool and the wiring's dependencies, runs
 # until cancelled. It runs where the relay runs, the process that writes the outbox by itself.
 Timer = Callable[[asyncpg.Pool, Mapping[str, object]], Coroutine[Any, Any, None]]
@@ -140,7 +138,13 @@ def create_service_app(
         await bus.connect()
         relay: RunningRelay | None = None
         if settings.runs("consumers") and routes:
-            await bus.start_consumers(pool, routes)
+            connection = bus.connection
+            assert connection is not None  # connected above
+
+            async def backfill() -> None:
+                await backfill_on_first_start(settings, handlers, pool, connection, routes)
+
+            await bus.start_consumers(pool, routes, backfill if settings.history_backfill else None)
         if settings.runs("relay"):
             relayer = bus.relay(pool)
             relay = relayer, asyncio.create_task(relayer.run(), name=f"{service} outbox relay")
@@ -231,6 +235,11 @@ def create_service_app(
             "trace_viewer": settings.ops_trace_viewer_url.rstrip("/") or None,
         }
 
+    # `shop-events history rebuild <service>` finds the service's parts here (shop_common.rebuild).
+    app.state.history_rebuild = functools.partial(
+        rebuild_read_model, settings=settings, handlers=handlers, migrations=migrations, checks_bans=checks_bans,
+        wiring=wiring,
+    )
     app.include_router(ops)
     app.include_router(operations_router(service, lanes, retries))
     if settings.runs("api"):  # a consumers-only or relay-only process answers health and metrics, nothing else

@@ -34,6 +34,13 @@ class ServiceSettings(BaseSettings):
     event_prefetch: int = _BUS.prefetch
     event_batch_size: int = _BUS.batch_size
     event_inbox_retention_hours: float = _BUS.inbox_retention_hours
+    # shop.history's retention, where a start declares it (a deployed broker's definitions make it).
+    history_max_age: str = _BUS.history_max_age
+    history_max_bytes: int = _BUS.history_max_bytes
+    history_batch_size: int = _BUS.history_batch_size
+    # A service starting for the first time (no history position in its database) replays the history
+    # stream through its handlers before it consumes live (shop_events.history).
+    history_backfill: bool = False
 
     def runs(self, role: str) -> bool:
         return role in {r.strip() for r in self.roles.split(",")}
@@ -46,4 +53,7 @@ class ServiceSettings(BaseSettings):
             prefetch=self.event_prefetch,
             batch_size=self.event_batch_size,
             inbox_retention_hours=self.event_inbox_retention_hours,
+            history_max_age=self.history_max_age,
+            history_max_bytes=self.history_max_bytes,
+            history_batch_size=self.history_batch_size,
         )

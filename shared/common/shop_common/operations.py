@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import asdict
+from datetime import datetime
 from typing import Literal
 
 import asyncpg
@@ -19,10 +20,10 @@ from aio_pika.abc import AbstractConnection
 from aio_pika.exceptions import ChannelClosed
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from prometheus_client import Counter, Gauge, Histogram
-from pydantic import BaseModel
-from shop_events import Bus, Lane, parking
+from pydantic import BaseModel, Field
+from shop_events import Bus, Lane, history, parking
 from shop_events.outbox import outbox_backlog, record_backlog
-from shop_events.topology import parking_queue, retry_queue, work_queue
+from shop_events.topology import HISTORY, parking_queue, retry_queue, work_queue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import Admin
@@ -180,6 +181,28 @@ def _correlation_of(body: str) -> str | None:
     return found if isinstance(found, str) else None
 
 
+class HistoryStream(BaseModel):
+    name: str
+    messages: int | None = Field(description="the broker's count (refreshed every few seconds); null: not declared")
+    first_offset: int | None
+    last_offset: int | None
+    oldest_at: datetime | None = Field(description="occurred_at of the oldest event the stream still keeps")
+
+
+class HistoryReplay(BaseModel):
+    next_offset: int
+    end_offset: int | None = Field(description="the stream's last offset when the replay began: caught up past it")
+    replayed: int
+    started_at: datetime
+    finished_at: datetime | None = Field(description="null while a rebuild or backfill runs (or was killed)")
+
+
+class ServiceHistory(BaseModel):
+    service: str
+    stream: HistoryStream
+    replay: HistoryReplay | None = Field(description="this service's last rebuild or backfill; null: none yet")
+
+
 class CorrelationIds(BaseModel):
     service: str
     field: str
@@ -241,6 +264,16 @@ def operations_router(service: str, lanes: Iterable[Lane], retries: int) -> APIR
                 log.info("parked message replayed", extra={"queue": name, "message_id": message_id, "count": count})
                 return Replayed(message_id=message_id, queue=name, replayed=count)
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no parked message {message_id} in {service}'s queues")
+
+    @ops.get("/history", response_model=ServiceHistory,
+             summary="The history stream's size, offsets and oldest event, and this service's rebuild position (admin)")
+    async def history_state(request: Request, _: Admin) -> ServiceHistory:
+        stream = await asyncio.wait_for(history.stream_state(bus_connection(request)), 10)
+        replay = await history.position(request.app.state.pool, service)
+        return ServiceHistory(
+            service=service, stream=HistoryStream(name=HISTORY, **asdict(stream)),
+            replay=HistoryReplay(**asdict(replay)) if replay else None,
+        )
 
     @ops.get(
         "/events/correlations",

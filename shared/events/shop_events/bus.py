@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import aio_pika
 import asyncpg
@@ -16,7 +16,7 @@ from .publisher import Publisher
 from .router import Route
 from .settings import BusSettings
 from .settle import Settler
-from .topology import bindings, declare_lane, unbind_stale
+from .topology import bindings, declare_lane, history_arguments, unbind_stale
 
 
 class Bus:
@@ -32,20 +32,25 @@ class Bus:
         self.connection = await aio_pika.connect_robust(
             self.settings.amqp_url, client_properties={"connection_name": self.service}
         )
-        self.publisher = Publisher(self.connection, self.settings.publish_timeout_seconds)
+        history = history_arguments(self.settings.history_max_age, self.settings.history_max_bytes)
+        self.publisher = Publisher(self.connection, self.settings.publish_timeout_seconds, history)
         await self.publisher.open()
 
     @property
     def connected(self) -> bool:
         return self.connection is not None and not self.connection.is_closed and self.connection.connected.is_set()
 
-    async def start_consumers(self, pool: asyncpg.Pool, routes: Mapping[str, Route]) -> list[LaneConsumer]:
+    async def start_consumers(
+        self, pool: asyncpg.Pool, routes: Mapping[str, Route], before_consuming: Callable[[], Awaitable[object]] | None = None
+    ) -> list[LaneConsumer]:
         """Declare this service's lanes and consume each on its own channel, so lanes never wait on each other.
-        `routes` are a Router's, bound to the service's dependencies (Router.bind)."""
+        `routes` are a Router's, bound to the service's dependencies (Router.bind). `before_consuming` runs
+        once the lanes are declared and bound, before the first delivery (a late joiner's backfill)."""
         assert self.connection is not None, "Bus.connect() first"
         settler = Settler(self.connection, self.service, self.settings)
         await settler.open()
         lanes = bindings(routes)
+        declared: list[AbstractRobustQueue] = []
         for lane, routing_keys in lanes.items():
             channel = await self.connection.channel()
             await channel.set_qos(prefetch_count=self.settings.prefetch)
@@ -54,6 +59,10 @@ class Bus:
             )
             if not isinstance(queue, AbstractRobustQueue):  # never: a robust channel's queues are robust
                 raise TypeError(f"{queue.name} was not declared on a robust channel")
+            declared.append(queue)
+        if before_consuming is not None:
+            await before_consuming()
+        for queue in declared:
             consumer = LaneConsumer(
                 service=self.service, queue=queue, pool=pool, routes=routes, settler=settler, settings=self.settings
             )

@@ -1,10 +1,12 @@
-"""shop-events: list, count, show, replay and discard parked messages on any service's queues.
+"""shop-events: list, count, show, replay and discard parked messages on any service's queues; rebuild a
+service's read model from the history stream.
 
 Listing, counting and showing only read the parking streams: they change nothing, however often they run."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -13,14 +15,19 @@ from typing import TypeVar
 import typer
 from aio_pika.abc import AbstractConnection
 
-from . import parking
+from . import history, parking
+from .registry import CONSUMERS
 from .settings import amqp_url_from_env
+from .topology import HISTORY
 
 T = TypeVar("T")
 
 app = typer.Typer(help="Operate the shop's event bus.", no_args_is_help=True)
 parked = typer.Typer(help="Messages parked in <service>.<lane>.dlq after their last attempt.", no_args_is_help=True)
 app.add_typer(parked, name="parked")
+history_cli = typer.Typer(help="The history stream shop.history: every event, for rebuilds and late joiners.",
+                          no_args_is_help=True)
+app.add_typer(history_cli, name="history")
 
 AmqpUrl = typer.Option(amqp_url_from_env(), help="Broker URL (AMQP_URL).")
 EveryQueue = typer.Argument(None, help="e.g. orders.background (default: every queue)")
@@ -118,6 +125,44 @@ def upgrade(queue: str = EveryQueue, amqp_url: str = AmqpUrl) -> None:
     Stop the services first."""
     moved = sum(_on_each(amqp_url, queue, parking.upgrade))
     typer.echo(f"upgraded; {moved} parked message(s) moved into streams")
+
+
+@history_cli.command("rebuild")
+def rebuild(service: str = typer.Argument(..., help="a service with a read model: " + ", ".join(CONSUMERS))) -> None:
+    """Empty the service's read model and replay the history through its own handlers, then return (caught
+    up; the live queue has the rest). A rebuild that was killed resumes where it had committed. Reads the
+    service's own settings from the environment (its <SERVICE>_DATABASE_URL, AMQP_URL)."""
+    if service not in CONSUMERS:
+        raise typer.BadParameter(f"not a consuming service: {service}")
+    app_ = importlib.import_module(f"{service}.main").create_app()
+
+    def show(p: history.Progress) -> None:
+        rate = p.replayed / p.seconds if p.seconds else 0.0
+        typer.echo(f"{service}: offset {p.next_offset} of {p.end_offset + 1}, {p.replayed} events replayed ({rate:.0f}/s)")
+
+    try:
+        done: history.Progress = parking.run(app_.state.history_rebuild(on_progress=show))
+    except LookupError as exc:  # a service without a read model
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{service}: rebuilt; {done.replayed} events replayed in {done.seconds:.1f}s,"
+               f" caught up at offset {done.end_offset}")
+
+
+@history_cli.command("status")
+def history_status(amqp_url: str = AmqpUrl) -> None:
+    """The stream's size (messages), its first offset and oldest event, and its last offset."""
+
+    async def go() -> history.StreamState:
+        connection = await parking.connect(amqp_url)
+        try:
+            return await history.stream_state(connection)
+        finally:
+            await connection.close()
+
+    state = parking.run(go())
+    offsets = f"{state.first_offset}..{state.last_offset}"
+    typer.echo(f"{HISTORY}\t{state.messages} messages\toffsets {offsets}\toldest {state.oldest_at}")
 
 
 def main() -> None:

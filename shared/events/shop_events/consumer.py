@@ -185,7 +185,11 @@ class LaneConsumer:
             await asyncio.wait([self._task])
         untaken = list(self._deliveries)
         self._deliveries.clear()
-        await _give_back(untaken)
+        await self._return_to_broker(untaken)
+
+    async def _return_to_broker(self, deliveries: list[DeliveredMessage]) -> None:
+        """Deliveries not handled, requeued (a stream reader overrides it: a stream refuses nacks)."""
+        await _give_back(deliveries)
 
     async def _on_delivery(self, delivery: DeliveredMessage) -> None:
         # async, though it never waits: aiormq runs it as it is instead of wrapping it in a coroutine
@@ -215,7 +219,7 @@ class LaneConsumer:
                 # closes under us (the broker then delivers the batch again on the new one), or a bug. Either
                 # way no later multiple-ack may cover this batch: what is still outstanding goes back.
                 log.exception("batch not settled; given back to the broker", extra={"queue": self.queue_name})
-                await _give_back(batch)
+                await self._return_to_broker(batch)
             finally:
                 self._idle.set()
 
@@ -364,6 +368,10 @@ class LaneConsumer:
                     await self._run_traced(run, conn, items)
                 else:
                     await self._run_handler(run, conn)
+            await self._also_in_transaction(conn, items)
+
+    async def _also_in_transaction(self, conn: DbConnection, items: list[tuple[DeliveredMessage, Event[EventData]]]) -> None:
+        """What a subclass commits with the batch's effects (a history replay: its stream offset)."""
 
     async def _run_traced(
         self, run: list[tuple[int, Event[EventData]]], conn: DbConnection, items: list[tuple[DeliveredMessage, Event[EventData]]]

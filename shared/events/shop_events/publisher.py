@@ -9,6 +9,7 @@ from datetime import datetime
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aiormq.abc import FieldTable
 
 from .envelope import Envelope
 from .topology import EXCHANGE, ensure_exchange
@@ -57,14 +58,15 @@ class OutgoingEvent:
 class Publisher:
     """Publishes to shop.events over one confirm channel of the process's robust connection."""
 
-    def __init__(self, connection: AbstractConnection, timeout: float = 30.0) -> None:
+    def __init__(self, connection: AbstractConnection, timeout: float = 30.0, history: FieldTable | None = None) -> None:
         self._connection = connection
         self._timeout = timeout
+        self._history = history  # the history stream's arguments, where this start must declare it
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
 
     async def open(self) -> None:
-        await ensure_exchange(self._connection)
+        await ensure_exchange(self._connection, self._history)
         self._channel = await self._connection.channel(publisher_confirms=True)
         self._exchange = await self._channel.get_exchange(EXCHANGE, ensure=False)
 

@@ -45,9 +45,40 @@ class Route:
     name: str
 
 
+@dataclass(frozen=True)
+class ReadModel:
+    """The tables a service's events fill (copies and facts, never its own source of truth), and the event
+    types whose handlers fill them: a history rebuild empties the tables and replays those events."""
+
+    tables: tuple[str, ...]  # none: every table of the service's database but the bus's own (history.py)
+    event_types: tuple[str, ...]
+    covers: str  # what a rebuild gives back, in a sentence, for the operator
+
+
 class Router:
     def __init__(self) -> None:
         self._declared: dict[str, Route] = {}
+        self._fills: tuple[tuple[str, ...], tuple[str, ...] | None, str] | None = None
+
+    def fills(self, *tables: str, by: tuple[type[EventData], ...] | None = None, covers: str) -> None:
+        """Declare the service's read model: `tables` (none named: every table of its database, for a service
+        whose tables are all facts from events), filled by the handlers of the events `by` (declared on this
+        router already; None: every event type it handles, also those declared later). shop_events.history
+        rebuilds it; one declaration per service."""
+        names = None if by is None else tuple(_spec(model).name for model in by)
+        unhandled = sorted(set(names or ()) - self._declared.keys())
+        if unhandled or names == ():
+            raise ValueError(f"a read model needs events with handlers here; unhandled: {unhandled}")
+        if self._fills is not None:
+            raise ValueError("the read model is declared twice")
+        self._fills = (tables, names, covers)
+
+    @property
+    def read_model(self) -> ReadModel | None:
+        if self._fills is None:
+            return None
+        tables, names, covers = self._fills
+        return ReadModel(tables, names if names is not None else tuple(self.event_types), covers)
 
     def handles(self, *models: type[EventData], batch: bool = False) -> Callable[[F], F]:
         """Declare the decorated function as the handler of these catalogue event types."""

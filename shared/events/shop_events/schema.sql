@@ -43,3 +43,16 @@ CREATE TABLE IF NOT EXISTS processed_events (
 CREATE INDEX IF NOT EXISTS processed_events_correlation ON processed_events (correlation_id);
 -- Pruning (shop_events.inbox) finds the oldest rows by this.
 CREATE INDEX IF NOT EXISTS processed_events_handled_at ON processed_events (handled_at);
+
+-- Where a replay of the history stream got to (shop_events.history): written in the same transaction as the
+-- effects of the events it replayed, so a replay that was killed resumes at next_offset. finished_at is set
+-- once it caught up with end_offset, the stream's last offset when it began.
+CREATE TABLE IF NOT EXISTS history_position (
+    service      text PRIMARY KEY,
+    next_offset  bigint NOT NULL DEFAULT 0,
+    end_offset   bigint,
+    replayed     bigint NOT NULL DEFAULT 0,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    finished_at  timestamptz
+);

@@ -39,6 +39,12 @@ class BusSettings:
     # Sent outbox rows are kept this long (for tracing a correlation id), then deleted.
     outbox_retention_hours: float = 72.0
     publish_timeout_seconds: float = 30.0
+    # The history stream (shop.history) keeps every event this long (RabbitMQ's x-max-age: Y, M, D, h, m, s)
+    # and at most this many bytes: whichever limit is reached first drops its oldest segments.
+    history_max_age: str = "7D"
+    history_max_bytes: int = 20_000_000_000
+    # Events a replay of the history (a rebuild, a backfill) commits together; twice as many are in flight.
+    history_batch_size: int = 2048
 
     def __post_init__(self) -> None:
         floor = self.inbox_retention_floor_hours()

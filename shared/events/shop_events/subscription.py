@@ -22,7 +22,7 @@ from typing import Any
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustQueue
-from aiormq.abc import DeliveredMessage
+from aiormq.abc import DeliveredMessage, FieldTable
 
 log = logging.getLogger("shop_events.subscription")
 
@@ -30,8 +30,16 @@ RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)  # between tries to consume again after a c
 
 
 class Subscription:
-    def __init__(self, queue: AbstractRobustQueue, on_delivery: Callable[[DeliveredMessage], Coroutine[Any, Any, None]]) -> None:
+    def __init__(
+        self,
+        queue: AbstractRobustQueue,
+        on_delivery: Callable[[DeliveredMessage], Coroutine[Any, Any, None]],
+        arguments: Callable[[], FieldTable] | None = None,
+    ) -> None:
         self._queue = queue
+        # Asked at every consume, the first and each one on a reopened channel: a stream reader resumes from
+        # where it got to, not from the offset it first named (aio-pika would repeat the first arguments).
+        self._arguments = arguments
         self._channel: AbstractRobustChannel = queue.channel  # type: ignore[assignment]
         self._on_delivery = on_delivery
         self._tag = f"{queue.name}.{uuid.uuid4().hex[:12]}"
@@ -61,7 +69,8 @@ class Subscription:
         if isinstance(channel, aiormq.Channel) and self._tag in channel.consumers:  # (it always is one)
             return  # already consuming on this channel
         channel.on_consumer_cancel_callbacks.add(self._on_cancel)
-        await channel.basic_consume(self._queue.name, self._on_delivery, consumer_tag=self._tag)
+        arguments = self._arguments() if self._arguments is not None else None
+        await channel.basic_consume(self._queue.name, self._on_delivery, consumer_tag=self._tag, arguments=arguments)
 
     async def _on_reopen(self, _channel: object) -> None:
         try:

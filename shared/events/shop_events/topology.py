@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue
 from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity, ChannelPreconditionFailed
 from aiormq.abc import FieldTable
+from aiormq.exceptions import ChannelAccessRefused
 
 from .catalogue import CATALOGUE, Lane
 from .registry import NAMES
+from .settings import BusSettings
 
 EXCHANGE = "shop.events"
 # Every service that may own queues; the CLI looks for parking queues among these.
@@ -22,6 +24,10 @@ QUORUM = {"x-queue-type": "quorum"}
 # Parking queues are streams: read without being changed (see parking.py). No retention limit: a parked
 # message stays until it is replayed or discarded, and a stream can only drop its oldest segments.
 STREAM: FieldTable = {"x-queue-type": "stream"}
+# Every event published on shop.events is kept here too, for rebuilding a read model or backfilling a late
+# joiner (history.py). Bound with "#": every routing key, today's and tomorrow's.
+HISTORY = "shop.history"
+EVERY_KEY = "#"
 
 log = logging.getLogger("shop_events.topology")
 
@@ -63,22 +69,52 @@ async def declare_exchange(channel: AbstractChannel) -> AbstractExchange:
     return await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
 
 
-async def ensure_exchange(connection: AbstractConnection) -> None:
-    """shop.events as it is when it exists (a deployed broker's definitions made it, and a service's user
-    may not configure it); declared here only where it is missing, as on a fresh development vhost."""
+def history_arguments(max_age: str, max_bytes: int) -> FieldTable:
+    """The history stream's retention: its oldest segments go when older than `max_age` or past `max_bytes`."""
+    return {**STREAM, "x-max-age": max_age, "x-max-length-bytes": max_bytes}
+
+
+async def ensure_exchange(connection: AbstractConnection, history: FieldTable | None = None) -> None:
+    """shop.events and shop.history as they are when they exist (a deployed broker's definitions made them,
+    and a service's user may not configure them); declared here only where missing, as on a fresh
+    development vhost. `history`: the stream's arguments (default: BusSettings' retention)."""
+    if not await _exists(connection, lambda channel: channel.declare_exchange(EXCHANGE, passive=True)):
+        channel = await connection.channel()
+        try:
+            await declare_exchange(channel)
+        finally:
+            await channel.close()
+    if not await _exists(connection, lambda channel: channel.declare_queue(HISTORY, passive=True)):
+        try:
+            await declare_history(connection, history)
+        except ChannelAccessRefused:
+            # A deployed broker whose definitions predate the history: the service runs on, without one.
+            log.warning("shop.history is missing and this user may not declare it: load the broker's definitions;"
+                        " until then no event is kept for rebuilds")
+
+
+async def declare_history(connection: AbstractConnection, arguments: FieldTable | None = None) -> None:
+    """The history stream, bound to every routing key of shop.events."""
+    if arguments is None:
+        defaults = BusSettings()
+        arguments = history_arguments(defaults.history_max_age, defaults.history_max_bytes)
     channel = await connection.channel()
     try:
-        await channel.declare_exchange(EXCHANGE, passive=True)
-        return
-    except ChannelNotFoundEntity:
-        pass
-    finally:
-        await channel.close()  # also when the failed check closed it: a robust channel would reopen
-    channel = await connection.channel()
-    try:
-        await declare_exchange(channel)
+        queue = await channel.declare_queue(HISTORY, durable=True, arguments=arguments)
+        await queue.bind(await channel.get_exchange(EXCHANGE, ensure=False), EVERY_KEY)
     finally:
         await channel.close()
+
+
+async def _exists(connection: AbstractConnection, passive: Callable[[AbstractChannel], Awaitable[object]]) -> bool:
+    channel = await connection.channel()
+    try:
+        await passive(channel)
+        return True
+    except ChannelNotFoundEntity:
+        return False
+    finally:
+        await channel.close()  # also when the failed check closed it: a robust channel would reopen
 
 
 async def declare_lane(

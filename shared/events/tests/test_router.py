@@ -70,3 +70,33 @@ async def test_dependencies_are_named_keyword_parameters_and_a_missing_one_fails
                   producer="products", correlation_id="c", data=StockReserved(order_id=3))
     await route.handle(event, None)
     assert seen == [(3, "north")]
+
+
+def test_a_read_model_is_filled_only_by_events_handled_here_and_declared_once():
+    router = Router()
+
+    @router.handles(ProductCreated)
+    async def on_product(event: Event[ProductCreated], conn: asyncpg.Connection) -> None: ...
+
+    with pytest.raises(ValueError, match="unhandled: \\['ProductUpdated'\\]"):
+        router.fills("catalogue", by=(ProductCreated, ProductUpdated), covers="the copy")
+    router.fills("catalogue", by=(ProductCreated,), covers="the copy")
+    assert router.read_model is not None and router.read_model.tables == ("catalogue",)
+    assert router.read_model.event_types == ("ProductCreated",)
+    with pytest.raises(ValueError, match="declared twice"):
+        router.fills("catalogue", by=(ProductCreated,), covers="again")
+
+
+def test_a_read_model_of_every_table_and_every_event_takes_handlers_declared_after_it():
+    router = Router()
+
+    @router.handles(ProductCreated)
+    async def on_product(event: Event[ProductCreated], conn: asyncpg.Connection) -> None: ...
+
+    router.fills(covers="every figure")
+
+    @router.handles(OrderCreated)
+    async def on_order(event: Event[OrderCreated], conn: asyncpg.Connection) -> None: ...
+
+    assert router.read_model is not None
+    assert router.read_model.tables == () and router.read_model.event_types == ("OrderCreated", "ProductCreated")

@@ -187,3 +187,31 @@ async def test_two_processes_of_a_service_starting_together_both_come_up(record_
         await connection.close()
     assert records and all(json.loads(r.body) == {"opened": True} for r in records)
 
+
+
+async def test_a_start_declares_the_history_bound_to_every_key_and_runs_on_where_it_may_not(amqp_url):
+    """On a fresh vhost the first start makes shop.history (a stream with the retention of its settings) and
+    every event lands there; on a broker whose definitions predate it, a user that may not declare it still
+    starts and publishes, with a warning."""
+    vhost, user = vhost_of(amqp_url), "guest"
+    throwaway.rabbitmqctl("set_permissions", "-p", vhost, user, r"^(?!shop\.history$).*", ".*", ".*")
+    try:
+        sent = await publish_events(amqp_url, StockReserved(order_id=1))  # its start may not make the stream
+        assert sent
+        assert "shop.history" not in {q["name"] for q in list_queues(amqp_url, "name")}
+    finally:
+        throwaway.rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    await publish_events(amqp_url, StockReserved(order_id=2), OrderCancelled(order_id=2, user_id=1, items=[], reason="r"))
+    (stream,) = [q for q in list_queues(amqp_url, "name", "type", "arguments") if q["name"] == "shop.history"]
+    assert stream["type"] == "stream"
+    assert ["x-max-age", "longstr", "7D"] in stream["arguments"], stream  # HISTORY_MAX_AGE's default
+    assert ["x-max-length-bytes", "long", 20_000_000_000] in stream["arguments"], stream
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        kept = []
+        async with parking._reading(connection, "shop.history", "first") as reader:
+            while (message := await reader.next(2.0)) is not None:
+                kept.append(message.type)
+        assert kept == ["StockReserved", "OrderCancelled"]  # every routing key, in order
+    finally:
+        await connection.close()
