@@ -1,0 +1,97 @@
+"""A RabbitMQ cluster of a test's own (deploy/local/broker_cluster.sh), and the levers to break it: kill -9 a
+node, stop and start one, cut one off from the others, ask who leads a queue and where a client is connected."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from shop_events.nodes import node_urls
+
+from .isolated_stack import free_port_base
+
+ROOT = Path(__file__).resolve().parents[3]
+SCRIPT = ROOT / "deploy" / "local" / "broker_cluster.sh"
+
+
+@dataclass
+class BrokerCluster:
+    folder: Path  # the rabbitmq user must reach it: not under pytest's private tmp
+    nodes: int = 3
+    amqp_url: str = ""
+
+    def start(self) -> None:
+        base = free_port_base(self.nodes) + 1
+        self._run("start", str(self.folder), str(self.nodes), str(base), timeout=300)
+        env = dict(line.split("=", 1) for line in (self.folder / "cluster.env").read_text().split())
+        self.amqp_url = env["AMQP_URL"].replace("\\,", ",")
+
+    def stop(self) -> None:
+        if (self.folder / "cluster.env").exists():
+            self._run("stop", str(self.folder), timeout=180, check=False)
+
+    def url(self, node: int) -> str:
+        """Node `node`'s URL alone (1-based)."""
+        return node_urls(self.amqp_url)[node - 1]
+
+    def kill9(self, node: int) -> None:
+        self._run("kill9", str(self.folder), str(node))
+
+    def stop_node(self, node: int) -> None:
+        self._run("stop-one", str(self.folder), str(node), timeout=180)
+
+    def start_node(self, node: int) -> None:
+        self._run("start-one", str(self.folder), str(node), timeout=300)
+
+    def cut(self, node: int) -> None:
+        self._run("cut", str(self.folder), str(node))
+
+    def heal(self, node: int) -> None:
+        self._run("heal", str(self.folder), str(node))
+
+    def ctl(self, *args: str, node: int = 1) -> str:
+        return self._run("ctl", str(self.folder), str(node), "-q", *args, timeout=120).stdout
+
+    def add_vhost(self, vhost: str) -> str:
+        """The vhost made, guest let in; the URLs of every node for it."""
+        self.ctl("add_vhost", vhost)
+        self.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        return ",".join(f"{url.rstrip('/')}/{vhost}" for url in node_urls(self.amqp_url))
+
+    def node_of_port(self, port: int) -> int:
+        return port - int(self.url(1).rsplit(":", 1)[1].split("/")[0]) + 1
+
+    def queues(self, vhost: str, node: int = 1) -> list[dict[str, object]]:
+        """name, type, leader and members of every queue of the vhost."""
+        out = self.ctl("list_queues", "-p", vhost, "name", "type", "leader", "members", "--formatter", "json", node=node)
+        return list(json.loads(out))
+
+    def leader(self, vhost: str, queue: str, node: int = 1) -> int:
+        """The number of the node that leads `queue`."""
+        [found] = [q for q in self.queues(vhost, node) if q["name"] == queue]
+        return self.node_number(str(found["leader"]))
+
+    def node_number(self, name: str) -> int:
+        return "-abcdefghi".index(name.split("@")[0].rsplit("-", 1)[1])
+
+    def connected_nodes(self, connection_name: str, node: int = 1) -> list[int]:
+        """The nodes the named client connections are on (by the AMQP port each one reached)."""
+        out = self.ctl("list_connections", "client_properties", "port", "--formatter", "json", node=node)
+        ports = [c["port"] for c in json.loads(out) if _connection_name(c) == connection_name]
+        return [self.node_of_port(int(port)) for port in ports]
+
+    def _run(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"broker_cluster.sh {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return done
+
+
+def _connection_name(connection: dict[str, object]) -> str:
+    properties = connection.get("client_properties") or []
+    for entry in properties if isinstance(properties, list) else []:
+        if isinstance(entry, list) and entry and entry[0] == "connection_name":
+            return str(entry[-1])
+    return ""
