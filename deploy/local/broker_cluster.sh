@@ -82,8 +82,14 @@ start_node() {  # I
     setpriv --reuid rabbitmq --regid rabbitmq --init-groups /usr/lib/rabbitmq/bin/rabbitmq-server
 }
 
-await_node() {  # I
-  wait_port 127.0.0.1 "$((AMQP_BASE + $1 - 1))" rabbitmq 120 || die "node $1 did not start; see $DIR/logs and $DIR/node$1/log"
+await_node() {  # I: until it takes connections; a node that exited is not waited for
+  local n
+  for ((n = 0; n < 240; n++)); do
+    port_open 127.0.0.1 "$((AMQP_BASE + $1 - 1))" && break
+    recorded_pid "node$1" >/dev/null || break
+    sleep 0.5
+  done
+  port_open 127.0.0.1 "$((AMQP_BASE + $1 - 1))" || die "node $1 did not start; see $DIR/logs/node$1.out"
   ctl "$1" -q await_startup >/dev/null 2>&1 || true
 }
 

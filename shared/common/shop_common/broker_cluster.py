@@ -4,13 +4,14 @@ node, stop and start one, cut one off from the others, ask who leads a queue and
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from shop_events.nodes import node_urls
 
-from .isolated_stack import free_port_base
+from .isolated_stack import port_is_free
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "deploy" / "local" / "broker_cluster.sh"
@@ -23,7 +24,7 @@ class BrokerCluster:
     amqp_url: str = ""
 
     def start(self) -> None:
-        base = free_port_base(self.nodes) + 1
+        base = free_ports(self.nodes)
         self._run("start", str(self.folder), str(self.nodes), str(base), timeout=300)
         env = dict(line.split("=", 1) for line in (self.folder / "cluster.env").read_text().split())
         self.amqp_url = env["AMQP_URL"].replace("\\,", ",")
@@ -64,8 +65,8 @@ class BrokerCluster:
         return port - int(self.url(1).rsplit(":", 1)[1].split("/")[0]) + 1
 
     def queues(self, vhost: str, node: int = 1) -> list[dict[str, object]]:
-        """name, type, leader and members of every queue of the vhost."""
-        out = self.ctl("list_queues", "-p", vhost, "name", "type", "leader", "members", "--formatter", "json", node=node)
+        """name, type, leader, members and online members of every queue of the vhost."""
+        out = self.ctl("list_queues", "-p", vhost, "name", "type", "leader", "members", "online", "--formatter", "json", node=node)
         return list(json.loads(out))
 
     def leader(self, vhost: str, queue: str, node: int = 1) -> int:
@@ -87,6 +88,15 @@ class BrokerCluster:
         if check and done.returncode != 0:
             raise RuntimeError(f"broker_cluster.sh {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done
+
+
+def free_ports(nodes: int) -> int:
+    """A first AMQP port such that the nodes' AMQP ports and their distribution ports (+1000) are free."""
+    for _ in range(200):
+        base = random.randrange(20_000, 31_000, 10)
+        if all(port_is_free(base + i) and port_is_free(base + 1000 + i) for i in range(nodes)):
+            return base
+    raise RuntimeError("no free ports")
 
 
 def _connection_name(connection: dict[str, object]) -> str:
