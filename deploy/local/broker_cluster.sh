@@ -10,6 +10,7 @@
 #   broker_cluster.sh cut|heal DIR I          node I cut off from the other nodes at the network (iptables on
 #                                             loopback, only its own ports and addresses), or the cut undone
 #   broker_cluster.sh ctl DIR I ARGS...       rabbitmqctl against node I (the cluster's cookie)
+#   broker_cluster.sh name DIR I / status DIR [VHOST]   node I's name / the nodes and each queue's leader
 #
 # Each node runs as the rabbitmq user. Its outgoing distribution connections leave from an address of its own
 # (127.0.1.I), so a cut can name exactly the traffic between it and its peers. Partition handling is
@@ -145,6 +146,24 @@ heal_node() {
   done < <(cut_rules "$1")
 }
 
+show_status() {  # VHOST: each node (running or not, its pid) and which node leads each queue of the vhost
+  local i pid up=""
+  for ((i = 1; i <= NODES; i++)); do
+    if pid="$(recorded_pid "node$i")"; then
+      printf '  %-30s 127.0.0.1:%s  running, pid %s\n' "$(node_name "$i")" "$((AMQP_BASE + i - 1))" "$pid"
+      [ -n "$up" ] || up="$i"
+    else
+      printf '  %-30s 127.0.0.1:%s  not running\n' "$(node_name "$i")" "$((AMQP_BASE + i - 1))"
+    fi
+  done
+  [ -n "$up" ] || return 0
+  echo "queue leaders in vhost $1 (queue, type, leader, replicas online):"
+  ctl "$up" -q list_queues -p "$1" name type leader online --formatter json 2>/dev/null | "$VENV/bin/python" -c '
+import json, sys
+for q in sorted(json.load(sys.stdin), key=lambda q: q["name"]):
+    print("  %-40s %-7s %-30s %d" % (q["name"], q["type"], q.get("leader") or "-", len(q.get("online") or [])))'
+}
+
 command="${1:-}"
 case "$command" in
   start)
@@ -162,5 +181,7 @@ case "$command" in
   cut) settings "$2"; cut_node "$3" ;;
   heal) settings "$2"; heal_node "$3" ;;
   ctl) settings "$2"; i="$3"; shift 3; ctl "$i" "$@" ;;
-  *) sed -n '2,14p' "$0"; exit 2 ;;
+  name) settings "$2"; node_name "$3" ;;
+  status) settings "$2"; show_status "${3:-/}" ;;
+  *) sed -n '2,15p' "$0"; exit 2 ;;
 esac
