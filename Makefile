@@ -33,7 +33,7 @@ mail:  ## the mail the development SMTP sink received (N=20 last)
 	@deploy/stack.sh mail
 
 faults:  ## the fault suite at full size (2000 orders per fault, 1 then 2 processes per service); table in tests/faults/results.md
-	@SHOP_FAULT_ORDERS=$${SHOP_FAULT_ORDERS:-2000} SHOP_FAULT_REPLICAS=$${SHOP_FAULT_REPLICAS:-1,2} \
+	@SHOP_FAULT_ORDERS=$${SHOP_FAULT_ORDERS:-2000} SHOP_FAULT_REPLICAS=$${SHOP_FAULT_REPLICAS:-1,2} SHOP_FAULT_CLUSTER=$${SHOP_FAULT_CLUSTER:-all} \
 	  SHOP_FAULT_REPORT=$${SHOP_FAULT_REPORT:-tests/faults/results.md} deploy/local/test.sh tests/faults -p no:cacheprovider
 
 .PHONY: help test lint up down status logs restart bench mail faults

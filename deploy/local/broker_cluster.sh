@@ -9,6 +9,7 @@
 #   broker_cluster.sh kill9|stop-one|start-one DIR I   node I killed with SIGKILL, stopped, or started again
 #   broker_cluster.sh cut|heal DIR I          node I cut off from the other nodes at the network (iptables on
 #                                             loopback, only its own ports and addresses), or the cut undone
+#   broker_cluster.sh cut-client|heal-client DIR I PORT   the client connection from PORT to node I cut or healed
 #   broker_cluster.sh ctl DIR I ARGS...       rabbitmqctl against node I (the cluster's cookie)
 #   broker_cluster.sh name DIR I / status DIR [VHOST]   node I's name / the nodes and each queue's leader
 #
@@ -50,7 +51,9 @@ prepare() {  # DIR N AMQP_PORT
   run="$(cd "$dir" && pwd | sha256sum | cut -c1-8)"  # node names unique per folder
   if [ ! -f "$dir/cluster.env" ]; then
     local urls=()
-    for ((i = 1; i <= $2; i++)); do urls+=("amqp://guest:guest@127.0.0.1:$(($3 + i - 1))/"); done
+    # Heartbeats every 5 s: a connection cut silently is given up in ~18 s (aiormq allows three missed, plus
+    # one), not the 3 minutes of the default 60 s, so a client fails over to another node that soon.
+    for ((i = 1; i <= $2; i++)); do urls+=("amqp://guest:guest@127.0.0.1:$(($3 + i - 1))/?heartbeat=5"); done
     {
       printf 'CLUSTER_NAME=%q\nNODES=%q\nAMQP_BASE=%q\n' "shop$run" "$2" "$3"
       printf 'AMQP_URL=%q\n' "$(IFS=,; echo "${urls[*]}")"
@@ -129,21 +132,13 @@ cut_rules() {  # I: one iptables rule spec a line
 }
 
 cut_node() {
-  local rule
   say "cutting node $(node_name "$1") off from the other nodes"
-  while read -r rule; do
-    # shellcheck disable=SC2086
-    iptables -C INPUT -i lo $rule 2>/dev/null || iptables -I INPUT -i lo $rule
-  done < <(cut_rules "$1")
+  mapfile -t rules < <(cut_rules "$1"); apply_rules -I "${rules[@]}"
 }
 
 heal_node() {
-  local rule
   say "healing the cut of node $(node_name "$1")"
-  while read -r rule; do
-    # shellcheck disable=SC2086
-    while iptables -C INPUT -i lo $rule 2>/dev/null; do iptables -D INPUT -i lo $rule; done
-  done < <(cut_rules "$1")
+  mapfile -t rules < <(cut_rules "$1"); apply_rules -D "${rules[@]}"
 }
 
 show_status() {  # VHOST: each node (running or not, its pid) and which node leads each queue of the vhost
@@ -164,6 +159,22 @@ for q in sorted(json.load(sys.stdin), key=lambda q: q["name"]):
     print("  %-40s %-7s %-30s %d" % (q["name"], q["type"], q.get("leader") or "-", len(q.get("online") or [])))'
 }
 
+# One client's connection to node I cut, both ways (its own port is the one the broker lists as peer_port).
+client_rules() {  # I PEER_PORT
+  local port=$((AMQP_BASE + $1 - 1))
+  echo "-s 127.0.0.1 -p tcp --sport $2 --dport $port -j DROP"
+  echo "-s 127.0.0.1 -p tcp --sport $port --dport $2 -j DROP"
+}
+
+apply_rules() {  # -I|-D RULES...: each rule inserted once, or deleted wherever it is
+  local action="$1" rule; shift
+  for rule in "$@"; do
+    # shellcheck disable=SC2086
+    if [ "$action" = -I ]; then iptables -C INPUT -i lo $rule 2>/dev/null || iptables -I INPUT -i lo $rule
+    else while iptables -C INPUT -i lo $rule 2>/dev/null; do iptables -D INPUT -i lo $rule; done; fi
+  done
+}
+
 command="${1:-}"
 case "$command" in
   start)
@@ -180,8 +191,10 @@ case "$command" in
   start-one) settings "$2"; start_node "$3"; await_node "$3" ;;
   cut) settings "$2"; cut_node "$3" ;;
   heal) settings "$2"; heal_node "$3" ;;
+  cut-client) settings "$2"; mapfile -t rules < <(client_rules "$3" "$4"); apply_rules -I "${rules[@]}" ;;
+  heal-client) settings "$2"; mapfile -t rules < <(client_rules "$3" "$4"); apply_rules -D "${rules[@]}" ;;
   ctl) settings "$2"; i="$3"; shift 3; ctl "$i" "$@" ;;
   name) settings "$2"; node_name "$3" ;;
   status) settings "$2"; show_status "${3:-/}" ;;
-  *) sed -n '2,15p' "$0"; exit 2 ;;
+  *) sed -n '2,16p' "$0"; exit 2 ;;
 esac

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 from shop_events.nodes import node_urls
 
 from .isolated_stack import port_is_free
+from .throwaway import with_vhost
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "deploy" / "local" / "broker_cluster.sh"
@@ -26,8 +28,18 @@ class BrokerCluster:
     def start(self) -> None:
         base = free_ports(self.nodes)
         self._run("start", str(self.folder), str(self.nodes), str(base), timeout=300)
-        env = dict(line.split("=", 1) for line in (self.folder / "cluster.env").read_text().split())
-        self.amqp_url = env["AMQP_URL"].replace("\\,", ",")
+        self.load()
+
+    def load(self) -> BrokerCluster:
+        """What start recorded in the folder (a cluster that `BROKER_NODES=3 make up` started, say)."""
+        # shell words, as bash's printf %q wrote them
+        env = dict(word.split("=", 1) for word in shlex.split((self.folder / "cluster.env").read_text()))
+        self.amqp_url, self.nodes = env["AMQP_URL"], int(env["NODES"])
+        return self
+
+    def running(self) -> list[int]:
+        """The nodes whose recorded process runs (paused ones too)."""
+        return [n for n in range(1, self.nodes + 1) if _alive(self.folder / "pids" / f"node{n}.pid")]
 
     def stop(self) -> None:
         if (self.folder / "cluster.env").exists():
@@ -52,24 +64,35 @@ class BrokerCluster:
     def heal(self, node: int) -> None:
         self._run("heal", str(self.folder), str(node))
 
-    def ctl(self, *args: str, node: int = 1) -> str:
-        return self._run("ctl", str(self.folder), str(node), "-q", *args, timeout=120).stdout
+    def cut_client(self, node: int, client_port: int) -> None:
+        self._run("cut-client", str(self.folder), str(node), str(client_port))
+
+    def heal_client(self, node: int, client_port: int) -> None:
+        self._run("heal-client", str(self.folder), str(node), str(client_port))
+
+    def ctl(self, *args: str, node: int | None = None) -> str:
+        """rabbitmqctl on `node`, or on the first running node that answers."""
+        for n in [node] if node else self.running():
+            done = self._run("ctl", str(self.folder), str(n), "-q", *args, timeout=120, check=node is not None)
+            if done.returncode == 0:
+                return done.stdout
+        raise RuntimeError(f"no node of {self.folder} answers rabbitmqctl {' '.join(args)}")
 
     def add_vhost(self, vhost: str) -> str:
         """The vhost made, guest let in; the URLs of every node for it."""
         self.ctl("add_vhost", vhost)
         self.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        return ",".join(f"{url.rstrip('/')}/{vhost}" for url in node_urls(self.amqp_url))
+        return with_vhost(self.amqp_url, vhost)
 
     def node_of_port(self, port: int) -> int:
         return port - int(self.url(1).rsplit(":", 1)[1].split("/")[0]) + 1
 
-    def queues(self, vhost: str, node: int = 1) -> list[dict[str, object]]:
+    def queues(self, vhost: str, node: int | None = None) -> list[dict[str, object]]:
         """name, type, leader, members and online members of every queue of the vhost."""
         out = self.ctl("list_queues", "-p", vhost, "name", "type", "leader", "members", "online", "--formatter", "json", node=node)
         return list(json.loads(out))
 
-    def leader(self, vhost: str, queue: str, node: int = 1) -> int:
+    def leader(self, vhost: str, queue: str, node: int | None = None) -> int:
         """The number of the node that leads `queue`."""
         [found] = [q for q in self.queues(vhost, node) if q["name"] == queue]
         return self.node_number(str(found["leader"]))
@@ -77,11 +100,14 @@ class BrokerCluster:
     def node_number(self, name: str) -> int:
         return "-abcdefghi".index(name.split("@")[0].rsplit("-", 1)[1])
 
-    def connected_nodes(self, connection_name: str, node: int = 1) -> list[int]:
+    def connected_nodes(self, connection_name: str, node: int | None = None) -> list[int]:
         """The nodes the named client connections are on (by the AMQP port each one reached)."""
-        out = self.ctl("list_connections", "client_properties", "port", "--formatter", "json", node=node)
-        ports = [c["port"] for c in json.loads(out) if _connection_name(c) == connection_name]
-        return [self.node_of_port(int(port)) for port in ports]
+        return [n for name, n, _ in self.client_connections(node) if name == connection_name]
+
+    def client_connections(self, node: int | None = None) -> list[tuple[str, int, int]]:
+        """(connection name, node, the client's own port) of every client connection."""
+        out = self.ctl("list_connections", "client_properties", "port", "peer_port", "--formatter", "json", node=node)
+        return [(_connection_name(c), self.node_of_port(int(c["port"])), int(c["peer_port"])) for c in json.loads(out)]
 
     def _run(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
@@ -97,6 +123,15 @@ def free_ports(nodes: int) -> int:
         if all(port_is_free(base + i) and port_is_free(base + 1000 + i) for i in range(nodes)):
             return base
     raise RuntimeError("no free ports")
+
+
+def _alive(pid_file: Path) -> bool:
+    """The recorded process still runs (lib.sh's "pid start-time command" line, the start time checked)."""
+    try:
+        pid, start = pid_file.read_text().split()[:2]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19] == start
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def _connection_name(connection: dict[str, object]) -> str:
