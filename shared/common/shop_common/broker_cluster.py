@@ -89,7 +89,8 @@ class BrokerCluster:
 
     def queues(self, vhost: str, node: int | None = None) -> list[dict[str, object]]:
         """name, type, leader, members and online members of every queue of the vhost."""
-        out = self.ctl("list_queues", "-p", vhost, "name", "type", "leader", "members", "online", "--formatter", "json", node=node)
+        columns = ("name", "type", "leader", "members", "online")
+        out = self.ctl("list_queues", "-p", vhost, *columns, "--formatter", "json", node=node)
         return list(json.loads(out))
 
     def leader(self, vhost: str, queue: str, node: int | None = None) -> int:

@@ -73,7 +73,8 @@ async def connect(amqp_url: str, **kwargs: Any) -> AbstractConnection:
     nodes = node_urls(amqp_url)
     for n, url in enumerate(nodes):
         try:
-            return await aio_pika.connect(url, **kwargs)
+            connection: AbstractConnection = await aio_pika.connect(url, **kwargs)
+            return connection
         except CONNECTION_EXCEPTIONS as exc:
             if n == len(nodes) - 1:
                 raise
