@@ -7,7 +7,7 @@
 #                                             DIR/cluster.env then holds AMQP_URL (every node), the nodes' names
 #   broker_cluster.sh stop DIR                every node, gracefully, by its recorded pid; the data stays
 #   broker_cluster.sh kill9|stop-one|start-one DIR I   node I killed with SIGKILL, stopped, or started again
-#   broker_cluster.sh cut|heal DIR I          node I cut off from the other nodes at the network (iptables on
+#   broker_cluster.sh cut|heal DIR I          node I cut off from the other nodes at the network (nftables on
 #                                             loopback, only its own ports and addresses), or the cut undone
 #   broker_cluster.sh cut-client|heal-client DIR I PORT   the client connection from PORT to node I cut or healed
 #   broker_cluster.sh ctl DIR I ARGS...       rabbitmqctl against node I (the cluster's cookie)
@@ -118,27 +118,55 @@ kill9_node() {  # I
   rm -f "$PID_DIR/node$1.pid"
 }
 
-# A cut: packets between node I and every other node dropped both ways, at the network layer. Others reach
-# node I on its distribution port; node I reaches them from its own source address.
-cut_rules() {  # I: one iptables rule spec a line
-  local i="$1" j dist=$((AMQP_BASE + $1 - 1 + 1000))
+# A cut is an nftables table of its own, dropping packets on loopback that only this cluster's nodes and
+# clients send; healing deletes the table. Between nodes: others reach node I on its distribution port, node I
+# reaches them from its own source address (127.0.1.I).
+node_cut_rules() {  # I: nft rule bodies, one a line
+  local i="$1" j dist=$((AMQP_BASE + $1 - 1 + 1000)) other
   for ((j = 1; j <= NODES; j++)); do
     [ "$j" = "$i" ] && continue
-    echo "-s 127.0.1.$j -p tcp --dport $dist -j DROP"
-    echo "-d 127.0.1.$j -p tcp --sport $dist -j DROP"
-    echo "-s 127.0.1.$i -p tcp --dport $((AMQP_BASE + j - 1 + 1000)) -j DROP"
-    echo "-d 127.0.1.$i -p tcp --sport $((AMQP_BASE + j - 1 + 1000)) -j DROP"
+    other=$((AMQP_BASE + j - 1 + 1000))
+    echo "ip saddr 127.0.1.$j tcp dport $dist drop"
+    echo "ip daddr 127.0.1.$j tcp sport $dist drop"
+    echo "ip saddr 127.0.1.$i tcp dport $other drop"
+    echo "ip daddr 127.0.1.$i tcp sport $other drop"
   done
+}
+
+client_cut_rules() {  # I PORT: one client's connection to node I (its own port is the broker's peer_port)
+  local port=$((AMQP_BASE + $1 - 1))
+  echo "ip saddr 127.0.0.1 tcp sport $2 tcp dport $port drop"
+  echo "ip saddr 127.0.0.1 tcp sport $port tcp dport $2 drop"
+}
+
+make_cut() {  # NAME RULES...: the table NAME with these rules on loopback's input
+  local table="$1" rule; shift
+  command -v nft >/dev/null || apt_install nftables || die "nft (nftables) is needed to cut the network"
+  nft add table inet "$table"
+  nft "add chain inet $table input { type filter hook input priority 0; policy accept; }"
+  for rule in "$@"; do nft add rule inet "$table" input iifname lo $rule; done  # (word-split on purpose)
+}
+
+heal_cut() {  # NAME
+  nft list table inet "$1" >/dev/null 2>&1 && nft delete table inet "$1"
+  return 0
+}
+
+heal_all() {  # every cut of this cluster, nodes' and clients'
+  local table
+  command -v nft >/dev/null || return 0
+  for table in $(nft list tables inet 2>/dev/null | awk '{print $3}' | grep "^${CLUSTER_NAME}_"); do heal_cut "$table"; done
 }
 
 cut_node() {
   say "cutting node $(node_name "$1") off from the other nodes"
-  mapfile -t rules < <(cut_rules "$1"); apply_rules -I "${rules[@]}"
+  mapfile -t rules < <(node_cut_rules "$1")
+  make_cut "${CLUSTER_NAME}_node$1" "${rules[@]}"
 }
 
 heal_node() {
   say "healing the cut of node $(node_name "$1")"
-  mapfile -t rules < <(cut_rules "$1"); apply_rules -D "${rules[@]}"
+  heal_cut "${CLUSTER_NAME}_node$1"
 }
 
 show_status() {  # VHOST: each node (running or not, its pid) and which node leads each queue of the vhost
@@ -159,22 +187,6 @@ for q in sorted(json.load(sys.stdin), key=lambda q: q["name"]):
     print("  %-40s %-7s %-30s %d" % (q["name"], q["type"], q.get("leader") or "-", len(q.get("online") or [])))'
 }
 
-# One client's connection to node I cut, both ways (its own port is the one the broker lists as peer_port).
-client_rules() {  # I PEER_PORT
-  local port=$((AMQP_BASE + $1 - 1))
-  echo "-s 127.0.0.1 -p tcp --sport $2 --dport $port -j DROP"
-  echo "-s 127.0.0.1 -p tcp --sport $port --dport $2 -j DROP"
-}
-
-apply_rules() {  # -I|-D RULES...: each rule inserted once, or deleted wherever it is
-  local action="$1" rule; shift
-  for rule in "$@"; do
-    # shellcheck disable=SC2086
-    if [ "$action" = -I ]; then iptables -C INPUT -i lo $rule 2>/dev/null || iptables -I INPUT -i lo $rule
-    else while iptables -C INPUT -i lo $rule 2>/dev/null; do iptables -D INPUT -i lo $rule; done; fi
-  done
-}
-
 command="${1:-}"
 case "$command" in
   start)
@@ -185,14 +197,15 @@ case "$command" in
     for ((i = 2; i <= NODES; i++)); do join "$i"; done ;;
   stop)
     settings "$2"
-    for ((i = 1; i <= NODES; i++)); do heal_node "$i" >/dev/null; stop_node "$i"; done ;;
+    heal_all
+    for ((i = 1; i <= NODES; i++)); do stop_node "$i"; done ;;
   kill9) settings "$2"; kill9_node "$3" ;;
   stop-one) settings "$2"; stop_node "$3" ;;
   start-one) settings "$2"; start_node "$3"; await_node "$3" ;;
   cut) settings "$2"; cut_node "$3" ;;
   heal) settings "$2"; heal_node "$3" ;;
-  cut-client) settings "$2"; mapfile -t rules < <(client_rules "$3" "$4"); apply_rules -I "${rules[@]}" ;;
-  heal-client) settings "$2"; mapfile -t rules < <(client_rules "$3" "$4"); apply_rules -D "${rules[@]}" ;;
+  cut-client) settings "$2"; mapfile -t rules < <(client_cut_rules "$3" "$4"); make_cut "${CLUSTER_NAME}_client$4" "${rules[@]}" ;;
+  heal-client) settings "$2"; heal_cut "${CLUSTER_NAME}_client$4" ;;
   ctl) settings "$2"; i="$3"; shift 3; ctl "$i" "$@" ;;
   name) settings "$2"; node_name "$3" ;;
   status) settings "$2"; show_status "${3:-/}" ;;
