@@ -170,21 +170,24 @@ heal_node() {
 }
 
 show_status() {  # VHOST: each node (running or not, its pid) and which node leads each queue of the vhost
-  local i pid up=""
+  local i pid queues=""
   for ((i = 1; i <= NODES; i++)); do
     if pid="$(recorded_pid "node$i")"; then
       printf '  %-30s 127.0.0.1:%s  running, pid %s\n' "$(node_name "$i")" "$((AMQP_BASE + i - 1))" "$pid"
-      [ -n "$up" ] || up="$i"
     else
       printf '  %-30s 127.0.0.1:%s  not running\n' "$(node_name "$i")" "$((AMQP_BASE + i - 1))"
     fi
   done
-  [ -n "$up" ] || return 0
+  for ((i = 1; i <= NODES; i++)); do  # the first node that answers (a paused one does not)
+    recorded_pid "node$i" >/dev/null || continue
+    queues="$(ctl "$i" -q list_queues -p "$1" name type leader online --formatter json 2>/dev/null)" && break
+  done
+  [ -n "$queues" ] || { echo "  no node answers"; return 0; }
   echo "queue leaders in vhost $1 (queue, type, leader, replicas online):"
-  ctl "$up" -q list_queues -p "$1" name type leader online --formatter json 2>/dev/null | "$VENV/bin/python" -c '
+  "$VENV/bin/python" -c '
 import json, sys
-for q in sorted(json.load(sys.stdin), key=lambda q: q["name"]):
-    print("  %-40s %-7s %-30s %d" % (q["name"], q["type"], q.get("leader") or "-", len(q.get("online") or [])))'
+for q in sorted(json.loads(sys.argv[1]), key=lambda q: q["name"]):
+    print("  %-40s %-7s %-30s %d" % (q["name"], q["type"], q.get("leader") or "-", len(q.get("online") or [])))' "$queues"
 }
 
 command="${1:-}"

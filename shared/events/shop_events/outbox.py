@@ -168,6 +168,15 @@ class OutboxRelay:
                     log.warning("outbox relay could not publish, retrying", extra={"error": repr(exc)})
                     await asyncio.sleep(self._settings.relay_poll_seconds)
                     continue
+                except asyncio.CancelledError:
+                    # aiormq cancels the publishes that wait for confirms when it gives a connection up (missed
+                    # heartbeats): that ends this try, not the relay. Only a cancel of the relay itself does.
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise
+                    log.warning("outbox relay lost its connection while publishing, retrying")
+                    await asyncio.sleep(self._settings.relay_poll_seconds)
+                    continue
                 if sent < self._settings.relay_batch_size:
                     try:
                         await asyncio.wait_for(self._wake.wait(), self._settings.relay_poll_seconds)
