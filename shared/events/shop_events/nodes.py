@@ -6,6 +6,7 @@ reopen callbacks) it restores the same way on whichever node answered."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -50,6 +51,13 @@ class FailoverConnection(aio_pika.RobustConnection):
             log.warning("no connection to the broker node; the next attempt goes to the next", extra={"node": self.node})
             self._next_node()
         await super()._on_connection_close(closing)
+
+
+def cancelled_by_connection() -> bool:
+    """Inside `except CancelledError`: whether aiormq cancelled what waited on a connection it gave up (missed
+    heartbeats, a node cut off), rather than someone cancelling the running task itself."""
+    task = asyncio.current_task()
+    return task is not None and not task.cancelling()
 
 
 async def connect_robust(amqp_url: str, **kwargs: Any) -> FailoverConnection:
