@@ -86,8 +86,11 @@ class PartitionNode(Fault):
         await asyncio.to_thread(cluster.cut, self.node)
         await clients_back(r, self.node, cut, f"cut node {self.node} off from the other nodes")
         others = [n for n in range(1, cluster.nodes + 1) if n != self.node]
-        leader = await until(lambda: asyncio.to_thread(lambda: cluster.leader("/", WORK_QUEUE, node=others[0])), 60,
-                             "a new leader on the majority side")
+        def new_leader() -> int:
+            leader = cluster.leader("/", WORK_QUEUE, node=others[0])
+            return leader if leader != self.node else 0
+
+        leader = await until(lambda: asyncio.to_thread(new_leader), 60, "a new leader on the majority side")
         r.notes.append(f"{WORK_QUEUE} led by node {leader} {time.monotonic() - cut:.1f} s after the cut")
 
     async def repair(self, r: Round) -> None:
