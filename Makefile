@@ -11,7 +11,7 @@ test:  ## run every test against the real RabbitMQ and PostgreSQL (sets them up 
 lint:  ## ruff, and mypy --strict on shared/ and services/ (also the first step of make test)
 	@deploy/local/lint.sh
 
-up:  ## start the whole stack in the background (Docker when an engine answers, else local; STACK=docker|local; REPLICAS=2)
+up:  ## start the whole stack in the background (Docker when an engine answers, else local; STACK=docker|local; REPLICAS=2; BROKER_NODES=3)
 	@SHOP_REPLICAS=$${REPLICAS:-$${SHOP_REPLICAS:-}} deploy/stack.sh up
 
 restart:  ## replace each service's processes one at a time, none of them unnoticed (S=orders for one; local mode)
