@@ -17,7 +17,7 @@ from shop_common.broker_cluster import BrokerCluster
 from shop_common.testing import eventually
 from shop_events import Bus, BusSettings, Route, add_event, install_schema
 from shop_events.catalogue import StockReserved
-from shop_events.nodes import node_urls
+from shop_events.nodes import FailoverConnection, node_urls
 from shop_events.testing import publish_events
 
 pytestmark = pytest.mark.slow
@@ -97,6 +97,28 @@ async def test_a_node_that_does_not_answer_is_passed_over(record_effect, amqp_ur
     async with bus_service({"StockReserved": record_effect}, amqp_url=listed) as svc:
         await publish_events(listed, *(StockReserved(order_id=i) for i in range(5)))
         await eventually(lambda: svc.pool.fetchval("SELECT count(*) = 5 FROM effects"), timeout=20)
+
+
+async def test_the_attempts_go_round_the_nodes_until_one_answers():
+    """No node answers: each attempt goes to the next node, round and round (not the first one forever, as
+    aio-pika's robust connection does with its one URL)."""
+    dead = [f"amqp://guest:guest@127.0.0.1:{port}/" for port in (1, 2, 3)]
+    connection = FailoverConnection(dead, fail_fast=False, reconnect_interval=0.05)
+    tried: list[str] = []
+
+    async def watch() -> None:
+        while len(tried) < 7:
+            if not tried or tried[-1] != connection.node:
+                tried.append(connection.node)
+            await asyncio.sleep(0.005)
+
+    connecting = asyncio.create_task(connection.connect())
+    try:
+        await asyncio.wait_for(watch(), timeout=10)
+    finally:
+        connecting.cancel()
+        await connection.close()
+    assert tried == ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:1"]
 
 
 def vhost_of(url: str) -> str:
