@@ -23,16 +23,20 @@ def cluster_of(r: Round) -> BrokerCluster:
 async def clients_back(r: Round, away: int, since: float, what: str) -> None:
     """Wait until every service process has its connection on a node other than `away`; note how long."""
     cluster, expected = cluster_of(r), len(SERVICES) * r.stack.replicas
+    seen: list[tuple[str, int, int]] = []
 
     def connections_elsewhere() -> bool:
         try:
-            connected = cluster.client_connections()
+            seen[:] = cluster.client_connections()
         except RuntimeError:  # no node answered this time
             return False
-        nodes = [node for name, node, _ in connected if name in SERVICES]
+        nodes = [node for name, node, _ in seen if name in SERVICES]
         return len(nodes) >= expected and away not in nodes
 
-    await until(lambda: asyncio.to_thread(connections_elsewhere), 180, "every service connected to another node", 0.5)
+    try:
+        await until(lambda: asyncio.to_thread(connections_elsewhere), 180, "every service connected to another node", 0.5)
+    except AssertionError as exc:  # say who was where: (connection name, node, client port)
+        raise AssertionError(f"{exc}; connections listed last: {sorted(seen)}") from None
     r.notes.append(f"{what}; every service connected to another node {time.monotonic() - since:.1f} s later")
 
 
