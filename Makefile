@@ -11,7 +11,7 @@ test:  ## run every test against the real RabbitMQ and PostgreSQL (sets them up 
 lint:  ## ruff, and mypy --strict on shared/ and services/ (also the first step of make test)
 	@deploy/local/lint.sh
 
-up:  ## start the whole stack in the background (Docker when an engine answers, else local; STACK=docker|local; REPLICAS=2)
+up:  ## start the whole stack in the background (Docker when an engine answers, else local; STACK=docker|local; REPLICAS=2; BROKER_NODES=3)
 	@SHOP_REPLICAS=$${REPLICAS:-$${SHOP_REPLICAS:-}} deploy/stack.sh up
 
 restart:  ## replace each service's processes one at a time, none of them unnoticed (S=orders for one; local mode)
@@ -36,7 +36,7 @@ mail:  ## the mail the development SMTP sink received (N=20 last)
 	@deploy/stack.sh mail
 
 faults:  ## the fault suite at full size (2000 orders per fault, 1 then 2 processes per service); table in tests/faults/results.md
-	@SHOP_FAULT_ORDERS=$${SHOP_FAULT_ORDERS:-2000} SHOP_FAULT_REPLICAS=$${SHOP_FAULT_REPLICAS:-1,2} \
+	@SHOP_FAULT_ORDERS=$${SHOP_FAULT_ORDERS:-2000} SHOP_FAULT_REPLICAS=$${SHOP_FAULT_REPLICAS:-1,2} SHOP_FAULT_CLUSTER=$${SHOP_FAULT_CLUSTER:-all} \
 	  SHOP_FAULT_REPORT=$${SHOP_FAULT_REPORT:-tests/faults/results.md} deploy/local/test.sh tests/faults -p no:cacheprovider
 
 .PHONY: help test lint up down status logs restart rebuild bench mail faults

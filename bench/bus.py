@@ -20,7 +20,7 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from shop_common import tracing
 from shop_common.db import migrate
-from shop_events import Bus, BusSettings, Route
+from shop_events import Bus, BusSettings, Route, nodes
 from shop_events.catalogue import OrderCreated, StockReserved
 from shop_events.outbox import OutboxRelay
 from shop_events.publisher import OutgoingEvent, Publisher
@@ -80,7 +80,7 @@ async def sink_queue(channel: aio_pika.abc.AbstractChannel, name: str, key: str)
 
 async def raw_publish(amqp_url: str, events: list[OutgoingEvent]) -> float:
     """Baseline: aio-pika, persistent, confirms, at most RAW_WINDOW unconfirmed. Returns events/s."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await nodes.connect(amqp_url)
     channel = await connection.channel(publisher_confirms=True)
     exchange = await declare_exchange(channel)
     window = asyncio.Semaphore(RAW_WINDOW)
@@ -114,7 +114,7 @@ async def relay_publish(settings: BusSettings, pool: asyncpg.Pool, events: list[
                 for e in events
             ],
         )
-    connection = await aio_pika.connect_robust(settings.amqp_url)
+    connection = await nodes.connect_robust(settings.amqp_url)
     publisher = Publisher(connection, settings.publish_timeout_seconds)
     await publisher.open()
     relay = OutboxRelay(pool, publisher, "bench", settings)
@@ -134,7 +134,7 @@ async def relay_figure(
     amqp_url = settings.amqp_url
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
     await migrate(pool, Path("/nonexistent"))
-    connection = await aio_pika.connect(amqp_url)
+    connection = await nodes.connect(amqp_url)
     channel = await connection.channel()
     queue = await sink_queue(channel, "bench.sink", "stock.reserved")
     events = traced(stock_reserved_events(n)) if trace_on else stock_reserved_events(n)
@@ -154,7 +154,7 @@ async def relay_figure(
 async def fill(amqp_url: str, queue_name: str, events: list[OutgoingEvent]) -> None:
     """Put the events straight into one queue (default exchange), confirmed, before the clock starts. Both
     queues, the baseline's and ours, have a work queue's arguments."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await nodes.connect(amqp_url)
     channel = await connection.channel(publisher_confirms=True)
     await channel.declare_queue(queue_name, durable=True, arguments=work_queue_arguments(queue_name))
     for start in range(0, len(events), 1000):
@@ -166,7 +166,7 @@ async def fill(amqp_url: str, queue_name: str, events: list[OutgoingEvent]) -> N
 
 async def raw_consume(amqp_url: str, queue_name: str, n: int, prefetch: int) -> float:
     """Baseline: consume from the quorum queue and ack each message. Returns messages/s."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await nodes.connect(amqp_url)
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=prefetch)
     queue = await channel.declare_queue(queue_name, durable=True, arguments=work_queue_arguments(queue_name))

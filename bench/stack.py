@@ -22,6 +22,7 @@ from pathlib import Path
 
 import aio_pika
 from shop_common.isolated_stack import IsolatedStack
+from shop_events import nodes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +79,7 @@ class BenchStack:
         Returns the seconds waited."""
         assert self.stack is not None
         started = time.monotonic()
-        connection = await aio_pika.connect(self.stack.amqp_url)
+        connection = await nodes.connect(self.stack.amqp_url)
         try:
             quiet_since = None
             while time.monotonic() - started < timeout:

@@ -36,6 +36,7 @@ gateway_port="${GATEWAY_PORT:-8080}"
 case "$command" in
   up)
     mkdir -p "$run_dir" && echo docker > "$run_dir/mode"
+    [ "${BROKER_NODES:-1}" = 1 ] || say "BROKER_NODES is local mode's: docker-compose.yml runs one RabbitMQ node (deploy/k8s runs three)"
     say "building the images and starting docker-compose.yml"
     compose up --detach --build
     say "waiting for every service to answer its health check through the gateway"

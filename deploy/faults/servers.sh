@@ -2,8 +2,9 @@
 # A throwaway RabbitMQ node and PostgreSQL cluster for the fault suite, on their own ports and folders,
 # started and stopped by the pids recorded here, so restarting them never touches the machine's servers.
 #
-#   servers.sh start DIR AMQP_PORT PG_PORT   make and start both (the node also takes AMQP_PORT+1 for Erlang
-#                                            distribution); DIR/urls.env then holds AMQP_URL, SHOP_POSTGRES_URL
+#   servers.sh start DIR AMQP_PORT PG_PORT [postgres]   make and start both (the node also takes AMQP_PORT+1
+#                                            for Erlang distribution), or PostgreSQL alone (the broker is a
+#                                            cluster: BROKER_NODES); DIR/urls.env holds AMQP_URL, SHOP_POSTGRES_URL
 #   servers.sh stop DIR                      stop both, by their recorded pids; the folder stays
 #   servers.sh restart rabbitmq|postgres DIR stop one by its pid and start it again on the same data
 #   servers.sh start-one rabbitmq|postgres DIR / stop-one rabbitmq|postgres DIR
@@ -103,9 +104,9 @@ stop_rabbitmq() { stop_process rabbitmq; }
 command="${1:-}"
 case "$command" in
   start)
-    [ $# -eq 4 ] || die "usage: servers.sh start DIR AMQP_PORT PG_PORT"
+    [ $# -eq 4 ] || [ "${5:-}" = postgres ] || die "usage: servers.sh start DIR AMQP_PORT PG_PORT [postgres]"
     prepare "$2" "$3" "$4"
-    start_rabbitmq
+    [ "${5:-}" = postgres ] || start_rabbitmq
     start_postgres ;;
   stop)
     settings "$2"
@@ -116,5 +117,5 @@ case "$command" in
     case "$2" in rabbitmq|postgres) ;; *) die "rabbitmq or postgres, not $2" ;; esac
     [ "$command" = start-one ] || "stop_$2"
     [ "$command" = stop-one ] || "start_$2" ;;
-  *) sed -n '2,10p' "$0"; exit 2 ;;
+  *) sed -n '2,11p' "$0"; exit 2 ;;
 esac

@@ -195,42 +195,100 @@ broker_passwords = {s: f"change-me-{s}-broker" for s in SERVICES}
 broker_definitions = broker.definitions("/", broker_passwords)
 broker_definitions["users"].insert(0, {"name": "shop", "password": "change-me-rabbitmq", "tags": "administrator"})
 broker_definitions["permissions"].insert(0, {"user": "shop", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"})
+# RabbitMQ as a three-node cluster: a StatefulSet whose nodes find each other with the Kubernetes peer-discovery
+# plugin (through the headless Service rabbitmq-nodes), quorum queues replicated on all three, and a
+# PodDisruptionBudget that never lets a voluntary eviction take more than one node, so a quorum always stays.
+BROKER_NODES = 3
+NODES_SERVICE = "rabbitmq-nodes"
+NODE_DNS = f"{NODES_SERVICE}.{NS}.svc.cluster.local"
+CLUSTER_CONF = f"""# The three nodes form one cluster through the Kubernetes API (rabbitmq_peer_discovery_k8s), by their stable
+# names rabbitmq-<n>.{NODE_DNS}. pause_minority: a node cut off from the other two pauses and drops its
+# clients, who fail over to the majority, where the quorum queues elect new leaders; no side writes alone.
+cluster_formation.peer_discovery_backend = rabbit_peer_discovery_k8s
+cluster_formation.k8s.host = kubernetes.default.svc.cluster.local
+cluster_formation.k8s.address_type = hostname
+cluster_formation.k8s.service_name = {NODES_SERVICE}
+cluster_formation.k8s.hostname_suffix = .{NODE_DNS}
+cluster_formation.node_cleanup.only_log_warning = true
+cluster_partition_handling = pause_minority
+queue_leader_locator = balanced
+"""
+broker_urls = {s: ",".join(f"amqp://shop_{s}:{broker_passwords[s]}@rabbitmq-{n}.{NODES_SERVICE}:5672/?heartbeat=5"
+                           for n in range(BROKER_NODES)) for s in SERVICES}
 rabbit = [
     {"apiVersion": "v1", "kind": "ConfigMap",
      "metadata": {"name": "rabbitmq-config", "namespace": NS, "labels": labels("rabbitmq", "broker")},
-     "data": {"20-shop.conf": Literal((root / "deploy/broker/rabbitmq.conf").read_text())}},
+     "data": {"20-shop.conf": Literal((root / "deploy/broker/rabbitmq.conf").read_text()),
+              "30-cluster.conf": Literal(CLUSTER_CONF),
+              "enabled_plugins": "[rabbitmq_management,rabbitmq_peer_discovery_k8s].\n"}},
     {"apiVersion": "v1", "kind": "Secret",
      "metadata": {"name": "rabbitmq-definitions", "namespace": NS, "labels": labels("rabbitmq", "broker")},
      "type": "Opaque",
      "stringData": {"definitions.json": Literal(json.dumps(broker_definitions, indent=2) + "\n")}},
+    # Peer discovery reads the endpoints of rabbitmq-nodes from the Kubernetes API.
+    {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "rabbitmq", "namespace": NS, "labels": labels("rabbitmq", "broker")}},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+     "metadata": {"name": "rabbitmq-peer-discovery", "namespace": NS, "labels": labels("rabbitmq", "broker")},
+     "rules": [{"apiGroups": [""], "resources": ["endpoints"], "verbs": ["get"]},
+               {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+     "metadata": {"name": "rabbitmq-peer-discovery", "namespace": NS, "labels": labels("rabbitmq", "broker")},
+     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "rabbitmq-peer-discovery"},
+     "subjects": [{"kind": "ServiceAccount", "name": "rabbitmq", "namespace": NS}]},
     {"apiVersion": "apps/v1", "kind": "StatefulSet",
      "metadata": {"name": "rabbitmq", "namespace": NS, "labels": labels("rabbitmq", "broker")},
-     "spec": {"serviceName": "rabbitmq", "replicas": 1,
+     "spec": {"serviceName": NODES_SERVICE, "replicas": BROKER_NODES, "podManagementPolicy": "Parallel",
               "selector": {"matchLabels": {"app.kubernetes.io/name": "rabbitmq"}},
               "template": {"metadata": {"labels": labels("rabbitmq", "broker")},
-                           "spec": {"enableServiceLinks": False, "containers": [{
+                           "spec": {"enableServiceLinks": False, "serviceAccountName": "rabbitmq",
+                           "terminationGracePeriodSeconds": 120,  # a node hands its queue leaderships over first
+                           # one node a machine where it can: a machine lost takes one replica, not a quorum
+                           "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                               "weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                               "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "rabbitmq"}}}}]}},
+                           "containers": [{
                                "name": "rabbitmq", "image": "rabbitmq:3.13.7-management",
-                               "ports": [{"name": "amqp", "containerPort": 5672}, {"name": "management", "containerPort": 15672}],
-                               "env": [{"name": "RABBITMQ_DEFAULT_USER", "value": "shop"}, secret_env("RABBITMQ_DEFAULT_PASS")],
+                               "ports": [{"name": "amqp", "containerPort": 5672}, {"name": "management", "containerPort": 15672},
+                                         {"name": "epmd", "containerPort": 4369}, {"name": "cluster", "containerPort": 25672}],
+                               "env": [{"name": "RABBITMQ_DEFAULT_USER", "value": "shop"}, secret_env("RABBITMQ_DEFAULT_PASS"),
+                                       secret_env("RABBITMQ_ERLANG_COOKIE"),
+                                       {"name": "MY_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                                       {"name": "RABBITMQ_USE_LONGNAME", "value": "true"},
+                                       {"name": "RABBITMQ_NODENAME", "value": f"rabbit@$(MY_POD_NAME).{NODE_DNS}"},
+                                       {"name": "RABBITMQ_ENABLED_PLUGINS_FILE", "value": "/etc/rabbitmq/enabled_plugins"}],
                                "readinessProbe": {"exec": {"command": ["rabbitmq-diagnostics", "-q", "check_port_connectivity"]}, "periodSeconds": 10, "timeoutSeconds": 10},
                                "livenessProbe": {"exec": {"command": ["rabbitmq-diagnostics", "-q", "ping"]}, "periodSeconds": 30, "timeoutSeconds": 15, "failureThreshold": 4},
+                               # a node stopped by a rollout or a drain hands its leaderships over, then stops
+                               "lifecycle": {"preStop": {"exec": {"command": ["rabbitmq-upgrade", "drain"]}}},
                                "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
                                "volumeMounts": [{"name": "data", "mountPath": "/var/lib/rabbitmq"},
                                                 {"name": "definitions", "mountPath": "/etc/rabbitmq/definitions.json", "subPath": "definitions.json", "readOnly": True},
-                                                {"name": "config", "mountPath": "/etc/rabbitmq/conf.d/20-shop.conf", "subPath": "20-shop.conf", "readOnly": True}],
+                                                {"name": "config", "mountPath": "/etc/rabbitmq/conf.d/20-shop.conf", "subPath": "20-shop.conf", "readOnly": True},
+                                                {"name": "config", "mountPath": "/etc/rabbitmq/conf.d/30-cluster.conf", "subPath": "30-cluster.conf", "readOnly": True},
+                                                {"name": "config", "mountPath": "/etc/rabbitmq/enabled_plugins", "subPath": "enabled_plugins", "readOnly": True}],
                            }],
                            "volumes": [{"name": "definitions", "secret": {"secretName": "rabbitmq-definitions"}},
                                        {"name": "config", "configMap": {"name": "rabbitmq-config"}}]}},
               "volumeClaimTemplates": [{"metadata": {"name": "data"},
                                         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}}]}},
+    # Each node by its own name, ready or not (the nodes must find each other before any is ready).
+    {"apiVersion": "v1", "kind": "Service",
+     "metadata": {"name": NODES_SERVICE, "namespace": NS, "labels": labels("rabbitmq", "broker")},
+     "spec": {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": {"app.kubernetes.io/name": "rabbitmq"},
+              "ports": [{"name": "amqp", "port": 5672, "targetPort": "amqp"}, {"name": "epmd", "port": 4369, "targetPort": "epmd"},
+                        {"name": "cluster", "port": 25672, "targetPort": "cluster"}]}},
+    # Any ready node, for tools (the services are given every node: AMQP_URL lists them).
     {"apiVersion": "v1", "kind": "Service",
      "metadata": {"name": "rabbitmq", "namespace": NS, "labels": labels("rabbitmq", "broker")},
      "spec": {"selector": {"app.kubernetes.io/name": "rabbitmq"},
               "ports": [{"name": "amqp", "port": 5672, "targetPort": "amqp"}, {"name": "management", "port": 15672, "targetPort": "management"}]}},
+    {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+     "metadata": {"name": "rabbitmq", "namespace": NS, "labels": labels("rabbitmq", "broker")},
+     "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "rabbitmq"}}}},
 ]
 files["21-rabbitmq.yaml"] = (dump(rabbit,
-    "# RabbitMQ: one node here. For more, run a cluster (e.g. the RabbitMQ cluster operator) and point the AMQP_URL\n"
-    "# secret at it; the work queues are quorum queues, so they replicate once the cluster has three nodes."))
+    "# RabbitMQ: a three-node cluster (peer discovery through the Kubernetes API, pause_minority), quorum queues and\n"
+    "# parking streams replicated on every node, at most one node away at a time for a voluntary disruption."))
 
 config = [
     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS, "labels": {"app.kubernetes.io/part-of": "shop"}}},
@@ -253,7 +311,9 @@ settings = [
          "GRAFANA_ADMIN_PASSWORD": "change-me-grafana",
          # Each service its own broker user and database role (deploy/broker, deploy/postgres); the broker's
          # passwords are also in the Secret rabbitmq-definitions (21-rabbitmq.yaml): change both.
-         **{f"{s.upper()}_AMQP_URL": f"amqp://shop_{s}:{broker_passwords[s]}@rabbitmq:5672/" for s in SERVICES},
+         # Every node of the cluster: a service connects to any that answers and fails over (shop_events/nodes.py).
+         **{f"{s.upper()}_AMQP_URL": broker_urls[s] for s in SERVICES},
+         "RABBITMQ_ERLANG_COOKIE": "change-me-erlang-cookie",
          **{f"{s.upper()}_DB_PASSWORD": f"change-me-{s}-db" for s in SERVICES},
          **{f"{s.upper()}_DATABASE_URL": f"postgresql://{DB_ROLES[s]}:change-me-{s}-db@postgres:5432/{DATABASES[s]}" for s in SERVICES},
      }},

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Local mode of `make down`: stops the processes that up.sh recorded, by pid, and nothing else.
-# The databases, the broker, the keys and the received mail stay.
+# The databases, the broker, the keys and the received mail stay; so does a broker cluster's data
+# (BROKER_NODES), whose nodes are stopped by their recorded pids too.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 stack_settings
+stop_broker_cluster() {
+  [ -f "$RUN_DIR/broker-cluster/cluster.env" ] && "$ROOT/deploy/local/broker_cluster.sh" stop "$RUN_DIR/broker-cluster"
+  return 0
+}
+trap stop_broker_cluster EXIT  # after the services, so that they stop with their broker still there
 if [ ! -d "$PID_DIR" ] || [ -z "$(ls -A "$PID_DIR" 2>/dev/null)" ]; then
   say "nothing to stop in $RUN_DIR"
   exit 0

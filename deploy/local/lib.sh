@@ -93,6 +93,9 @@ stack_settings() {
   GATEWAY_PORT="${GATEWAY_PORT:-8080}"
   # Processes a service: SHOP_REPLICAS (make up: REPLICAS), else what the running stack was started with.
   REPLICAS="${SHOP_REPLICAS:-$(cat "$RUN_DIR/replicas" 2>/dev/null || echo 1)}"
+  # RabbitMQ nodes: BROKER_NODES (1: the machine's broker), else what the running stack was started with.
+  BROKER_NODES="${BROKER_NODES:-$(cat "$RUN_DIR/broker_nodes" 2>/dev/null || echo 1)}"
+  [ "$BROKER_NODES" -gt 1 ] && use_broker_cluster
   GATEWAY_RATE_LIMIT="${GATEWAY_RATE_LIMIT:-500}"
   GATEWAY_RATE_BURST="${GATEWAY_RATE_BURST:-1000}"
   GATEWAY_LOGIN_RATE_LIMIT="${GATEWAY_LOGIN_RATE_LIMIT:-5}"
@@ -126,8 +129,9 @@ database_url() {  # <SERVICE>_DATABASE_URL when set, else <prefix><its database>
   echo "${base%/*}/${SHOP_DB_PREFIX}${SERVICE_DATABASES[i]}"
 }
 
-amqp_vhost() {  # the vhost named in AMQP_URL ("/" when none)
-  local rest="${AMQP_URL#*://}" v
+amqp_vhost() {  # the vhost named in AMQP_URL ("/" when none; the first node's, when it lists a cluster's)
+  local rest="${AMQP_URL%%,*}" v
+  rest="${rest#*://}"
   v="${rest#*/}"; [ "$v" = "$rest" ] && v=""
   v="${v%%\?*}"; v="${v//%2F//}"; v="${v//%2f//}"
   echo "${v:-/}"
@@ -156,11 +160,33 @@ ensure_broker_users() {  # one user per service, passwords made once in $RUN_DIR
   "$VENV/bin/python" "$ROOT/deploy/broker/definitions.py" local "$RUN_DIR" "$(amqp_vhost)" "$SHOP_DB_PREFIX"
 }
 
-service_amqp_url() {
-  local file="$RUN_DIR/broker/$1.password" rest
+service_amqp_url() {  # AMQP_URL with the service's own user, on every node it lists
+  local file="$RUN_DIR/broker/$1.password" url urls=() nodes
   [ -f "$file" ] || { echo "$AMQP_URL"; return; }
-  rest="${AMQP_URL#*://}"
-  echo "${AMQP_URL%%://*}://shop_${SHOP_DB_PREFIX}$1:$(cat "$file")@${rest#*@}"
+  IFS=, read -ra nodes <<< "$AMQP_URL"
+  for url in "${nodes[@]}"; do
+    urls+=("${url%%://*}://shop_${SHOP_DB_PREFIX}$1:$(cat "$file")@$(rest="${url#*://}"; echo "${rest#*@}")")
+  done
+  (IFS=,; echo "${urls[*]}")
+}
+
+# BROKER_NODES=3: a RabbitMQ cluster of the stack's own (deploy/local/broker_cluster.sh, in $RUN_DIR/broker-cluster,
+# AMQP ports from BROKER_PORT, 5701 by default) instead of the machine's broker; AMQP_URL then lists its nodes,
+# and rabbitmqctl reaches it by its first node's name and the cluster's cookie.
+ensure_broker_cluster() {
+  "$ROOT/deploy/local/broker_cluster.sh" start "$RUN_DIR/broker-cluster" "$BROKER_NODES" "${BROKER_PORT:-5701}" \
+    || die "the broker cluster did not start; see $RUN_DIR/broker-cluster/logs"
+  use_broker_cluster
+}
+
+use_broker_cluster() {  # the recorded cluster, if this stack has one
+  local env="$RUN_DIR/broker-cluster/cluster.env"
+  [ -f "$env" ] || return 0
+  # shellcheck disable=SC1090
+  AMQP_URL="$(source "$env"; echo "$AMQP_URL")"
+  RABBITMQ_NODENAME="$("$ROOT/deploy/local/broker_cluster.sh" name "$RUN_DIR/broker-cluster" 1)"
+  RABBITMQ_ERLANG_COOKIE="$(cat "$RUN_DIR/broker-cluster/home/.erlang.cookie")"
+  export AMQP_URL RABBITMQ_NODENAME RABBITMQ_ERLANG_COOKIE
 }
 
 # What each service process gets, one NAME=value a line: the same names compose and k8s set.

@@ -204,10 +204,9 @@ async def _queue_state(connection, name: str) -> tuple[int, int] | None:  # noqa
 
 
 async def _queues(amqp_url: str, services: list[str]) -> None:
-    import aio_pika
-    from shop_events import parking
+    from shop_events import nodes, parking
 
-    connection = await aio_pika.connect(amqp_url, client_properties={"connection_name": "make status"})
+    connection = await nodes.connect(amqp_url, client_properties={"connection_name": "make status"})
     parked_lines, retrying, parked_total = [], 0, 0
     try:
         for service in services:

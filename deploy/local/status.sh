@@ -16,6 +16,10 @@ echo "health through the gateway ($GATEWAY_URL):"
 "$VENV/bin/python" "$ROOT/deploy/local/stackctl.py" health "$GATEWAY_URL" "${SERVICES[@]}"
 
 vhost="$(amqp_vhost)"
+if [ -f "$RUN_DIR/broker-cluster/cluster.env" ]; then
+  echo "broker nodes (BROKER_NODES=$BROKER_NODES):"
+  "$ROOT/deploy/local/broker_cluster.sh" status "$RUN_DIR/broker-cluster" "$vhost"
+fi
 echo "queues in vhost $vhost (messages, consumers):"
 "$VENV/bin/python" "$ROOT/deploy/local/stackctl.py" queues "$AMQP_URL" "${SERVICES[@]}"
 

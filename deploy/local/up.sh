@@ -7,7 +7,8 @@ cd "$ROOT"
 stack_settings
 
 ensure_venv
-ensure_rabbitmq
+if [ "$BROKER_NODES" -gt 1 ]; then ensure_broker_cluster; else ensure_rabbitmq; fi
+echo "$BROKER_NODES" > "$RUN_DIR/broker_nodes"  # for make status, restart and down
 ensure_postgres
 ensure_nginx
 ensure_vhost
@@ -16,7 +17,7 @@ echo local > "$RUN_DIR/mode"
 
 # Recorded for make status/logs/down and for people: where everything of this stack is.
 {
-  for name in RUN_DIR GATEWAY_PORT GATEWAY_URL SHOP_PORT_BASE SMTP_HOST SMTP_PORT AMQP_URL SHOP_DB_PREFIX SHOP_POSTGRES_URL; do
+  for name in RUN_DIR GATEWAY_PORT GATEWAY_URL SHOP_PORT_BASE SMTP_HOST SMTP_PORT AMQP_URL BROKER_NODES SHOP_DB_PREFIX SHOP_POSTGRES_URL; do
     printf '%s=%q\n' "$name" "${!name}"
   done
   for svc in "${SERVICES[@]}"; do

@@ -27,6 +27,19 @@ def test_every_setting_moves_for_an_isolated_second_stack(tmp_path):
     assert local("amqp_vhost", {"AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/"}).strip() == "/"
 
 
+def test_a_service_gets_its_own_user_on_every_node_of_a_cluster(tmp_path):
+    """AMQP_URL listing a cluster's nodes (BROKER_NODES=3): each node's URL gets the service's user, the vhost
+    is the first node's, the heartbeat query stays."""
+    (tmp_path / "broker").mkdir()
+    (tmp_path / "broker" / "orders.password").write_text("s3cret")
+    nodes = "amqp://guest:guest@127.0.0.1:5701/v?heartbeat=5,amqp://guest:guest@127.0.0.1:5702/v?heartbeat=5"
+    env = {"SHOP_RUN_DIR": str(tmp_path), "AMQP_URL": nodes, "SHOP_DB_PREFIX": ""}
+    assert local("service_amqp_url orders", env).strip() == (
+        "amqp://shop_orders:s3cret@127.0.0.1:5701/v?heartbeat=5,amqp://shop_orders:s3cret@127.0.0.1:5702/v?heartbeat=5"
+    )
+    assert local("amqp_vhost", env).strip() == "v"
+
+
 def test_broker_users_go_only_to_the_node_rabbitmqctl_would_reach(tmp_path):
     """rabbitmqctl names a node, not a port: a broker on another port (the fault suite's own node) gets
     the users only when RABBITMQ_NODENAME says which node that is."""

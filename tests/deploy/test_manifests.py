@@ -35,6 +35,23 @@ def test_the_manifests_are_what_their_script_writes():
     assert done.returncode == 0, done.stderr
 
 
+def test_the_broker_is_a_three_node_cluster_that_keeps_a_quorum_and_services_know_every_node():
+    docs = [d for d in yaml.safe_load_all((K8S / "21-rabbitmq.yaml").read_text()) if d]
+    [nodes] = [d for d in docs if d["kind"] == "StatefulSet"]
+    [budget] = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    assert nodes["spec"]["replicas"] == 3
+    assert budget["spec"]["maxUnavailable"] == 1  # two of three stay: a quorum
+    assert budget["spec"]["selector"] == nodes["spec"]["selector"]
+    [config] = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert "rabbit_peer_discovery_k8s" in config["data"]["30-cluster.conf"]
+    assert "cluster_partition_handling = pause_minority" in config["data"]["30-cluster.conf"]
+    secrets = [d for d in yaml.safe_load_all((K8S / "10-settings.yaml").read_text()) if d and d["kind"] == "Secret"]
+    urls = {k: v for d in secrets for k, v in d["stringData"].items() if k.endswith("_AMQP_URL")}
+    assert urls
+    for url in urls.values():
+        assert [u.split("@")[1].split(":")[0] for u in url.split(",")] == [f"rabbitmq-{n}.rabbitmq-nodes" for n in range(3)]
+
+
 def test_images_are_pinned():
     for doc in (d for path in K8S.glob("*.yaml") for d in yaml.safe_load_all(path.read_text()) if d):
         spec = doc.get("spec", {}).get("template", {}).get("spec", {})

@@ -2,6 +2,8 @@
 each) and the per-fault table printed at the end of the run.
 
 Size: SHOP_FAULT_ORDERS orders per fault (make test: 60; make faults: 2000).
+Broker cluster rounds (test_cluster_faults.py, a stack with BROKER_NODES=3): SHOP_FAULT_CLUSTER=all runs
+every one (make faults); else only the leader's node killed (make test).
 Processes: SHOP_FAULT_REPLICAS per service (make test: "2", the scale-out run; make faults: "1,2", every
 fault on one process per service, then on two). SHOP_FAULT_KEEP=1 keeps the state folder (logs) afterwards.
 SHOP_FAULT_SEED=<n> repeats a run's random kill (its seed is in the round's notes; random when unset).
@@ -27,10 +29,20 @@ from stack import FaultStack  # noqa: E402
 
 @pytest.fixture(scope="module", params=REPLICAS, ids=lambda n: f"{n}-per-service")
 def fault_stack(request: pytest.FixtureRequest) -> Iterator[FaultStack]:
+    yield from _stack(request.param, broker_nodes=1)
+
+
+@pytest.fixture(scope="module", params=REPLICAS, ids=lambda n: f"{n}-per-service")
+def cluster_fault_stack(request: pytest.FixtureRequest) -> Iterator[FaultStack]:
+    """The same stack on a three-node RabbitMQ cluster of its own (BROKER_NODES=3)."""
+    yield from _stack(request.param, broker_nodes=3)
+
+
+def _stack(replicas: int, broker_nodes: int) -> Iterator[FaultStack]:
     # Not under pytest's tmp: the rabbitmq and postgres users must reach the folder.
     folder = Path(tempfile.mkdtemp(prefix="shopfaults-"))
     folder.chmod(0o755)
-    stack = FaultStack(folder=folder, replicas=request.param)
+    stack = FaultStack(folder=folder, replicas=replicas, broker_nodes=broker_nodes)
     try:
         stack.start()
         yield stack

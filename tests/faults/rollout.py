@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aio_pika
 from fault_base import Fault, Round, until
 from load import Steady
 from next_release import CHANGED, CONSUMERS, NEWER_REASON, PRODUCER
-from shop_events import parking
+from shop_events import nodes, parking
 
 
 class Rollout(Fault):
@@ -64,7 +63,7 @@ class NewEventVersion(Rollout):
     async def deploy(self, r: Round) -> None:
         await asyncio.to_thread(r.stack.restart, PRODUCER, release="next")
         queues = [f"{service}.background.dlq" for service in CONSUMERS]
-        connection = await aio_pika.connect(r.stack.stack.amqp_url)
+        connection = await nodes.connect(r.stack.stack.amqp_url)
         try:
             async def parked_everywhere() -> bool:
                 return all([await parking.count_parked(connection, q) for q in queues])

@@ -17,8 +17,10 @@ from pathlib import Path
 import aio_pika
 import aio_pika.exceptions
 import asyncpg
+from shop_common.broker_cluster import BrokerCluster, free_ports
 from shop_common.isolated_stack import free_port_base
 from shop_common.shop_client import Stack
+from shop_events import nodes
 from shop_events.registry import CONSUMERS, PORT_BASE  # noqa: F401 - CONSUMERS: for test_faults
 from shop_events.registry import NAMES as SERVICES
 from shop_events.registry import service as registered
@@ -34,9 +36,11 @@ PAYMENT_SECONDS = 8.0
 class FaultStack:
     folder: Path
     replicas: int
+    broker_nodes: int = 1  # 3: a RabbitMQ cluster of the stack's own (BROKER_NODES), PostgreSQL as before
     env: dict[str, str] = field(default_factory=dict)
     node: str = ""
     stack: Stack | None = None
+    cluster: BrokerCluster | None = None
 
     # ---- life ----
 
@@ -44,7 +48,8 @@ class FaultStack:
         base = free_port_base(40)  # services base+1..5 (replicas +11..+15), gateway +31, smtp +32, servers +33..+35
         servers = self.folder / "servers"
         servers.mkdir(parents=True, exist_ok=True)
-        self._run(["deploy/faults/servers.sh", "start", str(servers), str(base + 33), str(base + 35)], timeout=180)
+        postgres_only = ["postgres"] if self.broker_nodes > 1 else []
+        self._run(["deploy/faults/servers.sh", "start", str(servers), str(base + 33), str(base + 35), *postgres_only], timeout=180)
         urls = dict(line.split("=", 1) for line in (servers / "urls.env").read_text().split())
         self.node = urls["RABBIT_NODE"]
         env = {k: v for k, v in os.environ.items() if not k.endswith("_DATABASE_URL")}
@@ -76,8 +81,13 @@ class FaultStack:
             PYTHONPATH=os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH", "")])),
         )
         env.update({f"{s.upper()}_APP_FACTORY": f"fault_switch:create_{s}_app" for s in SERVICES})
+        if self.broker_nodes > 1:  # up.sh starts the cluster and gives its nodes' URLs (lib.sh: use_broker_cluster)
+            env.update(BROKER_NODES=str(self.broker_nodes), BROKER_PORT=str(free_ports(self.broker_nodes)))
         self.env = env
         self.up()
+        if self.broker_nodes > 1:
+            self.cluster = BrokerCluster(self.folder / "run" / "broker-cluster").load()
+            urls["AMQP_URL"] = self.env["AMQP_URL"] = self.cluster.amqp_url
         self.stack = Stack(
             gateway=f"http://127.0.0.1:{base + 31}",
             amqp_url=urls["AMQP_URL"],
@@ -207,6 +217,8 @@ class FaultStack:
     # ---- the broker ----
 
     def rabbitmqctl(self, *args: str) -> str:
+        if self.cluster is not None:  # any node that answers
+            return self.cluster.ctl(*args)
         done = subprocess.run(
             ["rabbitmqctl", "-q", "-n", self.node, *args], capture_output=True, text=True, timeout=120, check=True
         )
@@ -214,18 +226,18 @@ class FaultStack:
 
     async def unbind(self, queue: str, exchange: str) -> None:
         """Take away `queue`'s binding by its own name on `exchange` (as an operator's slip would)."""
-        async with await aio_pika.connect(self.env["AMQP_URL"]) as connection:
+        async with await nodes.connect(self.env["AMQP_URL"]) as connection:
             channel = await connection.channel()
             await (await channel.declare_queue(queue, passive=True)).unbind(exchange, queue)
 
     async def bind(self, queue: str, exchange: str) -> None:
-        async with await aio_pika.connect(self.env["AMQP_URL"]) as connection:
+        async with await nodes.connect(self.env["AMQP_URL"]) as connection:
             channel = await connection.channel()
             await (await channel.declare_queue(queue, passive=True)).bind(exchange, queue)
 
     async def publish_probe(self, exchange: str, routing_key: str) -> str:
         """What the broker answers a mandatory, confirmed publish: accepted, returned or refused."""
-        async with await aio_pika.connect(self.env["AMQP_URL"]) as connection:
+        async with await nodes.connect(self.env["AMQP_URL"]) as connection:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             target = await channel.get_exchange(exchange, ensure=False)
             try:

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
+from shop_events.nodes import node_urls
 
 from . import throwaway
 
@@ -89,7 +90,7 @@ async def connections_refused(database_url: str) -> AsyncIterator[None]:
 
 
 def vhost_of(amqp_url: str) -> str:
-    return unquote(urlsplit(amqp_url).path.lstrip("/")) or "/"
+    return unquote(urlsplit(node_urls(amqp_url)[0]).path.lstrip("/")) or "/"
 
 
 @contextlib.contextmanager
@@ -107,7 +108,7 @@ def broker_policy(amqp_url: str, pattern: str, definition: str, name: str = "fau
 def write_refused(amqp_url: str, resource: str) -> Iterator[None]:
     """The URL's user may not write to `resource` (an exchange name) until the block ends: a publish to it
     closes the channel with ACCESS_REFUSED."""
-    vhost, user = vhost_of(amqp_url), urlsplit(amqp_url).username or "guest"
+    vhost, user = vhost_of(amqp_url), urlsplit(node_urls(amqp_url)[0]).username or "guest"
     throwaway.rabbitmqctl("set_permissions", "-p", vhost, user, ".*", f"^(?!{resource}$).*", ".*")
     try:
         yield

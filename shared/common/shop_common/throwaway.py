@@ -13,6 +13,7 @@ from itertools import count
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
+from shop_events.nodes import node_urls
 from shop_events.settings import amqp_url_from_env
 
 RUN_ID = uuid.uuid4().hex[:8]
@@ -33,8 +34,11 @@ def rabbitmqctl(*args: str) -> None:
 
 
 def with_vhost(url: str, vhost: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), parts.query, ""))
+    """The same broker (each node, when AMQP_URL lists a cluster's), another vhost."""
+    return ",".join(
+        urlunsplit((parts.scheme, parts.netloc, "/" + quote(vhost, safe=""), parts.query, ""))
+        for parts in map(urlsplit, node_urls(url))
+    )
 
 
 def with_database(url: str, database: str) -> str:
@@ -45,7 +49,7 @@ def with_database(url: str, database: str) -> str:
 def create_vhost(vhost: str) -> str:
     """Creates the vhost, lets the URL's user in, and returns the URL that points at it."""
     rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, urlsplit(AMQP_URL).username or "guest", ".*", ".*", ".*")
+    rabbitmqctl("set_permissions", "-p", vhost, urlsplit(node_urls(AMQP_URL)[0]).username or "guest", ".*", ".*", ".*")
     return with_vhost(AMQP_URL, vhost)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
-import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractRobustConnection, AbstractRobustQueue
 
+from . import nodes
 from .consumer import LaneConsumer
 from .inbox import prune_forever
 from .outbox import OutboxRelay
@@ -29,7 +29,7 @@ class Bus:
         self._pruning: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
-        self.connection = await aio_pika.connect_robust(
+        self.connection = await nodes.connect_robust(
             self.settings.amqp_url, client_properties={"connection_name": self.service}
         )
         history = history_arguments(self.settings.history_max_age, self.settings.history_max_bytes)

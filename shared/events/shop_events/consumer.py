@@ -18,7 +18,7 @@ from aio_pika.abc import AbstractRobustQueue
 from aiormq.abc import DeliveredMessage
 from pydantic import ValidationError
 
-from . import metrics, tracing
+from . import metrics, nodes, tracing
 from .catalogue import ANY_ENVELOPE, CATALOGUE
 from .db_types import DbConnection
 from .envelope import Envelope, Event, EventData, correlation_id, handling_event
@@ -213,7 +213,11 @@ class LaneConsumer:
             try:
                 await self.handle_batch(batch)
             except asyncio.CancelledError:
-                raise
+                if not nodes.cancelled_by_connection():
+                    raise  # the consumer is stopping
+                # a settle that waited on a connection aiormq gave up: as any failed settle, below
+                log.warning("batch not settled, its connection lost; given back to the broker", extra={"queue": self.queue_name})
+                await _give_back(batch)
             except Exception:
                 # handle_batch settles every delivery itself; what can still fail is the ack, when the channel
                 # closes under us (the broker then delivers the batch again on the new one), or a bug. Either

@@ -11,7 +11,7 @@ from datetime import datetime
 import asyncpg
 from pydantic_core import to_json
 
-from . import metrics, tracing
+from . import metrics, nodes, tracing
 from .catalogue import spec_of
 from .db_types import DbConnection
 from .envelope import EventData, correlation_id, new_correlation_id, now_utc
@@ -166,6 +166,14 @@ class OutboxRelay:
                     continue
                 except Exception as exc:  # noqa: BLE001 - aio-pika raises its own types for a lost channel
                     log.warning("outbox relay could not publish, retrying", extra={"error": repr(exc)})
+                    await asyncio.sleep(self._settings.relay_poll_seconds)
+                    continue
+                except asyncio.CancelledError:
+                    # aiormq cancels the publishes that wait for confirms when it gives a connection up (missed
+                    # heartbeats): that ends this try, not the relay. Only a cancel of the relay itself does.
+                    if not nodes.cancelled_by_connection():
+                        raise
+                    log.warning("outbox relay lost its connection while publishing, retrying")
                     await asyncio.sleep(self._settings.relay_poll_seconds)
                     continue
                 if sent < self._settings.relay_batch_size:

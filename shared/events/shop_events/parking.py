@@ -32,6 +32,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage
 from aio_pika.exceptions import ChannelClosed, ChannelPreconditionFailed
 
+from . import nodes
 from .catalogue import Lane
 from .envelope import now_utc
 from .settle import ATTEMPT, ORIGINAL_ROUTING_KEY, PARKED_AT, PARKED_FROM, PARKED_REASON, REPLAYED, copy_message, int_header
@@ -461,7 +462,7 @@ async def _all_entries(connection: AbstractConnection, name: str) -> list[Abstra
 
 
 async def connect(amqp_url: str) -> AbstractConnection:
-    return await aio_pika.connect(amqp_url, client_properties={"connection_name": "shop-events cli"})
+    return await nodes.connect(amqp_url, client_properties={"connection_name": "shop-events cli"})
 
 
 T = TypeVar("T")

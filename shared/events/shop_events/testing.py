@@ -12,7 +12,7 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
-from . import catalogue, consumer, parking
+from . import catalogue, consumer, nodes, parking
 from .catalogue import EventSpec, spec_of
 from .envelope import Envelope, EventData
 from .outbox import new_event
@@ -32,7 +32,7 @@ class EventProbe:
         self._connection: AbstractRobustConnection | None = None
 
     async def __aenter__(self) -> EventProbe:
-        self._connection = await aio_pika.connect_robust(self._url)
+        self._connection = await nodes.connect_robust(self._url)
         channel: AbstractChannel = await self._connection.channel()
         exchange = await declare_exchange(channel)
         queue: AbstractQueue = await channel.declare_queue(exclusive=True)
@@ -102,7 +102,7 @@ async def publish_events(
         e if isinstance(e, OutgoingEvent) else OutgoingEvent.of(build_envelope(e, correlation), spec_of(e).routing_key)
         for e in events
     ]
-    connection = await aio_pika.connect(amqp_url)
+    connection = await nodes.connect(amqp_url)
     try:
         publisher = Publisher(connection)
         await publisher.open()
@@ -114,7 +114,7 @@ async def publish_events(
 
 async def publish_raw(amqp_url: str, routing_key: str, body: bytes, **properties: Any) -> None:
     """Publish any bytes to shop.events, as a broken or hostile peer might."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await nodes.connect(amqp_url)
     try:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await declare_exchange(channel)
@@ -144,7 +144,7 @@ async def pass_marker(amqp_url: str, pool: asyncpg.Pool, marker: EventData, time
 
 async def ready_messages(amqp_url: str, *queues: str) -> dict[str, int]:
     """Messages waiting in each queue (a passive declare: exact at once, unlike the management statistics)."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await nodes.connect(amqp_url)
     try:
         channel = await connection.channel()
         return {name: (await channel.declare_queue(name, passive=True)).declaration_result.message_count or 0 for name in queues}
@@ -154,7 +154,7 @@ async def ready_messages(amqp_url: str, *queues: str) -> dict[str, int]:
 
 async def parked(amqp_url: str, queue: str) -> list[parking.ParkedMessage]:
     """The messages parked on `queue` now (not yet replayed or discarded), oldest first."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await nodes.connect(amqp_url)
     try:
         return await parking.list_parked(connection, queue)
     finally:

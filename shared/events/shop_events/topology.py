@@ -13,6 +13,7 @@ from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity, ChannelPrecond
 from aiormq.abc import FieldTable
 from aiormq.exceptions import ChannelAccessRefused
 
+from . import nodes
 from .catalogue import CATALOGUE, Lane
 from .registry import NAMES
 from .settings import BusSettings
@@ -155,7 +156,7 @@ async def open_replay_log(amqp_url: str, queue: str, attempts: int = 5) -> None:
     name = replay_log(parking_queue(queue))
     for attempt in range(1, attempts + 1):
         try:
-            async with await aio_pika.connect(amqp_url) as throwaway:
+            async with await nodes.connect(amqp_url) as throwaway:
                 channel = await throwaway.channel()
                 log_queue = await channel.declare_queue(name, passive=True)
                 if log_queue.declaration_result.message_count:

@@ -133,6 +133,20 @@ async def test_a_publish_that_times_out_on_a_silent_network_loses_nothing(amqp_u
             await books(pool, subscriber, sent)
 
 
+async def test_a_connection_given_up_for_missed_heartbeats_while_publishing_loses_nothing(amqp_url, pool, subscriber):
+    """The network goes silent while the relay waits for its confirms, and the client gives the connection up
+    for missed heartbeats before the publish times out (a broker node cut off: the cluster's fault rounds).
+    aiormq cancels the waiting publishes then, and the relay must go on, not end with them."""
+    upstream = urlsplit(amqp_url)
+    async with TcpProxy(upstream.hostname, upstream.port or 5672) as proxy:
+        async with running_relay(proxy.url(amqp_url) + "?heartbeat=1", pool, publish_timeout_seconds=60.0):
+            proxy.pause()
+            sent = await commit_events(pool)
+            await asyncio.sleep(8)  # past (1 s + 1) x 3 without a frame: aiormq calls the connection stuck
+            proxy.resume()
+            await books(pool, subscriber, sent, timeout=30)
+
+
 async def test_a_connection_cut_while_publishing_loses_nothing(amqp_url, pool, subscriber):
     upstream = urlsplit(amqp_url)
     sent = await commit_events(pool, 3000)
