@@ -8,11 +8,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
-import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 from aiormq.abc import FieldTable
-from shop_events import Router, history
+from shop_events import Router, history, nodes
 from shop_events.history import Progress
 from shop_events.router import Route
 from shop_events.topology import bindings, declare_lane, ensure_exchange, history_arguments
@@ -46,7 +45,8 @@ async def rebuild_read_model(
         raise LookupError(f"{settings.service} declares no read model (Router.fills): there is nothing to rebuild")
     bus = settings.bus_settings()
     pool = await create_pool(settings.database_url, 4)
-    connection = await aio_pika.connect_robust(bus.amqp_url, client_properties={"connection_name": f"{settings.service} rebuild"})
+    # Any node of AMQP_URL's list, failing over to the next as the service's own connections do.
+    connection = await nodes.connect_robust(bus.amqp_url, client_properties={"connection_name": f"{settings.service} rebuild"})
     try:
         await migrate(pool, migrations, {"banned_users": BANNED_USERS_SQL} if checks_bans else None)
         routes = handlers.bind(await wiring(pool) if wiring is not None else {})
