@@ -70,7 +70,7 @@ def switchable(route: Route, pool: asyncpg.Pool) -> Route:
 
 
 class SwitchableBus(Bus):
-    async def start_consumers(self, pool: asyncpg.Pool, routes: Mapping[str, Route]):  # noqa: ANN201
+    async def start_consumers(self, pool: asyncpg.Pool, routes: Mapping[str, Route], before_consuming=None):  # noqa: ANN001, ANN201
         async with pool.acquire() as conn:
             await conn.execute("SELECT pg_advisory_lock($1)", SWITCH_LOCK)
             try:
@@ -78,7 +78,7 @@ class SwitchableBus(Bus):
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", SWITCH_LOCK)
         wrapped = {event_type: switchable(route, pool) for event_type, route in routes.items()}
-        return await super().start_consumers(pool, wrapped)
+        return await super().start_consumers(pool, wrapped, before_consuming)
 
 
 # Per process, so the scale-out run can show that each API replica behind the gateway took requests.

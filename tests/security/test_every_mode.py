@@ -57,7 +57,11 @@ def test_every_mode_connects_each_service_as_its_own_role_and_user(service, tmp_
     # Kubernetes: the URL's password is the one the broker and the database were given
     secrets = find("Secret", "shop-secrets")["stringData"]
     k8s_users = {u["name"]: u["password"] for u in json.loads(find("Secret", "rabbitmq-definitions")["stringData"]["definitions.json"])["users"]}
-    assert secrets[f"{service.upper()}_AMQP_URL"] == f"amqp://shop_{service}:{k8s_users[f'shop_{service}']}@rabbitmq:5672/"
+    # every node of the three-node broker, each as the service's own user
+    password = k8s_users[f"shop_{service}"]
+    assert secrets[f"{service.upper()}_AMQP_URL"].split(",") == [
+        f"amqp://shop_{service}:{password}@rabbitmq-{n}.rabbitmq-nodes:5672/?heartbeat=5" for n in range(3)
+    ]
     assert secrets[f"{service.upper()}_DATABASE_URL"] == f"postgresql://shop_{service}:{secrets[f'{service.upper()}_DB_PASSWORD']}@postgres:5432/{service}"
     for role in ("api", "worker"):
         (container,) = find("Deployment", f"{service}-{role}")["spec"]["template"]["spec"]["containers"]

@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import pytest
@@ -122,7 +123,7 @@ async def test_the_attempts_go_round_the_nodes_until_one_answers():
 
 
 def vhost_of(url: str) -> str:
-    return node_urls(url)[0].rsplit("/", 1)[1]
+    return unquote(urlsplit(node_urls(url)[0]).path.lstrip("/"))  # the node URLs carry ?heartbeat=5
 
 
 async def test_every_queue_is_replicated_on_all_three_nodes(cluster, cluster_url, service):
