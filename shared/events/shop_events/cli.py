@@ -12,10 +12,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import TypeVar
 
+import aio_pika.exceptions
 import typer
 from aio_pika.abc import AbstractConnection
 
 from . import history, parking
+from .nodes import node_urls
 from .registry import CONSUMERS
 from .settings import amqp_url_from_env
 from .topology import HISTORY
@@ -39,16 +41,30 @@ async def _queues(connection: AbstractConnection, queue: str | None) -> list[str
     return await parking.parking_queues(connection)
 
 
+NO_LOCAL_REPLICA = "does not have a replica on the local node"  # RabbitMQ's words
+
+
 def _on_each(amqp_url: str, queue: str | None, each: Callable[..., Awaitable[T]], *args: object) -> list[T]:
     """each(connection, parking queue, *args) on every queue named (or every one that exists), side by side;
-    the answers in the order of the queues."""
+    the answers in the order of the queues. A parking queue is a stream, read on a node that holds a replica
+    of it: a cluster node just back from a restart may not yet, so then the next node of AMQP_URL is asked."""
+    urls = node_urls(amqp_url)
 
-    async def go() -> list[T]:
-        connection = await parking.connect(amqp_url)
+    async def on(first: int) -> list[T]:
+        connection = await parking.connect(",".join(urls[first:] + urls[:first]))
         try:
             return list(await asyncio.gather(*(each(connection, name, *args) for name in await _queues(connection, queue))))
         finally:
             await connection.close()
+
+    async def go() -> list[T]:
+        for first in range(len(urls)):
+            try:
+                return await on(first)
+            except (aio_pika.exceptions.AMQPError, asyncio.CancelledError) as exc:
+                if NO_LOCAL_REPLICA not in str(exc) or first == len(urls) - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     return parking.run(go())
 
