@@ -13,13 +13,15 @@ from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import pytest
+from aiormq.exceptions import DeliveryError
 from shop_common import throwaway
 from shop_common.broker_cluster import BrokerCluster
 from shop_common.testing import eventually
 from shop_events import Bus, BusSettings, Route, add_event, install_schema
 from shop_events.catalogue import StockReserved
 from shop_events.nodes import FailoverConnection, node_urls
-from shop_events.testing import publish_events
+from shop_events.publisher import OutgoingEvent
+from shop_events.testing import build_envelope, publish_events
 
 pytestmark = pytest.mark.slow
 SERVICE, QUEUE = "testsvc", "testsvc.background"
@@ -65,11 +67,23 @@ async def service(cluster_url: str, database_url: str) -> AsyncIterator[tuple[Bu
         await pool.close()
 
 
-async def write_events(pool: asyncpg.Pool, order_ids: range) -> None:
-    """One committed transaction an event, as a use case writes them, for the relay to publish."""
+async def write_events(pool: asyncpg.Pool, order_ids: range, every: float = 0.0) -> None:
+    """One committed transaction an event, as a use case writes them, for the relay to publish; one every
+    `every` seconds, so that the writes go on while a node is killed (at full speed they can all be done first)."""
     for order_id in order_ids:
         async with pool.acquire() as conn, conn.transaction():
             await add_event(conn, StockReserved(order_id=order_id))
+        await asyncio.sleep(every)
+
+
+async def published(url: str, events: list[OutgoingEvent]) -> bool:
+    """Publish as a relay does: a nack (in the seconds after a failover the broker may still route to the dead
+    node's queue process, and refuses the publish) means publish the same events again."""
+    try:
+        await publish_events(url, *events)
+    except DeliveryError:
+        return False
+    return True
 
 
 async def books(pool: asyncpg.Pool) -> tuple[int, int, int]:
@@ -139,16 +153,18 @@ async def test_the_service_goes_on_when_its_node_is_killed(cluster, cluster_url,
     await all_handled(pool, 30)
     [node] = cluster.connected_nodes(SERVICE)
     others = [n for n in (1, 2, 3) if n != node]
-    writing = asyncio.create_task(write_events(pool, range(30, 90)))  # committed before, during and after the kill
-    await asyncio.sleep(0.2)
+    writing = asyncio.create_task(write_events(pool, range(30, 90), every=0.05))  # 3 s: before, during and after
+    await asyncio.sleep(0.5)
     cluster.kill9(node)
     try:
+        assert not writing.done(), "every write was done before the kill"
         await writing
         recovered = await all_handled(pool, 90)
         assert bus.connected
         assert set(cluster.connected_nodes(SERVICE, node=others[0])) <= set(others)
-        # consuming again on the new node: what is published now is handled
-        await publish_events(cluster_url, *(StockReserved(order_id=i) for i in range(90, 100)))
+        # consuming again on the new node: what another service publishes now is handled, once
+        later = [OutgoingEvent.of(build_envelope(StockReserved(order_id=i)), "stock.reserved") for i in range(90, 100)]
+        await eventually(lambda: published(cluster_url, later), timeout=30, interval=0.5)
         await all_handled(pool, 100, timeout=30)
     finally:
         cluster.start_node(node)
@@ -160,10 +176,11 @@ async def test_the_service_goes_on_when_the_work_queues_leader_is_killed(cluster
     await write_events(pool, range(0, 20))
     await all_handled(pool, 20)
     leader = cluster.leader(vhost_of(cluster_url), QUEUE)
-    writing = asyncio.create_task(write_events(pool, range(20, 80)))
-    await asyncio.sleep(0.2)
+    writing = asyncio.create_task(write_events(pool, range(20, 80), every=0.05))
+    await asyncio.sleep(0.5)
     cluster.kill9(leader)
     try:
+        assert not writing.done(), "every write was done before the kill"
         await writing
         await all_handled(pool, 80)
         assert cluster.leader(vhost_of(cluster_url), QUEUE, node=1 + leader % 3) != leader
