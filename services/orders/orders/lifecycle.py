@@ -65,7 +65,9 @@ async def cancel_order(pool: asyncpg.Pool, payments: PaymentProvider, order_id: 
             raise OrderNotFound()
         ensure_cancellable(order.status)
         if not needs_void(order.status):  # pending: it can't be paid yet, so nothing can be charged
-            return await _cancel(conn, order, reason, by)
+            await _cancel(conn, [order], reason, by)
+            [cancelled] = await db.get_orders(conn, [order.id])
+            return cancelled
         if not await db.start_payment_attempt(conn, order.id, PAYMENT_ATTEMPT_SECONDS):
             raise PaymentInProgress()
     ended_as, failures = await _void_then_cancel(pool, payments, [order.id], reason, by)
@@ -98,29 +100,25 @@ async def _void_then_cancel(
         orders = await db.get_orders(conn, voided, for_update=True)
         await db.end_payment_attempts(conn, voided)
         # Not confirmed any more: a stale attempt's pay recorded its outcome meanwhile.
-        cancelling = [order for order in orders if order.status is OrderStatus.CONFIRMED]
-        await db.cancel_orders(conn, [order.id for order in cancelling], reason)
-        if cancelling:
-            await add_events(conn, [
-                (OrderCancelled(order_id=order.id, user_id=order.user_id, items=items_of(order), reason=reason,
-                                cancelled_by=by, email=order.email), None)
-                for order in cancelling
-            ])
+        await _cancel(conn, [order for order in orders if order.status is OrderStatus.CONFIRMED], reason, by)
         ended = await db.get_orders(conn, voided)
     for order_id, payment_id in charged.items():  # the payment won the race: the order is paid
         ended.append(await record_payment(pool, order_id, PaymentResult.paid(payment_id)))
     return ended, [failure if isinstance(failure, Exception) else Exception(repr(failure)) for failure in failed.values()]
 
 
-async def _cancel(conn: DbConnection, order: Order, reason: str, by: CancelledBy) -> Order:
-    await db.set_status(conn, order.id, move(order.status, OrderStatus.CANCELLED), reason=reason)
-    await add_event(conn, OrderCancelled(
-        order_id=order.id, user_id=order.user_id, items=items_of(order), reason=reason, cancelled_by=by,
-        email=order.email,
-    ))
-    cancelled = await db.get_order(conn, order.id)
-    assert cancelled is not None
-    return cancelled
+async def _cancel(conn: DbConnection, orders: list[Order], reason: str, by: CancelledBy) -> None:
+    """The one cancel write, in the caller's transaction: the orders cancelled, an OrderCancelled each (the
+    stock comes back). IllegalTransition for an order that can't be cancelled."""
+    for order in orders:
+        move(order.status, OrderStatus.CANCELLED)
+    if orders:
+        await db.cancel_orders(conn, [order.id for order in orders], reason)
+        await add_events(conn, [
+            (OrderCancelled(order_id=order.id, user_id=order.user_id, items=items_of(order), reason=reason,
+                            cancelled_by=by, email=order.email), None)
+            for order in orders
+        ])
 
 
 # ---- the payment deadline ----
