@@ -405,8 +405,17 @@ def main(
     scale_orders: int = typer.Option(1_000_000, help="orders in analytics' tables for the summary at scale"),
     deadline_orders: int = typer.Option(300, help="unpaid orders in each phase of the payment-deadline figure"),
     deadline_timeout: float = typer.Option(3.0, help="ORDER_PAYMENT_TIMEOUT of the payment-deadline figure's stack"),
-    only: str = typer.Option("", help="'bus', 'history', 'http', 'restart', 'deadline' or 'scale' to measure one part only"),
+    only: str = typer.Option(
+        "", help="'bus', 'history', 'http', 'restart', 'deadline' or 'scale' to measure one part only; 'brokers' for"
+        " the comparison of brokers (not in the whole run)"
+    ),
+    messages: int = typer.Option(20_000, help="messages per system in the comparison of brokers"),
 ) -> None:
+    if only == "brokers":
+        from .brokers import run as compare_brokers
+
+        print(compare_brokers(messages, HERE / "brokers.json", progress))
+        return
     figures: list[Figure] = []
     # The bus figures run in this process as the services run theirs; the raw baselines run under it too.
     tune_gc()
