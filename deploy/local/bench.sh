@@ -7,5 +7,6 @@ ensure_venv
 ensure_rabbitmq
 ensure_postgres
 ensure_nginx
+[[ " $* " == *" brokers "* || " $* " == *"--only=brokers"* ]] && ensure_comparison_servers
 say "running the benchmark"
 exec "$VENV/bin/python" -m bench.run "$@"

@@ -275,6 +275,17 @@ render_gateway() {  # the gateway's config, with REPLICAS processes a service
     || die "the generated gateway config is refused by nginx; see $LOG_DIR/gateway.log"
 }
 
+ensure_comparison_servers() {  # make bench --only brokers: Redis and NATS binaries, run as servers of its own
+  PATH="$PATH:/usr/sbin"
+  command -v redis-server >/dev/null && command -v nats-server >/dev/null && return 0
+  local policy=/usr/sbin/policy-rc.d made=""  # installed, not started: the comparison starts its own
+  if [ "$(id -u)" = 0 ] && [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; made=1; fi
+  apt_install redis-server nats-server || true
+  [ -n "$made" ] && rm -f "$policy"
+  command -v redis-server >/dev/null && command -v nats-server >/dev/null \
+    || die "the comparison of brokers needs redis-server and nats-server (Debian packages of those names)"
+}
+
 ensure_nginx() {
   command -v nginx >/dev/null && return 0
   [ -x /usr/sbin/nginx ] && { PATH="$PATH:/usr/sbin"; return 0; }
