@@ -92,7 +92,8 @@ async def _shut_down(relay: RunningRelay | None, bus: Bus, pool: asyncpg.Pool, g
         pool.terminate()
 
 
-def get_pool(request: Request) -> asyncpg.Pool:
+async def get_pool(request: Request) -> asyncpg.Pool:
+    """async, though it never waits: FastAPI runs a plain function dependency in a worker thread, a hop per request."""
     pool: asyncpg.Pool = request.app.state.pool
     return pool
 
@@ -159,6 +160,10 @@ def create_service_app(
                 timing.cancel()
                 await asyncio.wait([timing])
             await _shut_down(relay, bus, pool)
+            for dependency in dependencies.values():  # what the wiring keeps open (notifications' SMTP connections)
+                closing = getattr(dependency, "aclose", None)
+                if closing is not None:
+                    await closing()
             flush()
 
     app = FastAPI(
