@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.utils import format_datetime
 
 import aiosmtplib
@@ -55,17 +55,34 @@ class SmtpRelay:
     def from_settings(cls, settings: Settings) -> SmtpRelay:
         return cls(settings.smtp_host, settings.smtp_port, settings.mail_from, settings.smtp_timeout_seconds)
 
-    def compose(self, notice: Notice, mail_id: str) -> EmailMessage:
-        mail = EmailMessage()
-        mail["From"] = self.sender
-        mail["To"] = notice.recipient
-        mail["Subject"] = notice.subject
-        mail["Message-ID"] = mail_id
-        mail["Date"] = format_datetime(now_utc())
-        mail.set_content(notice.body)
-        return mail
+    def compose(self, notice: Notice, mail_id: str) -> Message:
+        """The mail, text/plain in UTF-8. Built as a plain (compat32) message when every header and line is ASCII
+        and no line is over 78 characters, the text then going as it is (7bit), exactly what EmailMessage would
+        write, at a tenth of the cost (its policy parses every header set); else by EmailMessage, which encodes."""
+        headers = {
+            "From": self.sender, "To": notice.recipient, "Subject": notice.subject, "Message-ID": mail_id,
+            "Date": format_datetime(now_utc()),
+        }
+        text = notice.body if notice.body.endswith("\n") else notice.body + "\n"
+        plain = all(value.isascii() and "\n" not in value and "\r" not in value for value in headers.values()) and (
+            text.isascii() and "\r" not in text and all(len(line) <= 78 for line in text.split("\n"))
+        )
+        if not plain:
+            mail = EmailMessage()
+            for name, value in headers.items():
+                mail[name] = value
+            mail.set_content(notice.body)
+            return mail
+        simple = Message()
+        for name, value in headers.items():
+            simple[name] = value
+        simple["Content-Type"] = 'text/plain; charset="utf-8"'
+        simple["Content-Transfer-Encoding"] = "7bit"
+        simple["MIME-Version"] = "1.0"
+        simple.set_payload(text)
+        return simple
 
-    async def send(self, mail: EmailMessage, recipient: str) -> None:
+    async def send(self, mail: Message, recipient: str) -> None:
         # Connection refused, a timeout, or any 4xx/5xx reply raises (aiosmtplib.SMTPException or OSError).
         attributes: dict[str, str | int] = {
             "server.address": self.host, "server.port": self.port, "shop.mail.message_id": str(mail["Message-ID"]),

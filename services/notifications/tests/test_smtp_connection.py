@@ -116,3 +116,27 @@ async def test_a_relay_that_is_down_raises_and_the_next_mail_connects_again(tmp_
         assert [str(m["Message-ID"]) for m in started.mails()] == [f"<up-{i}@shop.example.com>" for i in range(3)]
     finally:
         started.stop()
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "encoding"),
+    [
+        ("Your order #12 is placed", "Hello Ann,\n\nwe have your order #12:\n  2 x product #3 at 4.99\n\nTotal: 9.98", "7bit"),
+        ("Welcome, Zoë", "Hello Zoë,\n\nwelcome.", "8bit"),  # not ASCII: composed by EmailMessage, as before
+        ("A long line", "x" * 120, "quoted-printable"),  # a line over 78 characters: EmailMessage encodes it
+    ],
+)
+async def test_a_mail_arrives_as_composed_whichever_way_it_was_built(sink, subject, body, encoding):
+    relay = SmtpRelay("127.0.0.1", sink.port, "shop@example.com", 5.0)
+    notice = Notice(NoticeType.WELCOME, "zoe@example.com", subject, body, user_id=1)
+    await relay.send(relay.compose(notice, "<one@shop.example.com>"), notice.recipient)
+    await relay.aclose()
+
+    [mail] = sink.mails()
+    assert (str(mail["Subject"]), str(mail["From"]), str(mail["To"]), str(mail["Message-ID"])) == (
+        subject, "shop@example.com", "zoe@example.com", "<one@shop.example.com>"
+    )
+    assert mail.get_content_type() == "text/plain" and mail.get_content_charset() == "utf-8"
+    assert str(mail["Content-Transfer-Encoding"]) == encoding and str(mail["MIME-Version"]) == "1.0"
+    assert mail["Date"].datetime is not None
+    assert mail.get_content().replace("\r\n", "\n") == body + "\n"  # the sink keeps the wire's CRLF
