@@ -389,7 +389,7 @@ HTTP_FIGURES = [
 ORDER = [
     "relay_vs_raw_publish", "consumer_vs_raw_consume", "relay_traced_vs_raw_publish", "consumer_traced_vs_raw_consume",
     "rebuild_vs_raw_stream", *HTTP_FIGURES, "rolling_restart_failed_requests", "payment_deadline_late_p99_ms",
-    "analytics_summary_p99_at_1m_orders",
+    "analytics_summary_p99_at_1m_orders", "shop_sustained_orders_per_s", "cpu_ms_per_order", "errors_at_saturation",
 ]
 
 
@@ -406,8 +406,8 @@ def main(
     deadline_orders: int = typer.Option(300, help="unpaid orders in each phase of the payment-deadline figure"),
     deadline_timeout: float = typer.Option(3.0, help="ORDER_PAYMENT_TIMEOUT of the payment-deadline figure's stack"),
     only: str = typer.Option(
-        "", help="'bus', 'history', 'http', 'restart', 'deadline' or 'scale' to measure one part only; 'brokers' for"
-        " the comparison of brokers (not in the whole run)"
+        "", help="'bus', 'history', 'http', 'restart', 'deadline', 'scale' or 'capacity' to measure one part only;"
+        " 'brokers' for the comparison of brokers (not in the whole run)"
     ),
     messages: int = typer.Option(20_000, help="messages per system in the comparison of brokers"),
 ) -> None:
@@ -433,6 +433,10 @@ def main(
         from .scale import summary_figure
 
         figures.append(asyncio.run(summary_figure(scale_orders, 200, progress)))
+    if only in ("", "capacity"):
+        from .capacity import capacity_figures
+
+        figures += asyncio.run(capacity_figures(progress))
     figures.sort(key=lambda f: ORDER.index(f.name))
     print(table(figures))
     settings = {

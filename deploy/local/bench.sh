@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench: venv, broker, database and nginx as for the tests, then the benchmark harness (bench/run.py).
+# make bench: venv, broker, database and nginx as for the tests, wrk for the capacity figures, then the benchmark harness (bench/run.py).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -7,6 +7,7 @@ ensure_venv
 ensure_rabbitmq
 ensure_postgres
 ensure_nginx
+ensure_wrk
 [[ " $* " == *" brokers "* || " $* " == *"--only=brokers"* ]] && ensure_comparison_servers
 say "running the benchmark"
 exec "$VENV/bin/python" -m bench.run "$@"

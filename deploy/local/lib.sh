@@ -299,6 +299,13 @@ ensure_nginx() {
   PATH="$PATH:/usr/sbin"
 }
 
+ensure_wrk() {  # Debian's wrk, the benchmark's load generator for the capacity figures (bench/capacity.py)
+  command -v wrk >/dev/null && return 0
+  apt_install wrk || true
+  command -v wrk >/dev/null \
+    || die "wrk is needed for the benchmark's capacity figures and can't be installed here: install wrk (or run as root on Debian)"
+}
+
 ensure_prometheus() {  # Debian's prometheus and promtool, for tests/observability; its own service stays stopped
   command -v prometheus >/dev/null && command -v promtool >/dev/null && return 0
   # Debian starts a package's service on install (on 9090); the tests run their own prometheus on their own port.

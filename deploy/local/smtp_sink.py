@@ -2,7 +2,8 @@
 
     python smtp_sink.py HOST PORT MAIL_DIR [DELAY_FILE]
 
-Each file is the message as received, with X-Envelope-From and X-Envelope-To added on top; it is
+Each file is the message as received, with X-Envelope-From, X-Envelope-To and X-Envelope-Peer (the client's
+address and port: one per SMTP connection) added on top; it is
 written under a temporary name and renamed, so a reader never sees half a mail. With DELAY_FILE (the
 benchmark's slow relay), each mail is first held for as many seconds as that file says, read per mail so
 the relay can be slowed down and sped up while it runs.
@@ -38,7 +39,11 @@ class KeepAsFiles:
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: ANN001 - aiosmtpd's hook signature
         if (delay := self.delay()) > 0:
             await asyncio.sleep(delay)
-        head = f"X-Envelope-From: {envelope.mail_from}\r\nX-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
+        peer = ":".join(map(str, session.peer[:2])) if isinstance(session.peer, tuple) else str(session.peer)
+        head = (
+            f"X-Envelope-From: {envelope.mail_from}\r\nX-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
+            f"X-Envelope-Peer: {peer}\r\n"
+        )
         name = f"{time.time():.6f}-{next(_sequence):06d}"
         tmp = self.folder / f".{name}.tmp"
         tmp.write_bytes(head.encode() + envelope.original_content)

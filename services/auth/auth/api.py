@@ -29,7 +29,7 @@ UserId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 _BEARER = {"WWW-Authenticate": "Bearer"}
 
 
-def _issuer(request: Request) -> TokenIssuer:
+async def _issuer(request: Request) -> TokenIssuer:
     issuer: TokenIssuer = request.app.state.token_issuer
     return issuer
 

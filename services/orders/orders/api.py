@@ -97,7 +97,7 @@ class Unprocessable(BaseModel):
     detail: str | list[dict[str, Any]]
 
 
-def payment_provider(request: Request) -> PaymentProvider:
+async def payment_provider(request: Request) -> PaymentProvider:
     provider: PaymentProvider = request.app.state.payment_provider
     return provider
 

@@ -98,8 +98,8 @@ async def _place(conn: DbConnection, user: Principal, lines: list[RequestedLine]
         if earlier is not None:
             ensure_same_request(earlier["fingerprint"], fingerprint)
             return int(earlier["order_id"])
-    priced = price_lines(lines, await db.prices_of(conn, [line.product_id for line in lines]))
-    order_id = await db.next_order_id(conn)
+    prices, order_id = await db.prices_and_next_order_id(conn, [line.product_id for line in lines])
+    priced = price_lines(lines, prices)
     # Claim the key before writing: a racing call with the same key waits here for ours to commit.
     if key is not None and not await db.claim_idempotency_key(conn, user.id, key, fingerprint, order_id):
         earlier = await db.find_idempotency_key(conn, user.id, key)

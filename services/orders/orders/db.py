@@ -30,11 +30,18 @@ async def upsert_product(
     return bool(written)
 
 
-async def prices_of(conn: DbConnection, product_ids: Iterable[int]) -> dict[int, Decimal]:
+async def prices_and_next_order_id(conn: DbConnection, product_ids: Iterable[int]) -> tuple[dict[int, Decimal], int]:
+    """The catalogue copy's prices of these products and the id the new order takes, in one round trip (an
+    order refused for its products leaves a gap in the ids, as a rolled-back one always did)."""
     rows = await conn.fetch(
-        "SELECT product_id, price FROM catalogue WHERE product_id = ANY($1::bigint[])", list(product_ids)
+        # A CTE with a volatile function is evaluated once, whatever joins it.
+        "WITH next AS (SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS order_id)"
+        " SELECT next.order_id, c.product_id, c.price FROM next"
+        " LEFT JOIN catalogue c ON c.product_id = ANY($1::bigint[])",
+        list(product_ids),
     )
-    return {r["product_id"]: r["price"] for r in rows}
+    prices = {r["product_id"]: r["price"] for r in rows if r["product_id"] is not None}
+    return prices, int(rows[0]["order_id"])
 
 
 # ---- idempotency keys ----
@@ -62,22 +69,21 @@ async def claim_idempotency_key(
 # ---- orders ----
 
 
-async def next_order_id(conn: DbConnection) -> int:
-    order_id: int = await conn.fetchval("SELECT nextval(pg_get_serial_sequence('orders', 'id'))")
-    return order_id
-
-
 async def insert_order(
     conn: DbConnection, order_id: int, user_id: int, email: str, total: Decimal, lines: Sequence[PricedLine]
 ) -> datetime:
-    """Writes a pending order and its lines; returns its created_at."""
+    """Writes a pending order and its lines, in one statement; returns its created_at."""
     created_at: datetime = await conn.fetchval(
-        "INSERT INTO orders (id, user_id, email, status, total) VALUES ($1, $2, $3, $4, $5) RETURNING created_at",
+        "WITH made AS ("
+        "  INSERT INTO orders (id, user_id, email, status, total) VALUES ($1, $2, $3, $4, $5) RETURNING created_at),"
+        " lines AS ("
+        "  INSERT INTO order_items (order_id, line, product_id, quantity, unit_price)"
+        "  SELECT $1, l.line, l.product_id, l.quantity, l.unit_price"
+        "  FROM unnest($6::integer[], $7::bigint[], $8::integer[], $9::numeric[]) AS l (line, product_id, quantity, unit_price))"
+        " SELECT created_at FROM made",
         order_id, user_id, email, OrderStatus.PENDING.value, total,
-    )
-    await conn.executemany(
-        "INSERT INTO order_items (order_id, line, product_id, quantity, unit_price) VALUES ($1, $2, $3, $4, $5)",
-        [(order_id, n, line.product_id, line.quantity, line.unit_price) for n, line in enumerate(lines, start=1)],
+        list(range(1, len(lines) + 1)), [line.product_id for line in lines], [line.quantity for line in lines],
+        [line.unit_price for line in lines],
     )
     return created_at
 

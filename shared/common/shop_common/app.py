@@ -67,6 +67,41 @@ class RequestIdMiddleware:
             correlation_id.reset(token)
 
 
+class InFlightLimit:
+    """Backpressure: a process holding `limit` requests already answers the next at once with 503 and
+    `Retry-After: 1`, instead of queueing it behind the others for its database connection and CPU, where its
+    wait (and every later one's) would grow until clients time out or drop the connection. Health and metrics
+    are always answered. A client (or the gateway's other replica) tries again a second later."""
+
+    BUSY_BODY = b'{"detail": "%s busy, try again in a moment"}'
+
+    def __init__(self, app: ASGIApp, service: str, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0
+        self.refused = 0
+        self.body = self.BUSY_BODY % service.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.limit <= 0 or scope["path"].endswith(("/health", "/metrics")):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            self.refused += 1
+            await send({
+                "type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1"),
+                            (b"content-length", str(len(self.body)).encode())],
+            })
+            await send({"type": "http.response.body", "body": self.body})
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
 RunningRelay = tuple[OutboxRelay, asyncio.Task[None]]
 
 
@@ -92,7 +127,8 @@ async def _shut_down(relay: RunningRelay | None, bus: Bus, pool: asyncpg.Pool, g
         pool.terminate()
 
 
-def get_pool(request: Request) -> asyncpg.Pool:
+async def get_pool(request: Request) -> asyncpg.Pool:
+    """async, though it never waits: FastAPI runs a plain function dependency in a worker thread, a hop per request."""
     pool: asyncpg.Pool = request.app.state.pool
     return pool
 
@@ -159,6 +195,10 @@ def create_service_app(
                 timing.cancel()
                 await asyncio.wait([timing])
             await _shut_down(relay, bus, pool)
+            for dependency in dependencies.values():  # what the wiring keeps open (notifications' SMTP connections)
+                closing = getattr(dependency, "aclose", None)
+                if closing is not None:
+                    await closing()
             flush()
 
     app = FastAPI(
@@ -171,6 +211,7 @@ def create_service_app(
     )
     app.add_middleware(RequestLogMiddleware, service=service)  # inside RequestIdMiddleware: sees the correlation id
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(InFlightLimit, service=service, limit=settings.max_requests_in_flight)
     app.add_middleware(CloseWhenDraining)  # outermost: every answer of a stopping process closes its connection
     instrument_app(app)
 

@@ -28,6 +28,9 @@ class ServiceSettings(BaseSettings):
     # page links each trace id to <it>/<trace id>. Tracing itself is set by OTEL_* alone (shop_common/tracing.py).
     ops_trace_viewer_url: str = ""
     db_pool_size: int = 10
+    # Backpressure: past this many requests in hand at once, a process answers 503 with Retry-After at once
+    # instead of queueing more (shop_common.app.InFlightLimit); 0 for no limit.
+    max_requests_in_flight: int = 128
 
     event_max_attempts: int = _BUS.max_attempts
     event_retry_delays_ms: str = ",".join(map(str, _BUS.retry_delays_ms))

@@ -14,7 +14,16 @@ MIGRATION_LOCK = 0x5140_0001
 
 
 async def create_pool(database_url: str, size: int = 10) -> asyncpg.Pool:
-    return await asyncpg.create_pool(database_url, min_size=1, max_size=size)
+    return await asyncpg.create_pool(database_url, min_size=1, max_size=size, reset=keep_session)
+
+
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset at each release: nothing more than what asyncpg does first in any case (a transaction
+    left open rolled back, listeners dropped). Its default reset also sends `SELECT pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *; RESET ALL` at every release, a round trip for each use of the pool (two for every
+    order placed). The services leave no session state on a pooled connection: no SET (only SET LOCAL), no
+    cursor outside a transaction, and the migration's advisory lock and the relay's LISTEN undone by the code
+    that took them (a LISTEN left behind would only bring notifications nobody listens to)."""
 
 
 async def migrate(pool: asyncpg.Pool, directory: Path, shared: Mapping[str, str] | None = None) -> list[str]:

@@ -60,3 +60,36 @@ def test_a_token_without_role_is_refused(jwt_keys):
     token = jwt.encode({k: v for k, v in claims().items() if k != "role"}, jwt_keys[0].read_text(), algorithm="EdDSA")
     with pytest.raises(InvalidToken):
         verify_token(token, jwt_keys[1].read_text())
+
+
+def test_a_token_verified_once_is_taken_again_without_its_signature_checked_until_it_expires(jwt_keys, make_token, monkeypatch):
+    import time
+
+    import shop_common.auth as auth
+
+    public = jwt_keys[1].read_text()
+    token = make_token(8, ttl=timedelta(seconds=2))
+    decoded = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(auth.jwt, "decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    assert [verify_token(token, public).id for _ in range(5)] == [8] * 5
+    assert len(decoded) == 1  # the signature was checked once
+
+    time.sleep(2.1)
+    with pytest.raises(InvalidToken):  # and the remembered token expires as the token itself does
+        verify_token(token, public)
+    with pytest.raises(InvalidToken):
+        verify_token(token, public)
+
+
+def test_a_token_verified_under_one_key_is_not_taken_under_another(jwt_keys, make_token):
+    token = make_token(9)
+    assert verify_token(token, jwt_keys[1].read_text()).id == 9
+    other_public = Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    with pytest.raises(InvalidToken):
+        verify_token(token, other_public)
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(InvalidToken):  # another string is another token: checked, refused
+        verify_token(tampered, jwt_keys[1].read_text())
