@@ -389,7 +389,7 @@ HTTP_FIGURES = [
 ORDER = [
     "relay_vs_raw_publish", "consumer_vs_raw_consume", "relay_traced_vs_raw_publish", "consumer_traced_vs_raw_consume",
     "rebuild_vs_raw_stream", *HTTP_FIGURES, "rolling_restart_failed_requests", "payment_deadline_late_p99_ms",
-    "analytics_summary_p99_at_1m_orders",
+    "analytics_summary_p99_at_1m_orders", "summary_p99_ms_at_1m_orders",
 ]
 
 
@@ -403,9 +403,16 @@ def main(
     confirm_seconds: float = typer.Option(15, help="length of the order -> confirmed phase"),
     drain: int = typer.Option(1000, help="orders in the drain"),
     scale_orders: int = typer.Option(1_000_000, help="orders in analytics' tables for the summary at scale"),
+    reads_orders: int = typer.Option(1_000_000, help="orders seeded into the reads stack's databases"),
+    reads_inbox: int = typer.Option(10_000_000, help="inbox rows seeded over the reads stack's databases"),
+    reads_rate: float = typer.Option(40, help="requests/s of the four reads, in turn, in each round"),
+    reads_seconds: float = typer.Option(20, help="length of each round of the four reads"),
+    reads_rounds: int = typer.Option(5, help="rounds of the four reads on each shop (the median p99 is kept)"),
     deadline_orders: int = typer.Option(300, help="unpaid orders in each phase of the payment-deadline figure"),
     deadline_timeout: float = typer.Option(3.0, help="ORDER_PAYMENT_TIMEOUT of the payment-deadline figure's stack"),
-    only: str = typer.Option("", help="'bus', 'history', 'http', 'restart', 'deadline' or 'scale' to measure one part only"),
+    only: str = typer.Option(
+        "", help="'bus', 'history', 'http', 'restart', 'deadline', 'scale' or 'reads' to measure one part only"
+    ),
 ) -> None:
     figures: list[Figure] = []
     # The bus figures run in this process as the services run theirs; the raw baselines run under it too.
@@ -424,11 +431,17 @@ def main(
         from .scale import summary_figure
 
         figures.append(asyncio.run(summary_figure(scale_orders, 200, progress)))
+    if only in ("", "reads"):
+        from .reads import reads_figure
+
+        figures.append(asyncio.run(reads_figure(reads_orders, reads_inbox, reads_rate, reads_seconds, reads_rounds, progress)))
     figures.sort(key=lambda f: ORDER.index(f.name))
     print(table(figures))
     settings = {
         "events": events, "rounds": rounds, "rate": rate, "seconds": seconds, "confirm_rate": confirm_rate,
         "confirm_seconds": confirm_seconds, "drain": drain, "scale_orders": scale_orders,
+        "reads_orders": reads_orders, "reads_inbox": reads_inbox, "reads_rate": reads_rate,
+        "reads_seconds": reads_seconds, "reads_rounds": reads_rounds,
         "deadline_orders": deadline_orders, "deadline_timeout": deadline_timeout,
         "took_seconds": round(time.monotonic() - STARTED),
     }
