@@ -5,7 +5,8 @@ raw confirmed publishing, the consumers (analytics' and products' real OrderCrea
 consume-and-ack. The HTTP figures run against an isolated copy of the whole stack (deploy/local/up.sh) through
 its gateway: fixed-rate latency, order → confirmed, the slow mail relay, and a drain of N orders. Two more
 isolated stacks: one of two processes a service for the rolling restart, one with a payment deadline of seconds
-for how late it fires.
+for how late it fires. And two more for four reads at a million orders (bench/reads.py): one set up and left
+almost empty, one then seeded by SQL (bench/seed.py), their rounds alternating.
 """
 
 from __future__ import annotations
