@@ -5,7 +5,8 @@ raw confirmed publishing, the consumers (analytics' and products' real OrderCrea
 consume-and-ack. The HTTP figures run against an isolated copy of the whole stack (deploy/local/up.sh) through
 its gateway: fixed-rate latency, order → confirmed, the slow mail relay, and a drain of N orders. Two more
 isolated stacks: one of two processes a service for the rolling restart, one with a payment deadline of seconds
-for how late it fires.
+for how late it fires. And two more for four reads at a million orders (bench/reads.py): one set up and left
+almost empty, one then seeded by SQL (bench/seed.py), their rounds alternating.
 """
 
 from __future__ import annotations
@@ -389,7 +390,8 @@ HTTP_FIGURES = [
 ORDER = [
     "relay_vs_raw_publish", "consumer_vs_raw_consume", "relay_traced_vs_raw_publish", "consumer_traced_vs_raw_consume",
     "rebuild_vs_raw_stream", *HTTP_FIGURES, "rolling_restart_failed_requests", "payment_deadline_late_p99_ms",
-    "analytics_summary_p99_at_1m_orders", "shop_sustained_orders_per_s", "cpu_ms_per_order", "errors_at_saturation",
+    "analytics_summary_p99_at_1m_orders", "summary_p99_ms_at_1m_orders", "shop_sustained_orders_per_s", "cpu_ms_per_order",
+    "errors_at_saturation",
 ]
 
 
@@ -403,11 +405,16 @@ def main(
     confirm_seconds: float = typer.Option(15, help="length of the order -> confirmed phase"),
     drain: int = typer.Option(1000, help="orders in the drain"),
     scale_orders: int = typer.Option(1_000_000, help="orders in analytics' tables for the summary at scale"),
+    reads_orders: int = typer.Option(1_000_000, help="orders seeded into the reads stack's databases"),
+    reads_inbox: int = typer.Option(10_000_000, help="inbox rows seeded over the reads stack's databases"),
+    reads_rate: float = typer.Option(40, help="requests/s of the four reads, in turn, in each round"),
+    reads_seconds: float = typer.Option(20, help="length of each round of the four reads"),
+    reads_rounds: int = typer.Option(5, help="rounds of the four reads on each shop (the median p99 is kept)"),
     deadline_orders: int = typer.Option(300, help="unpaid orders in each phase of the payment-deadline figure"),
     deadline_timeout: float = typer.Option(3.0, help="ORDER_PAYMENT_TIMEOUT of the payment-deadline figure's stack"),
     only: str = typer.Option(
-        "", help="'bus', 'history', 'http', 'restart', 'deadline', 'scale' or 'capacity' to measure one part only;"
-        " 'brokers' for the comparison of brokers (not in the whole run)"
+        "", help="'bus', 'history', 'http', 'restart', 'deadline', 'scale', 'reads' or 'capacity' to measure one part"
+        " only; 'brokers' for the comparison of brokers (not in the whole run)"
     ),
     messages: int = typer.Option(20_000, help="messages per system in the comparison of brokers"),
 ) -> None:
@@ -433,6 +440,10 @@ def main(
         from .scale import summary_figure
 
         figures.append(asyncio.run(summary_figure(scale_orders, 200, progress)))
+    if only in ("", "reads"):
+        from .reads import reads_figure
+
+        figures.append(asyncio.run(reads_figure(reads_orders, reads_inbox, reads_rate, reads_seconds, reads_rounds, progress)))
     if only in ("", "capacity"):
         from .capacity import capacity_figures
 
@@ -442,6 +453,8 @@ def main(
     settings = {
         "events": events, "rounds": rounds, "rate": rate, "seconds": seconds, "confirm_rate": confirm_rate,
         "confirm_seconds": confirm_seconds, "drain": drain, "scale_orders": scale_orders,
+        "reads_orders": reads_orders, "reads_inbox": reads_inbox, "reads_rate": reads_rate,
+        "reads_seconds": reads_seconds, "reads_rounds": reads_rounds,
         "deadline_orders": deadline_orders, "deadline_timeout": deadline_timeout,
         "took_seconds": round(time.monotonic() - STARTED),
     }

@@ -2,8 +2,8 @@
 
 Each fact is one upsert keyed by the id of the thing it is about, so events may arrive in any order
 (a payment before its order, a moderation before its review) and no write waits for another.
-Figures come from the facts known so far: the summary from the counts the fact tables' triggers keep,
-the others computed at query time.
+Figures come from the facts known so far: the summary and a product's figures from the counts the fact
+tables' triggers keep, the daily figures computed at query time.
 """
 
 from __future__ import annotations
@@ -199,29 +199,17 @@ async def summary(conn: DbConnection | asyncpg.Pool) -> asyncpg.Record:
     return await fetch_one(conn, SUMMARY_SQL)
 
 
-# A line sold something only when its order is paid and neither cancelled nor refunded (a refund is of the
-# whole order, and its stock goes back); a refunded order's lines count as units refunded. Unpaid lines only
-# make the product known.
+# A product's counts as the fact tables' triggers keep them (migrations/004_product_counts.sql), summed over
+# their shards: a few rows, however many orders and reviews name the product. A line sold something only when
+# its order is paid and neither cancelled nor refunded (a refund is of the whole order, and its stock goes
+# back); a refunded order's lines count as units refunded. Unpaid lines and reviews only make the product known.
 PRODUCT_SQL = """
-SELECT s.units_sold, s.revenue, s.units_refunded, s.lines, r.rating_sum, r.rating_count, r.reviews,
+SELECT coalesce(sum(units_sold), 0)::bigint AS units_sold, coalesce(sum(revenue), 0)::numeric(16, 2) AS revenue,
+       coalesce(sum(units_refunded), 0)::bigint AS units_refunded, coalesce(sum(lines), 0)::bigint AS lines,
+       coalesce(sum(rating_sum), 0)::bigint AS rating_sum, coalesce(sum(rating_count), 0)::bigint AS rating_count,
+       coalesce(sum(reviews), 0)::bigint AS reviews,
        EXISTS (SELECT 1 FROM products WHERE product_id = $1) AS created
-FROM (
-    SELECT coalesce(sum(quantity) FILTER (WHERE sold), 0) AS units_sold,
-           coalesce(sum(quantity * unit_price) FILTER (WHERE sold), 0) AS revenue,
-           coalesce(sum(quantity) FILTER (WHERE refunded), 0) AS units_refunded,
-           count(*) AS lines
-    FROM (
-        SELECT i.quantity, i.unit_price, o.refunded_at IS NOT NULL AS refunded,
-               o.paid_at IS NOT NULL AND o.cancelled_at IS NULL AND o.refunded_at IS NULL AS sold
-        FROM order_items AS i JOIN orders AS o USING (order_id)
-        WHERE i.product_id = $1
-    ) AS lines_of_product
-) AS s, (
-    SELECT coalesce(sum(rating) FILTER (WHERE status = 'published'), 0) AS rating_sum,
-           count(*) FILTER (WHERE status = 'published') AS rating_count,
-           count(*) AS reviews
-    FROM reviews WHERE product_id = $1
-) AS r
+FROM product_counts WHERE product_id = $1
 """
 
 

@@ -148,8 +148,13 @@ async def list_orders(
     pool: DbPool,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
+    before: Annotated[
+        int | None,
+        Query(ge=1, le=BIGINT_MAX, description="only orders with a smaller id: the last id of the page before, so "
+              "that each next page costs the same however deep (offset skips rows one by one)"),
+    ] = None,
 ) -> list[OrderOut]:
-    return [OrderOut.of(order) for order in await application.list_orders(pool, user, limit, offset)]
+    return [OrderOut.of(order) for order in await application.list_orders(pool, user, limit, offset, before)]
 
 
 @router.get(

@@ -118,10 +118,15 @@ async def _place(conn: DbConnection, user: Principal, lines: list[RequestedLine]
     return order
 
 
-async def list_orders(pool: asyncpg.Pool, viewer: Principal, limit: int, offset: int) -> list[Order]:
-    """The viewer's orders, newest first; an admin's view is everyone's."""
+async def list_orders(
+    pool: asyncpg.Pool, viewer: Principal, limit: int, offset: int, before: int | None = None
+) -> list[Order]:
+    """The viewer's orders, newest first (only those with an id below `before`, when given); an admin's view is
+    everyone's."""
     async with pool.acquire() as conn:
-        return await db.list_orders(conn, None if viewer.is_admin else viewer.id, limit, offset)
+        return await db.list_orders(
+            conn, None if viewer.is_admin else viewer.id, limit, offset, db.NO_CURSOR if before is None else before
+        )
 
 
 async def get_order(pool: asyncpg.Pool, order_id: int, viewer: Principal) -> Order:

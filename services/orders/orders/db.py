@@ -114,13 +114,23 @@ async def get_orders(conn: DbConnection, order_ids: list[int], *, for_update: bo
     return await _with_lines(conn, rows)
 
 
-async def list_orders(conn: DbConnection, user_id: int | None, limit: int, offset: int) -> list[Order]:
-    """Newest first; every user's when user_id is None (admin)."""
-    rows = await conn.fetch(
-        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE $1::bigint IS NULL OR user_id = $1"
-        " ORDER BY id DESC LIMIT $2 OFFSET $3",
-        user_id, limit, offset,
-    )
+# Whose orders, then newest first from below `before`: the customer's from orders_by_user (user_id, id DESC), an
+# admin's from the primary key backwards. Two statements rather than one with "$1 IS NULL OR user_id = $1", whose
+# plan, once the statement cache makes it generic, can walk every order of the shop backwards to find one
+# customer's page.
+_CUSTOMERS_ORDERS = f"SELECT {_ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3 OFFSET $4"
+_EVERY_ORDER = f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id < $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+NO_CURSOR = 2**63 - 1  # above every id: `before` left out
+
+
+async def list_orders(
+    conn: DbConnection, user_id: int | None, limit: int, offset: int, before: int = NO_CURSOR
+) -> list[Order]:
+    """Newest first, only ids below `before`, skipping `offset` of them; every user's when user_id is None (admin)."""
+    if user_id is None:
+        rows = await conn.fetch(_EVERY_ORDER, before, limit, offset)
+    else:
+        rows = await conn.fetch(_CUSTOMERS_ORDERS, user_id, before, limit, offset)
     return await _with_lines(conn, rows)
 
 
