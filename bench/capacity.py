@@ -339,11 +339,35 @@ def logged_errors(stack: BenchStack, most: int = 3) -> dict[str, list[str]]:
     """The first error lines of each process's log (what a 5xx in the load was), for the figure's details."""
     found: dict[str, list[str]] = {}
     for path in sorted((stack.stack.run_dir / "logs").glob("*.log")):
-        lines = [line[:400] for line in path.read_text(errors="replace").splitlines()
-                 if '"level": "error"' in line or "[error]" in line or "[crit]" in line]
+        lines = []
+        for line in path.read_text(errors="replace").splitlines():
+            if '"level": "error"' in line:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    record = {"msg": line}
+                exc = str(record.get("exc") or "").strip().splitlines()
+                lines.append(f"{record.get('msg')}: {exc[-1]}"[:300] if exc else str(record.get("msg"))[:300])
+            elif "[error]" in line or "[crit]" in line:
+                lines.append(line[:300])
         if lines:
             found[path.stem] = lines[:most]
     return found
+
+
+async def room_on_postgresql(admin: asyncpg.Connection, progress: Progress, want: int = 45, patience: float = 180) -> dict:
+    """The shared PostgreSQL server's free connections (the stack's pools grow to 10 a service under load): waits
+    up to `patience` seconds for `want` free, as other stacks on the same server may hold them; what it found."""
+    started = time.monotonic()
+    while True:
+        free, others = await admin.fetchrow(
+            "SELECT current_setting('max_connections')::int - count(*), count(*) FROM pg_stat_activity"
+        )
+        if free >= want or time.monotonic() - started > patience:
+            break
+        progress(f"  PostgreSQL has {free} connections free ({others} in use); waiting for {want}")
+        await asyncio.sleep(5)
+    return {"free_connections": free, "in_use": others, "waited_seconds": round(time.monotonic() - started)}
 
 
 def shares(cpu: dict[str, float], orders: int) -> dict[str, float]:
@@ -363,6 +387,7 @@ async def capacity_figures(progress: Progress) -> list[Figure]:
         beam = listening_pid(urlsplit(node_urls(throwaway.AMQP_URL)[0]).port or 5672)
         own = await books.open()
         admin = await asyncpg.connect(throwaway.POSTGRES_URL)
+        postgresql = await room_on_postgresql(admin, progress)
 
         progress(f"GET /api/products/{{id}} by wrk: {CONNECTIONS} connections, closed loop, {GET_SECONDS}s")
         get = await asyncio.to_thread(run_wrk, gateway, "get", GET_SECONDS, CONNECTIONS, products)
@@ -411,7 +436,8 @@ async def capacity_figures(progress: Progress) -> list[Figure]:
             {"orders": seen.placed, "seconds_in_all": round(total, 2), "catch_up_seconds": round(done_at - loop_end, 2),
              "accepted_per_s_in_loop": round(loop.count("201") / loop.seconds, 1), "load": loop.summary(),
              "get_product": get.summary(), "load_average_1_5_15min": [round(x, 2) for x in load],
-             "logged_errors": logged_errors(stack) if loop.errors() or get.errors() else {}},
+             "logged_errors": logged_errors(stack) if loop.errors() or get.errors() else {},
+             "postgresql_at_start": postgresql},
         ))
         figures.append(Figure(
             "cpu_ms_per_order", round(per_order, 2), "ms", None, None, "<= 8 ms", per_order <= 8,
