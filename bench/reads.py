@@ -40,30 +40,35 @@ GOAL = 2.0
 async def reads_figure(
     orders: int, inbox_rows: int, rate: float, seconds: float, rounds: int, progress: Progress
 ) -> Figure:
-    """Two isolated stacks set up alike, one then seeded; the reads' rounds alternate between them (empty, full,
+    """Two isolated stacks set up alike, one of them seeded; the reads' rounds alternate between them (empty, full,
     full, empty, ...), so that a machine busier in one minute than the next weighs on both sides alike."""
-    stacks = {"empty": BenchStack(progress, name="benchreadsempty"), "full": BenchStack(progress, name="benchreads")}
+    stacks = {"full": BenchStack(progress, name="benchreads"), "empty": BenchStack(progress, name="benchreadsempty")}
     failed = False
     try:
         shops: dict[str, Reader] = {}
         async with contextlib.AsyncExitStack() as clients:
-            for side, stack in stacks.items():
-                running = await asyncio.to_thread(stack.start)
+
+            async def set_up(side: str) -> Reader:
+                running = await asyncio.to_thread(stacks[side].start)
                 limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
                 client = await clients.enter_async_context(
                     httpx.AsyncClient(base_url=running.gateway, timeout=60, limits=limits)
                 )
                 shop = Shop(client, running)
-                shops[side] = Reader(shop, *await empty_shop(shop, stack, progress))
-            full = shops["full"]
+                return Reader(shop, *await empty_shop(shop, stacks[side], progress))
+
+            # The stack to seed first, alone: the other one's connections would only crowd the server meanwhile
+            # (PostgreSQL's default of 100 connections is shared by two stacks and the seeding's nine).
+            full = shops["full"] = await set_up("full")
             plan = seed.Plan(
                 orders=orders, inbox_rows=inbox_rows, customer_id=full.customer.id, customer_email=full.customer.email,
                 product_id=full.product["id"], product_price=Decimal(full.product["price"]),
             )
-            progress(f"seeding {orders:,} orders and {inbox_rows:,} inbox rows into one stack's databases")
+            progress(f"seeding {orders:,} orders and {inbox_rows:,} inbox rows into its databases")
             seeded = await seed.seed(plan, {s: database_url(stacks["full"], s) for s in seed.DATABASES}, progress)
             progress(f"  seeded in {seeded['seconds']:.0f}s ({seeded['vacuum_checkpoint_seconds']:.0f}s of it VACUUM ANALYZE"
                      " and CHECKPOINT)")
+            shops["empty"] = await set_up("empty")
             checks = {}
             for side, reader in shops.items():
                 await stacks[side].quiet()
