@@ -118,8 +118,8 @@ async def get_orders(conn: DbConnection, order_ids: list[int], *, for_update: bo
 # admin's from the primary key backwards. Two statements rather than one with "$1 IS NULL OR user_id = $1", whose
 # plan, once the statement cache makes it generic, can walk every order of the shop backwards to find one
 # customer's page.
-_CUSTOMERS_ORDERS = f"SELECT {_ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3 OFFSET $4"
-_EVERY_ORDER = f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id < $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+CUSTOMERS_PAGE = f"SELECT {_ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3 OFFSET $4"
+EVERY_ORDERS_PAGE = f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id < $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
 NO_CURSOR = 2**63 - 1  # above every id: `before` left out
 
 
@@ -128,9 +128,9 @@ async def list_orders(
 ) -> list[Order]:
     """Newest first, only ids below `before`, skipping `offset` of them; every user's when user_id is None (admin)."""
     if user_id is None:
-        rows = await conn.fetch(_EVERY_ORDER, before, limit, offset)
+        rows = await conn.fetch(EVERY_ORDERS_PAGE, before, limit, offset)
     else:
-        rows = await conn.fetch(_CUSTOMERS_ORDERS, user_id, before, limit, offset)
+        rows = await conn.fetch(CUSTOMERS_PAGE, user_id, before, limit, offset)
     return await _with_lines(conn, rows)
 
 

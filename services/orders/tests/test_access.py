@@ -72,7 +72,7 @@ async def test_a_customers_page_is_read_from_their_own_index_even_with_a_generic
         await conn.execute("SET plan_cache_mode = force_generic_plan")
         try:
             plan = json.dumps(json.loads(await conn.fetchval(
-                f"EXPLAIN (FORMAT JSON) EXECUTE {await prepared(conn, db._CUSTOMERS_ORDERS)} (7, {db.NO_CURSOR}, 50, 0)"
+                f"EXPLAIN (FORMAT JSON) EXECUTE {await prepared(conn, db.CUSTOMERS_PAGE)} (7, {db.NO_CURSOR}, 50, 0)"
             )))
         finally:
             await conn.execute("DEALLOCATE ALL")
