@@ -30,7 +30,7 @@ class ServiceSettings(BaseSettings):
     db_pool_size: int = 10
     # Backpressure: past this many requests in hand at once, a process answers 503 with Retry-After at once
     # instead of queueing more (shop_common.app.InFlightLimit); 0 for no limit.
-    max_requests_in_flight: int = 128
+    max_requests_in_flight: int = 64
 
     event_max_attempts: int = _BUS.max_attempts
     event_retry_delays_ms: str = ",".join(map(str, _BUS.retry_delays_ms))
