@@ -1,5 +1,9 @@
 """Signing with auth's private key, verifying with the shared helper and the public key; argon2 hashes."""
 
+import asyncio
+import os
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -9,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
 from shop_common.auth import InvalidToken, verify_token
 
+from auth import passwords
 from auth.passwords import hash_password, needs_rehash, password_matches
 from auth.tokens import TokenIssuer, new_refresh_token
 
@@ -66,3 +71,28 @@ async def test_passwords_are_hashed_with_argon2id_and_checked():
     assert not await password_matches(password_hash, "Correct-horse")
     assert not await password_matches("not a hash", "correct-horse")
     assert not needs_rehash(password_hash)
+
+
+async def test_hashes_run_one_per_parallelism_cpus_so_argon2_threads_never_outnumber_the_cpus(monkeypatch):
+    """argon2 runs `parallelism` threads of its own per hash: twelve logins at once may not hash twelve at once
+    (asyncio's default pool ran min(32, CPUs + 4): 24 argon2 threads on 2 CPUs), or the event loop, and with it
+    every other request of auth, is left a sliver of the CPUs; they wait their turn instead."""
+    running = peak = 0
+    lock = threading.Lock()
+
+    class Counting:
+        parallelism = passwords._hasher.parallelism
+
+        def verify(self, password_hash: str, password: str) -> bool:
+            nonlocal running, peak
+            with lock:
+                running += 1
+                peak = max(peak, running)
+            time.sleep(0.02)
+            with lock:
+                running -= 1
+            return True
+
+    monkeypatch.setattr(passwords, "_hasher", Counting())
+    assert await asyncio.gather(*(password_matches("h", "p") for _ in range(12))) == [True] * 12
+    assert peak <= max(1, len(os.sched_getaffinity(0)) // Counting.parallelism) == passwords.HASH_WORKERS
