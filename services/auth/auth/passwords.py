@@ -4,15 +4,22 @@ argon2 runs `parallelism` threads of its own per hash (4 by default), so hashes 
 one worker per that many CPUs: however many logins arrive at once, argon2's threads never outnumber the CPUs, and
 the event loop (every other request auth answers meanwhile) keeps its share of them. The old way, asyncio's
 default pool (6 workers on 2 CPUs: 24 argon2 threads), left the loop a few per cent of a CPU while a flood of
-logins was hashed: a GET /api/auth/me then took seconds (bench/abuse.py). The hashes wait their turn in order.
+logins was hashed: a GET /api/auth/me then took seconds (bench/abuse.py).
+
+Hashes that wait for a worker take turns by client address (`hashing_for`, which the login and register routes
+set from the address the gateway saw): one of each waiting address in turn, in the order they came, rather than
+first come first served. So a flood from one address, whatever got past the gateway's limit, queues behind
+itself: another customer's login waits for at most the hashes in hand and one turn of each other address.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import TypeVar
 
 from argon2 import PasswordHasher
@@ -24,9 +31,64 @@ _hashing = ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="argo
 _dummy: str | None = None
 T = TypeVar("T")
 
+# The client address a hash is made for: its turn among the waiting ones (see above); "" when not set.
+hashing_for: ContextVar[str] = ContextVar("hashing_for", default="")
+
+
+class TakeTurns:
+    """At most `slots` holders at once. When more wait, a freed slot goes to the next client in turn: each
+    waiting client in the order it began to wait, the one whose hash just ended after the others, and each
+    client's own waiters first come first served."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiting: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
+
+    async def acquire(self, client: str) -> None:
+        if self._free and not self._waiting:
+            self._free -= 1
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(client, deque()).append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release(client)  # handed a slot just as it was cancelled: pass it on
+            else:
+                queue = self._waiting.get(client)
+                if queue is not None and turn in queue:
+                    queue.remove(turn)
+                    if not queue:
+                        del self._waiting[client]
+            raise
+
+    def release(self, client: str) -> None:
+        if client in self._waiting and len(self._waiting) > 1:
+            self._waiting.move_to_end(client)  # it just had its turn
+        while self._waiting:
+            nxt, queue = next(iter(self._waiting.items()))
+            turn = queue.popleft()
+            if queue:
+                self._waiting.move_to_end(nxt)  # its next waiter comes after every other client's
+            else:
+                del self._waiting[nxt]
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._free += 1
+
+
+_turns = TakeTurns(HASH_WORKERS)
+
 
 async def _off_the_loop(work: Callable[..., T], *args: str) -> T:
-    return await asyncio.get_running_loop().run_in_executor(_hashing, work, *args)
+    client = hashing_for.get()
+    await _turns.acquire(client)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(_hashing, work, *args)
+    finally:
+        _turns.release(client)
 
 
 async def hash_password(password: str) -> str:

@@ -96,3 +96,45 @@ async def test_hashes_run_one_per_parallelism_cpus_so_argon2_threads_never_outnu
     monkeypatch.setattr(passwords, "_hasher", Counting())
     assert await asyncio.gather(*(password_matches("h", "p") for _ in range(12))) == [True] * 12
     assert peak <= max(1, len(os.sched_getaffinity(0)) // Counting.parallelism) == passwords.HASH_WORKERS
+
+
+async def test_waiting_hashes_take_turns_by_client_address(monkeypatch):
+    """A flood from one address that got past the gateway queues behind itself: another customer's login waits
+    for the hash in hand, not for every hash the flood queued before it."""
+    order: list[str] = []
+
+    class Recording:
+        parallelism = passwords._hasher.parallelism
+
+        def verify(self, password_hash: str, password: str) -> bool:
+            order.append(password)
+            time.sleep(0.01)
+            return True
+
+    monkeypatch.setattr(passwords, "_hasher", Recording())
+    monkeypatch.setattr(passwords, "_turns", passwords.TakeTurns(1))
+
+    async def check(client: str, password: str) -> bool:
+        passwords.hashing_for.set(client)
+        return await password_matches("h", password)
+
+    flood = [asyncio.create_task(check("192.0.2.66", f"flood-{i}")) for i in range(6)]
+    await asyncio.sleep(0)  # the flood is first: one hash in hand, five waiting
+    customers = [asyncio.create_task(check(f"192.0.2.{7 + i}", f"customer-{i}")) for i in range(2)]
+    assert all(await asyncio.gather(*flood, *customers))
+    # each waiting address once a round, the flood (whose hash was in hand) after the others
+    assert order == ["flood-0", "customer-0", "customer-1", "flood-1", "flood-2", "flood-3", "flood-4", "flood-5"]
+
+
+async def test_a_hash_given_up_while_waiting_passes_its_turn_on(monkeypatch):
+    monkeypatch.setattr(passwords, "_turns", passwords.TakeTurns(1))
+    turns = passwords._turns
+    await turns.acquire("a")
+    waiting = asyncio.create_task(turns.acquire("b"))
+    granted_then_cancelled = asyncio.create_task(turns.acquire("c"))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    turns.release("a")  # goes to c, whose task is cancelled before it runs: c passes it on
+    granted_then_cancelled.cancel()
+    await asyncio.gather(waiting, granted_then_cancelled, return_exceptions=True)
+    await asyncio.wait_for(turns.acquire("d"), 1)  # the slot is free again
