@@ -138,3 +138,40 @@ async def test_a_hash_given_up_while_waiting_passes_its_turn_on(monkeypatch):
     granted_then_cancelled.cancel()
     await asyncio.gather(waiting, granted_then_cancelled, return_exceptions=True)
     await asyncio.wait_for(turns.acquire("d"), 1)  # the slot is free again
+
+
+async def test_an_address_with_failed_checks_waits_behind_every_other(monkeypatch):
+    """Three failed checks in a minute from one address (a flood that got past the gateway): its hashes wait until
+    no one else waits; a right password clears its record."""
+    order: list[str] = []
+
+    class Recording:
+        parallelism = passwords._hasher.parallelism
+
+        def verify(self, password_hash: str, password: str) -> bool:
+            order.append(password)
+            time.sleep(0.01)
+            return password.startswith("customer")
+
+    failures = passwords.Failures()
+    monkeypatch.setattr(passwords, "_hasher", Recording())
+    monkeypatch.setattr(passwords, "failures", failures)
+    monkeypatch.setattr(passwords, "_turns", passwords.TakeTurns(1, failures.suspect))
+    flooder = "192.0.2.66"
+
+    async def check(client: str, password: str) -> bool:
+        passwords.hashing_for.set(client)
+        return await password_matches("h", password)
+
+    for i in range(3):
+        assert not await check(flooder, f"wrong-{i}")
+    assert failures.suspect(flooder) and not failures.suspect("192.0.2.7")
+
+    flood = [asyncio.create_task(check(flooder, f"flood-{i}")) for i in range(4)]
+    await asyncio.sleep(0)  # one flood hash in hand, three waiting
+    customers = [asyncio.create_task(check(f"192.0.2.{7 + i}", f"customer-{i}")) for i in range(3)]
+    await asyncio.gather(*flood, *customers)
+    assert order[3:] == ["flood-0", "customer-0", "customer-1", "customer-2", "flood-1", "flood-2", "flood-3"]
+
+    failures.succeeded(flooder)
+    assert not failures.suspect(flooder)
