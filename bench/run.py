@@ -3,9 +3,10 @@
 Two parts. The bus figures run in this process against a throwaway vhost and databases: the outbox relay against
 raw confirmed publishing, the consumers (analytics' and products' real OrderCreated handlers) against raw
 consume-and-ack. The HTTP figures run against an isolated copy of the whole stack (deploy/local/up.sh) through
-its gateway: fixed-rate latency, order → confirmed, the slow mail relay, and a drain of N orders. Two more
+its gateway: fixed-rate latency, order → confirmed, the slow mail relay, and a drain of N orders. Three more
 isolated stacks: one of two processes a service for the rolling restart, one with a payment deadline of seconds
-for how late it fires. And two more for four reads at a million orders (bench/reads.py): one set up and left
+for how late it fires, one with the gateway's shipped limits for a flood of wrong logins and a ban behind a
+backlog (bench/abuse.py). And two more for four reads at a million orders (bench/reads.py): one set up and left
 almost empty, one then seeded by SQL (bench/seed.py), their rounds alternating.
 """
 
@@ -390,8 +391,8 @@ HTTP_FIGURES = [
 ORDER = [
     "relay_vs_raw_publish", "consumer_vs_raw_consume", "relay_traced_vs_raw_publish", "consumer_traced_vs_raw_consume",
     "rebuild_vs_raw_stream", *HTTP_FIGURES, "rolling_restart_failed_requests", "payment_deadline_late_p99_ms",
-    "analytics_summary_p99_at_1m_orders", "summary_p99_ms_at_1m_orders", "shop_sustained_orders_per_s", "cpu_ms_per_order",
-    "errors_at_saturation",
+    "login_flood_p99_vs_no_flood", "ban_effect_p99_ms_under_backlog", "analytics_summary_p99_at_1m_orders",
+    "summary_p99_ms_at_1m_orders", "shop_sustained_orders_per_s", "cpu_ms_per_order", "errors_at_saturation",
 ]
 
 
@@ -412,9 +413,14 @@ def main(
     reads_rounds: int = typer.Option(5, help="rounds of the four reads on each shop (the median p99 is kept)"),
     deadline_orders: int = typer.Option(300, help="unpaid orders in each phase of the payment-deadline figure"),
     deadline_timeout: float = typer.Option(3.0, help="ORDER_PAYMENT_TIMEOUT of the payment-deadline figure's stack"),
+    flood_rate: float = typer.Option(200, help="wrong logins/s from one address in the login-flood figure"),
+    login_rate: float = typer.Option(1, help="other customers' logins/s (each from its own address) beside the flood"),
+    route_rate: float = typer.Option(30, help="GET product / POST order / GET me per second beside the flood"),
+    bans: int = typer.Option(20, help="bans in each phase of the ban-under-backlog figure"),
+    backlog: int = typer.Option(50_000, help="background events waiting in orders' and products' queues for the bans"),
     only: str = typer.Option(
-        "", help="'bus', 'history', 'http', 'restart', 'deadline', 'scale', 'reads' or 'capacity' to measure one part"
-        " only; 'brokers' for the comparison of brokers (not in the whole run)"
+        "", help="'bus', 'history', 'http', 'restart', 'deadline', 'abuse', 'scale', 'reads' or 'capacity' to measure"
+        " one part only; 'brokers' for the comparison of brokers (not in the whole run)"
     ),
     messages: int = typer.Option(20_000, help="messages per system in the comparison of brokers"),
 ) -> None:
@@ -436,6 +442,12 @@ def main(
         figures.append(asyncio.run(rolling_restart_figure(rate, seconds)))
     if only in ("", "deadline"):
         figures.append(asyncio.run(payment_deadline_figure(rate, deadline_orders, deadline_timeout)))
+    if only in ("", "abuse"):
+        from .abuse import abuse_figures
+
+        figures += asyncio.run(abuse_figures(
+            P99_ROUNDS, seconds, flood_rate, login_rate, route_rate, bans, backlog, progress
+        ))
     if only in ("", "scale"):
         from .scale import summary_figure
 
@@ -455,7 +467,8 @@ def main(
         "confirm_seconds": confirm_seconds, "drain": drain, "scale_orders": scale_orders,
         "reads_orders": reads_orders, "reads_inbox": reads_inbox, "reads_rate": reads_rate,
         "reads_seconds": reads_seconds, "reads_rounds": reads_rounds,
-        "deadline_orders": deadline_orders, "deadline_timeout": deadline_timeout,
+        "deadline_orders": deadline_orders, "deadline_timeout": deadline_timeout, "flood_rate": flood_rate,
+        "login_rate": login_rate, "route_rate": route_rate, "bans": bans, "backlog": backlog,
         "took_seconds": round(time.monotonic() - STARTED),
     }
     write(figures, HERE, {"settings": settings})

@@ -37,15 +37,17 @@ class BenchStack:
         self, progress: Callable[[str], None], rate_limit: int = 100_000, replicas: int = 1, name: str = "bench",
         **settings: str,
     ) -> None:
-        """`settings`: more environment for every process of the stack (ORDER_PAYMENT_TIMEOUT for the deadline)."""
+        """`settings`: more environment for every process of the stack (ORDER_PAYMENT_TIMEOUT for the deadline, the
+        gateway's limits for the abuse figures)."""
         self.progress = progress
         self.folder = Path(tempfile.mkdtemp(prefix="shop-bench-"))
         self.delay_file = self.folder / "smtp_delay"
-        # The figures measure the shop, not the limiter: it stays on, far above what the benchmark sends.
+        # The figures measure the shop, not the limiter: it stays on, far above what the benchmark sends (unless
+        # `settings` give the gateway's limits, as the abuse figures do).
         self.stack = IsolatedStack(
             f"{name}{replicas if replicas > 1 else ''}", self.folder / "run", ADMIN_EMAIL, ADMIN_PASSWORD,
-            GATEWAY_RATE_LIMIT=str(rate_limit), GATEWAY_RATE_BURST=str(rate_limit), SHOP_REPLICAS=str(replicas),
-            **settings,
+            **{"GATEWAY_RATE_LIMIT": str(rate_limit), "GATEWAY_RATE_BURST": str(rate_limit),
+               "SHOP_REPLICAS": str(replicas), **settings},
         )
         self.env = self.stack.env
         self.prefix = self.stack.prefix

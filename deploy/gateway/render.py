@@ -20,8 +20,8 @@ DEFAULTS = {
     "GATEWAY_PORT": "8080",
     "GATEWAY_RATE_LIMIT": "500",
     "GATEWAY_RATE_BURST": "1000",
-    "GATEWAY_LOGIN_RATE_LIMIT": "5",
-    "GATEWAY_LOGIN_RATE_BURST": "20",
+    "GATEWAY_LOGIN_RATE_LIMIT": "1",
+    "GATEWAY_LOGIN_RATE_BURST": "5",
     **{f"{s.upper}_UPSTREAM": f"127.0.0.1:{s.port}" for s in SERVICES},
 }
 

@@ -145,7 +145,9 @@ gateway = [
                                        {"name": "ops-page", "configMap": {"name": "shop-ops-page"}}]}}}},
     {"apiVersion": "v1", "kind": "Service",
      "metadata": {"name": "gateway", "namespace": NS, "labels": labels("gateway", "gateway")},
-     "spec": {"type": "LoadBalancer", "selector": {"app.kubernetes.io/name": "gateway"},
+     # Local: the load balancer's traffic goes straight to a node's own gateway pod, so nginx sees each client's
+     # address (Cluster would hand it the node's), which the per-address limits are keyed by.
+     "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "selector": {"app.kubernetes.io/name": "gateway"},
               "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}},
 ]
 files["40-gateway.yaml"] = (dump(gateway,
@@ -300,7 +302,7 @@ settings = [
      "metadata": {"name": "shop-config", "namespace": NS, "labels": {"app.kubernetes.io/part-of": "shop"}},
      "data": {"ADMIN_EMAIL": "admin@example.com", "SMTP_HOST": "smtp-relay", "SMTP_PORT": "25", "LOG_LEVEL": "INFO",
               "GATEWAY_RATE_LIMIT": "500", "GATEWAY_RATE_BURST": "1000",
-              "GATEWAY_LOGIN_RATE_LIMIT": "5", "GATEWAY_LOGIN_RATE_BURST": "20"}},
+              "GATEWAY_LOGIN_RATE_LIMIT": "1", "GATEWAY_LOGIN_RATE_BURST": "5"}},
     {"apiVersion": "v1", "kind": "Secret",
      "metadata": {"name": "shop-secrets", "namespace": NS, "labels": {"app.kubernetes.io/part-of": "shop"}},
      "type": "Opaque",

@@ -4,6 +4,7 @@ request ids, routes, JSON errors, body limit, rate limit, and 503 for a service 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -32,7 +33,10 @@ class StandIn(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        body = json.dumps({"path": self.path, "request_id": self.headers.get("X-Request-ID"), "got": length}).encode()
+        body = json.dumps({
+            "path": self.path, "request_id": self.headers.get("X-Request-ID"), "got": length,
+            "client": self.headers.get("X-Forwarded-For"),
+        }).encode()
         self.rfile.read(length)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -190,23 +194,61 @@ def test_past_the_rate_limit_a_client_gets_a_json_429(start_gateway):
     assert limited.headers["Retry-After"] == "1"
 
 
+def shipped_login_limit() -> tuple[int, int]:
+    """GATEWAY_LOGIN_RATE_LIMIT and _BURST as shipped (deploy/gateway/render.py's defaults)."""
+    spec = importlib.util.spec_from_file_location("gateway_render", ROOT / "deploy/gateway/render.py")
+    assert spec is not None and spec.loader is not None
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    return int(render.DEFAULTS["GATEWAY_LOGIN_RATE_LIMIT"]), int(render.DEFAULTS["GATEWAY_LOGIN_RATE_BURST"])
+
+
+RATE, BURST = shipped_login_limit()
+
+
+def test_the_shipped_login_limit_is_tight():
+    """Each login or register costs auth a password hash (argon2id, ~0.2 s of a CPU): an address may not keep
+    a core busy with them (bench/abuse.py measures what a flood at that limit does to everyone else)."""
+    assert RATE * 0.2 <= 0.5 and BURST <= 10, (RATE, BURST)
+
+
 @pytest.mark.parametrize("path", ["/api/auth/login", "/api/auth/register"])
 def test_login_and_register_have_a_much_tighter_limit_of_their_own(start_gateway, path):
-    """Each costs auth a password hash: by default 20 at once, then 5 a second, while other routes keep going."""
+    """By default BURST at once, then RATE a second, while other routes keep going."""
     gateway = start_gateway()  # its own: login and register share one budget per address
     with httpx.Client() as client:
         started = time.monotonic()
-        codes = [client.post(gateway + path, json={}).status_code for _ in range(40)]
+        codes = [client.post(gateway + path, json={}).status_code for _ in range(BURST + 20)]
         took = time.monotonic() - started
         others = {client.get(gateway + "/api/products").status_code for _ in range(40)}
         refused = client.post(gateway + path, json={})
-    assert codes[:21] == [200] * 21  # the first and the burst of 20
-    # then one each 200 ms they took (a busy machine sends them slower, and more refill meanwhile)
-    assert set(codes) <= {200, 429} and codes.count(200) <= 21 + int(took * 5) + 1, (took, codes)
-    assert codes.count(429) >= 1 or took > 3.6  # refused some, unless so slow that the refill kept up
+    assert codes[:BURST + 1] == [200] * (BURST + 1)  # the first and the burst
+    # then one each 1/RATE s they took (a busy machine sends them slower, and more refill meanwhile)
+    assert set(codes) <= {200, 429} and codes.count(200) <= BURST + 1 + int(took * RATE) + 1, (took, codes)
+    assert codes.count(429) >= 1 or took > 19 / RATE  # refused some, unless so slow that the refill kept up
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
     assert refused.json() == {"detail": "too many requests, slow down"}
     assert others == {200}
+
+
+def test_a_login_flood_from_one_address_leaves_other_addresses_logging_in(start_gateway):
+    """The limit is per client address: an address that floods login is refused (the gateway's JSON 429 with
+    Retry-After, before auth spends a hash) and its other routes still answer, while a customer at another
+    address logs in at once. Any of 127.0.0.0/8 is this machine, so a second address is a real second client."""
+    gateway = start_gateway()
+    with httpx.Client() as flooder:
+        flood = [flooder.post(gateway + "/api/auth/login", json={}) for _ in range(BURST + 40)]
+        other_route = flooder.get(gateway + "/api/orders/7")
+    refused = [r for r in flood if r.status_code == 429]
+    assert len(refused) >= 20, [r.status_code for r in flood]
+    assert all(r.json() == {"detail": "too many requests, slow down"} for r in refused)
+    assert all(r.headers["Retry-After"] == "1" and r.headers["X-Request-ID"] for r in refused)
+    assert other_route.status_code == 200 and other_route.json()["client"] == "127.0.0.1"
+
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2")) as neighbour:
+        logins = [neighbour.post(gateway + "/api/auth/login", json={}) for _ in range(3)]
+    assert [r.status_code for r in logins] == [200, 200, 200]
+    assert {r.json()["client"] for r in logins} == {"127.0.0.2"}  # the gateway saw, and passed on, its own address
 
 
 def test_a_replica_that_breaks_off_is_retried_on_the_next_only_where_a_retry_cannot_do_twice(

@@ -123,6 +123,21 @@ async def test_a_burst_over_the_rate_limit_is_429(stack, http):
     await eventually(served_again, timeout=10)
 
 
+async def test_failed_logins_for_one_account_wait_a_short_lockout_told_through_the_gateway(shop, http):
+    """Auth's own per-account throttle reaches the client as auth wrote it (the gateway replaces only its own
+    refusals): after 5 wrong passwords even the right one is a 429 with Retry-After, before any hash is spent;
+    the lockout is short, so the owner is in once it has passed."""
+    customer = await shop.customer()
+    for _ in range(5):
+        assert (await shop.login(customer.email, "not-the-password")).status_code == 401
+    refused = await shop.login(customer.email, customer.password)
+    assert refused.status_code == 429
+    assert refused.json()["detail"].startswith("too many failed logins for this account")
+    assert refused.headers["Retry-After"] == "1" and refused.headers["X-Request-ID"]
+    await asyncio.sleep(int(refused.headers["Retry-After"]))
+    assert (await shop.login(customer.email, customer.password)).status_code == 200
+
+
 async def test_passwords_never_appear_in_an_answer_or_a_log(stack, shop, http):
     password = f"pw-{uuid.uuid4().hex}"
     wrong = f"wrong-{uuid.uuid4().hex}"

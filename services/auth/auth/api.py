@@ -20,6 +20,7 @@ from .application import (
     UserNotFound,
     WrongCredentials,
 )
+from .passwords import hashing_for
 from .schemas import BanOut, BanRequest, Credentials, RefreshRequest, Registration, TokenPair, UserOut
 from .tokens import TokenIssuer
 
@@ -37,6 +38,13 @@ async def _issuer(request: Request) -> TokenIssuer:
 Issuer = Annotated[TokenIssuer, Depends(_issuer)]
 
 
+def _hash_for_client(request: Request) -> None:
+    """The client address this request's password hash takes its turn for (passwords.py): the one the gateway saw,
+    the last of X-Forwarded-For (nginx appends it; what a client sent comes before), else the connection's."""
+    forwarded = request.headers.get("x-forwarded-for", "").rsplit(",", 1)[-1].strip()
+    hashing_for.set(forwarded or (request.client.host if request.client else ""))
+
+
 async def _active_admin(admin: Admin, pool: DbPool) -> Principal:
     try:
         await application.ensure_active_admin(pool, admin.id)
@@ -52,7 +60,8 @@ ActiveAdmin = Annotated[Principal, Depends(_active_admin)]
     "/register", status_code=status.HTTP_201_CREATED, response_model=UserOut,
     responses={409: {"description": "email taken"}, 422: {"description": "bad email or password"}},
 )
-async def register(body: Registration, pool: DbPool) -> UserOut:
+async def register(body: Registration, pool: DbPool, request: Request) -> UserOut:
+    _hash_for_client(request)
     try:
         return UserOut.of(await application.register(pool, body.email, body.name, body.password))
     except EmailTaken as exc:
@@ -66,7 +75,8 @@ async def register(body: Registration, pool: DbPool) -> UserOut:
         429: {"description": "too many failed logins for this account: wait Retry-After seconds"},
     },
 )
-async def login(body: Credentials, pool: DbPool, issuer: Issuer) -> TokenPair:
+async def login(body: Credentials, pool: DbPool, issuer: Issuer, request: Request) -> TokenPair:
+    _hash_for_client(request)
     try:
         return await application.login(pool, issuer, body.email, body.password)
     except WrongCredentials as exc:

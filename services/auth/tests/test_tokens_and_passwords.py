@@ -1,5 +1,9 @@
 """Signing with auth's private key, verifying with the shared helper and the public key; argon2 hashes."""
 
+import asyncio
+import os
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -9,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
 from shop_common.auth import InvalidToken, verify_token
 
+from auth import passwords
 from auth.passwords import hash_password, needs_rehash, password_matches
 from auth.tokens import TokenIssuer, new_refresh_token
 
@@ -66,3 +71,107 @@ async def test_passwords_are_hashed_with_argon2id_and_checked():
     assert not await password_matches(password_hash, "Correct-horse")
     assert not await password_matches("not a hash", "correct-horse")
     assert not needs_rehash(password_hash)
+
+
+async def test_hashes_run_one_per_parallelism_cpus_so_argon2_threads_never_outnumber_the_cpus(monkeypatch):
+    """argon2 runs `parallelism` threads of its own per hash: twelve logins at once may not hash twelve at once
+    (asyncio's default pool ran min(32, CPUs + 4): 24 argon2 threads on 2 CPUs), or the event loop, and with it
+    every other request of auth, is left a sliver of the CPUs; they wait their turn instead."""
+    running = peak = 0
+    lock = threading.Lock()
+
+    class Counting:
+        parallelism = passwords._hasher.parallelism
+
+        def verify(self, password_hash: str, password: str) -> bool:
+            nonlocal running, peak
+            with lock:
+                running += 1
+                peak = max(peak, running)
+            time.sleep(0.02)
+            with lock:
+                running -= 1
+            return True
+
+    monkeypatch.setattr(passwords, "_hasher", Counting())
+    assert await asyncio.gather(*(password_matches("h", "p") for _ in range(12))) == [True] * 12
+    assert peak <= max(1, len(os.sched_getaffinity(0)) // Counting.parallelism) == passwords.HASH_WORKERS
+
+
+async def test_waiting_hashes_take_turns_by_client_address(monkeypatch):
+    """A flood from one address that got past the gateway queues behind itself: another customer's login waits
+    for the hash in hand, not for every hash the flood queued before it."""
+    order: list[str] = []
+
+    class Recording:
+        parallelism = passwords._hasher.parallelism
+
+        def verify(self, password_hash: str, password: str) -> bool:
+            order.append(password)
+            time.sleep(0.01)
+            return True
+
+    monkeypatch.setattr(passwords, "_hasher", Recording())
+    monkeypatch.setattr(passwords, "_turns", passwords.TakeTurns(1))
+
+    async def check(client: str, password: str) -> bool:
+        passwords.hashing_for.set(client)
+        return await password_matches("h", password)
+
+    flood = [asyncio.create_task(check("192.0.2.66", f"flood-{i}")) for i in range(6)]
+    await asyncio.sleep(0)  # the flood is first: one hash in hand, five waiting
+    customers = [asyncio.create_task(check(f"192.0.2.{7 + i}", f"customer-{i}")) for i in range(2)]
+    assert all(await asyncio.gather(*flood, *customers))
+    # each waiting address once a round, the flood (whose hash was in hand) after the others
+    assert order == ["flood-0", "customer-0", "customer-1", "flood-1", "flood-2", "flood-3", "flood-4", "flood-5"]
+
+
+async def test_a_hash_given_up_while_waiting_passes_its_turn_on(monkeypatch):
+    monkeypatch.setattr(passwords, "_turns", passwords.TakeTurns(1))
+    turns = passwords._turns
+    await turns.acquire("a")
+    waiting = asyncio.create_task(turns.acquire("b"))
+    granted_then_cancelled = asyncio.create_task(turns.acquire("c"))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    turns.release("a")  # goes to c, whose task is cancelled before it runs: c passes it on
+    granted_then_cancelled.cancel()
+    await asyncio.gather(waiting, granted_then_cancelled, return_exceptions=True)
+    await asyncio.wait_for(turns.acquire("d"), 1)  # the slot is free again
+
+
+async def test_an_address_with_failed_checks_waits_behind_every_other(monkeypatch):
+    """Three failed checks in a minute from one address (a flood that got past the gateway): its hashes wait until
+    no one else waits; a right password clears its record."""
+    order: list[str] = []
+
+    class Recording:
+        parallelism = passwords._hasher.parallelism
+
+        def verify(self, password_hash: str, password: str) -> bool:
+            order.append(password)
+            time.sleep(0.01)
+            return password.startswith("customer")
+
+    failures = passwords.Failures()
+    monkeypatch.setattr(passwords, "_hasher", Recording())
+    monkeypatch.setattr(passwords, "failures", failures)
+    monkeypatch.setattr(passwords, "_turns", passwords.TakeTurns(1, failures.suspect))
+    flooder = "192.0.2.66"
+
+    async def check(client: str, password: str) -> bool:
+        passwords.hashing_for.set(client)
+        return await password_matches("h", password)
+
+    for i in range(3):
+        assert not await check(flooder, f"wrong-{i}")
+    assert failures.suspect(flooder) and not failures.suspect("192.0.2.7")
+
+    flood = [asyncio.create_task(check(flooder, f"flood-{i}")) for i in range(4)]
+    await asyncio.sleep(0)  # one flood hash in hand, three waiting
+    customers = [asyncio.create_task(check(f"192.0.2.{7 + i}", f"customer-{i}")) for i in range(3)]
+    await asyncio.gather(*flood, *customers)
+    assert order[3:] == ["flood-0", "customer-0", "customer-1", "customer-2", "flood-1", "flood-2", "flood-3"]
+
+    failures.succeeded(flooder)
+    assert not failures.suspect(flooder)
