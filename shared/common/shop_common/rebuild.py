@@ -19,6 +19,7 @@ from shop_events.topology import bindings, declare_lane, ensure_exchange, histor
 from .auth import BANNED_USERS_SQL
 from .config import ServiceSettings
 from .db import create_pool, migrate
+from .runtime import tune_gc
 
 log = logging.getLogger("shop_common.rebuild")
 
@@ -43,6 +44,7 @@ async def rebuild_read_model(
     read_model = handlers.read_model
     if read_model is None:
         raise LookupError(f"{settings.service} declares no read model (Router.fills): there is nothing to rebuild")
+    tune_gc()  # the `shop-events history rebuild` process replays as a service's consumers do (and make bench)
     bus = settings.bus_settings()
     pool = await create_pool(settings.database_url, 4)
     # Any node of AMQP_URL's list, failing over to the next as the service's own connections do.
