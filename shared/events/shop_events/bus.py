@@ -1,4 +1,9 @@
-"""The bus of one service process: one robust connection, the publisher, the lane consumers, the relay."""
+"""The bus of one service process: the publisher, the relay and the lane consumers, on one robust connection,
+but for the immediate lane's consumer, which has a connection of its own.
+
+The immediate lane has a connection of its own because one TCP connection delivers in order: while a
+background lane drains a backlog, up to its prefetch of deliveries sit in the socket ahead of a ban, and the
+ban waited 100-150 ms behind them (make bench, ban_effect_p99_ms_under_backlog)."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import asyncpg
 from aio_pika.abc import AbstractRobustConnection, AbstractRobustQueue
 
 from . import nodes
+from .catalogue import Lane
 from .consumer import LaneConsumer
 from .inbox import prune_forever
 from .outbox import OutboxRelay
@@ -24,6 +30,7 @@ class Bus:
         self.service = service
         self.settings = settings or BusSettings()
         self.connection: AbstractRobustConnection | None = None
+        self.immediate_connection: AbstractRobustConnection | None = None  # opened when the service has that lane
         self.publisher: Publisher | None = None
         self.consumers: list[LaneConsumer] = []
         self._pruning: asyncio.Task[None] | None = None
@@ -38,7 +45,18 @@ class Bus:
 
     @property
     def connected(self) -> bool:
-        return self.connection is not None and not self.connection.is_closed and self.connection.connected.is_set()
+        connections = [self.connection, *([self.immediate_connection] if self.immediate_connection else [])]
+        return all(c is not None and not c.is_closed and c.connected.is_set() for c in connections)
+
+    async def _lane_connection(self, lane: Lane) -> AbstractRobustConnection:
+        assert self.connection is not None, "Bus.connect() first"
+        if lane is not Lane.IMMEDIATE:
+            return self.connection
+        if self.immediate_connection is None:
+            self.immediate_connection = await nodes.connect_robust(
+                self.settings.amqp_url, client_properties={"connection_name": f"{self.service} immediate"}
+            )
+        return self.immediate_connection
 
     async def start_consumers(
         self, pool: asyncpg.Pool, routes: Mapping[str, Route], before_consuming: Callable[[], Awaitable[object]] | None = None
@@ -52,7 +70,7 @@ class Bus:
         lanes = bindings(routes)
         declared: list[AbstractRobustQueue] = []
         for lane, routing_keys in lanes.items():
-            channel = await self.connection.channel()
+            channel = await (await self._lane_connection(lane)).channel()
             await channel.set_qos(prefetch_count=self.settings.prefetch)
             queue = await declare_lane(
                 channel, self.service, lane, routing_keys, self.settings.retry_delays_ms, self.settings.amqp_url
@@ -85,5 +103,6 @@ class Bus:
 
     async def close(self) -> None:
         await self.stop_consumers()
-        if self.connection is not None:
-            await self.connection.close()
+        for connection in (self.immediate_connection, self.connection):
+            if connection is not None:
+                await connection.close()

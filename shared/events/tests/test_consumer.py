@@ -1,11 +1,15 @@
 """Consumers, retries, parking and lanes against the real RabbitMQ and PostgreSQL."""
 
 import asyncio
+import functools
 import json
+import shutil
+import subprocess
 import time
 
 import aio_pika
 import asyncpg
+from shop_common.fault_injection import vhost_of
 from shop_common.testing import eventually
 from shop_events import Event, Router, add_events, parking
 from shop_events.catalogue import OrderCancelled, PaymentFailed, StockReserved
@@ -270,3 +274,24 @@ async def test_a_stop_finishes_the_batch_in_hand_and_acks_it_and_gives_back_the_
         # Acked: the other four are back on the queue, the finished one is not among them.
         waiting = await ready_messages(amqp_url, "testsvc.background")
         assert waiting == {"testsvc.background": 4}
+
+
+async def test_the_immediate_lane_consumes_on_a_connection_of_its_own(amqp_url, bus_service):
+    """One TCP connection delivers in order: on a shared one, a background lane draining a backlog keeps up to its
+    prefetch of deliveries in the socket ahead of an immediate event. As the broker sees it, the immediate queue's
+    consumer is on a connection of its own, the background queue's on the service's."""
+
+    def consumer_connections() -> dict[str, str]:
+        vhost = vhost_of(amqp_url)
+        ctl = functools.partial(subprocess.run, capture_output=True, text=True, check=True, timeout=60)
+        rabbitmqctl = shutil.which("rabbitmqctl") or "rabbitmqctl"
+        consumers = json.loads(ctl([rabbitmqctl, "-q", "list_consumers", "-p", vhost, "queue_name", "channel_pid", "--formatter", "json"]).stdout)
+        channels = json.loads(ctl([rabbitmqctl, "-q", "list_channels", "pid", "connection", "--formatter", "json"]).stdout)
+        connections = json.loads(ctl([rabbitmqctl, "-q", "list_connections", "pid", "client_properties", "--formatter", "json"]).stdout)
+        name_of = {c["pid"]: dict(p[0::2] for p in c["client_properties"])["connection_name"] for c in connections}  # type: ignore[misc]
+        connection_of = {c["pid"]: c["connection"] for c in channels}
+        return {c["queue_name"]: name_of[connection_of[c["channel_pid"]]] for c in consumers}
+
+    async with bus_service({"StockReserved": lambda event, conn: asyncio.sleep(0), "PaymentFailed": lambda event, conn: asyncio.sleep(0)}):
+        seen = await asyncio.to_thread(consumer_connections)
+    assert seen == {"testsvc.background": "testsvc", "testsvc.immediate": "testsvc immediate"}
