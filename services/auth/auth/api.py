@@ -38,11 +38,13 @@ async def _issuer(request: Request) -> TokenIssuer:
 Issuer = Annotated[TokenIssuer, Depends(_issuer)]
 
 
-def _hash_for_client(request: Request) -> None:
-    """The client address this request's password hash takes its turn for (passwords.py): the one the gateway saw,
-    the last of X-Forwarded-For (nginx appends it; what a client sent comes before), else the connection's."""
+def _hash_for_client(request: Request) -> str:
+    """The client address: the one the gateway saw, the last of X-Forwarded-For (nginx appends it; what a client
+    sent comes before), else the connection's. This request's password hash takes its turn for it (passwords.py)."""
     forwarded = request.headers.get("x-forwarded-for", "").rsplit(",", 1)[-1].strip()
-    hashing_for.set(forwarded or (request.client.host if request.client else ""))
+    client = forwarded or (request.client.host if request.client else "")
+    hashing_for.set(client)
+    return client
 
 
 async def _active_admin(admin: Admin, pool: DbPool) -> Principal:
@@ -76,9 +78,9 @@ async def register(body: Registration, pool: DbPool, request: Request) -> UserOu
     },
 )
 async def login(body: Credentials, pool: DbPool, issuer: Issuer, request: Request) -> TokenPair:
-    _hash_for_client(request)
+    client = _hash_for_client(request)
     try:
-        return await application.login(pool, issuer, body.email, body.password)
+        return await application.login(pool, issuer, body.email, body.password, client)
     except WrongCredentials as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers=_BEARER) from exc
     except AccountBanned as exc:

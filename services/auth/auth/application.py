@@ -129,21 +129,22 @@ async def ensure_active_admin(pool: asyncpg.Pool, user_id: int) -> None:
 # ---- tokens ----
 
 
-async def login(pool: asyncpg.Pool, issuer: TokenIssuer, email: str, password: str) -> TokenPair:
+async def login(pool: asyncpg.Pool, issuer: TokenIssuer, email: str, password: str, client: str) -> TokenPair:
     """A new pair, in a new refresh family. WrongCredentials (as slow for an unknown email), AccountBanned,
-    TooManyLoginAttempts (before any hash is spent)."""
+    TooManyLoginAttempts (before any hash is spent). Failed tries are charged to the account from `client`,
+    the caller's address: a guesser's lockout is not its owner's."""
     async with pool.acquire() as conn, conn.transaction():
-        charged = charge_login_attempt(await db.login_attempts(conn, email), datetime.now(UTC))
+        charged = charge_login_attempt(await db.login_attempts(conn, email, client), datetime.now(UTC))
         if isinstance(charged, timedelta):
             raise TooManyLoginAttempts(charged)
-        await db.save_login_attempts(conn, email, charged)
+        await db.save_login_attempts(conn, email, client, charged)
     user = await db.user_with_password(pool, email)
     if user is None:
         await spend_a_check(password)
         raise WrongCredentials()
     if not await password_matches(user["password_hash"], password):
         raise WrongCredentials()
-    await db.clear_login_attempts(pool, email)
+    await db.clear_login_attempts(pool, email, client)
     if needs_rehash(user["password_hash"]):
         await db.set_password_hash(pool, user["id"], await hash_password(password))
     async with pool.acquire() as conn, conn.transaction():

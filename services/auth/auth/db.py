@@ -103,25 +103,26 @@ async def revoke_all_of_user(conn: DbConnection, user_id: int) -> int:
     return int(status.split()[-1])
 
 
-async def login_attempts(conn: DbConnection, email: str) -> LoginAttempts:
-    """The account's charged tries (none yet: a row of 0), its row locked until commit so that concurrent
-    tries are charged one after another. One statement: the no-op update is what takes the lock."""
+async def login_attempts(conn: DbConnection, email: str, client: str) -> LoginAttempts:
+    """The tries charged to the account from this client address (none yet: a row of 0), its row locked until
+    commit so that concurrent tries are charged one after another. One statement: the no-op update is what
+    takes the lock."""
     row = await conn.fetchrow(
-        "INSERT INTO login_attempts (email, failures, last_at) VALUES ($1, 0, now())"
-        " ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email RETURNING failures, last_at, locked_until",
-        email,
+        "INSERT INTO login_attempts_by_client (email, client, failures, last_at) VALUES ($1, $2, 0, now())"
+        " ON CONFLICT (email, client) DO UPDATE SET email = EXCLUDED.email RETURNING failures, last_at, locked_until",
+        email, client,
     )
     assert row is not None  # INSERT ... RETURNING always returns its row
     return LoginAttempts(row["failures"], row["last_at"], row["locked_until"])
 
 
-async def save_login_attempts(conn: DbConnection, email: str, attempts: LoginAttempts) -> None:
+async def save_login_attempts(conn: DbConnection, email: str, client: str, attempts: LoginAttempts) -> None:
     await conn.execute(
-        "INSERT INTO login_attempts (email, failures, last_at, locked_until) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (email) DO UPDATE SET failures = $2, last_at = $3, locked_until = $4",
-        email, attempts.failures, attempts.last_at, attempts.locked_until,
+        "UPDATE login_attempts_by_client SET failures = $3, last_at = $4, locked_until = $5"
+        " WHERE email = $1 AND client = $2",
+        email, client, attempts.failures, attempts.last_at, attempts.locked_until,
     )
 
 
-async def clear_login_attempts(conn: DbConnection | asyncpg.Pool, email: str) -> None:
-    await conn.execute("DELETE FROM login_attempts WHERE email = $1", email)
+async def clear_login_attempts(conn: DbConnection | asyncpg.Pool, email: str, client: str) -> None:
+    await conn.execute("DELETE FROM login_attempts_by_client WHERE email = $1 AND client = $2", email, client)

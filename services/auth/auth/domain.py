@@ -87,9 +87,10 @@ def decide_ban(*, admin_id: int, user_id: int, already_banned: bool) -> BanDecis
     return BanDecision.BAN
 
 
-# Failed logins per account (email): the first FREE_LOGIN_FAILURES cost nothing; after that each try waits a
-# lockout that doubles from 1 s up to LOCKOUT_MAX, so a guesser gets a few tries a minute, and the real owner
-# waits at most LOCKOUT_MAX once a flood stops. A success, or WINDOW without a failure, forgets them.
+# Failed logins per account (email) and client address: the first FREE_LOGIN_FAILURES cost nothing; after that
+# each try waits a lockout that doubles from 1 s up to LOCKOUT_MAX, so a guesser gets a few tries a minute from
+# an address, and the account's owner, from another address, does not wait at all. A success, or WINDOW without
+# a failure, forgets them (for that address).
 FREE_LOGIN_FAILURES = 5
 LOCKOUT_MAX = timedelta(seconds=30)
 LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
