@@ -154,7 +154,9 @@ class HistoryConsumer(LaneConsumer):
         unsettled = await self._settle(settles)
         if unsettled:
             log.error("events of the history not settled; a rebuild run again replays them", extra={"count": len(unsettled)})
-        last = delivery_offset(batch[-1])  # a stream delivers in offset order
+        # A stream delivers in offset order. (A batch that straddles a reopened channel ends with the new channel's
+        # deliveries, which began again at the recorded offset: a lower position, so only more is read again.)
+        last = delivery_offset(batch[-1])
         # Passed-over events have no effects: the position moves past them on its own (when the batch's last
         # event was handled, its commit moved it already).
         last_handled = bool(decoded) and decoded[-1][0] is batch[-1] and not any(m is batch[-1] for m, _, _ in failed)
