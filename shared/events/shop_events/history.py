@@ -214,7 +214,7 @@ async def replay(
     # A replay is a backlog from its first delivery: bigger batches mean fewer commits (notifications' batch of
     # one is for its mail, which a replay does not send). No more than a batch in flight: measured (make bench
     # --only history), twice a batch left the replay idle, waiting on the broker, for a sixth of its time
-    # (4 times: two thirds), where one batch idles it no more than raw consumption is.
+    # (eight times: over half), where one batch idles it no more than raw consumption is.
     settings = dataclasses.replace(settings, batch_size=settings.history_batch_size, prefetch=settings.history_batch_size)
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=settings.prefetch)  # a stream consumer must name one

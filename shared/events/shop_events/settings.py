@@ -43,7 +43,7 @@ class BusSettings:
     # and at most this many bytes: whichever limit is reached first drops its oldest segments.
     history_max_age: str = "7D"
     history_max_bytes: int = 20_000_000_000
-    # Events a replay of the history (a rebuild, a backfill) commits together; twice as many are in flight.
+    # Events a replay of the history (a rebuild, a backfill) commits together; as many are in flight (history.py).
     history_batch_size: int = 2048
 
     def __post_init__(self) -> None:
