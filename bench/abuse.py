@@ -45,7 +45,7 @@ from shop_events.outbox import new_event
 from shop_events.publisher import OutgoingEvent
 
 from . import http
-from .report import Figure
+from .report import Figure, missing
 from .stack import BenchStack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,10 +107,7 @@ async def abuse_figures(
     except Exception as exc:  # noqa: BLE001 - report what was measured; the missing figures say why
         failed = True
         progress(f"abuse figures stopped: {type(exc).__name__}: {exc}; the stack's logs stay in {stack.folder}")
-        done = {f.name for f in figures}
-        for name in ABUSE_FIGURES:
-            if name not in done:
-                figures.append(Figure(name, None, "", None, None, "-", False, f"not measured: {type(exc).__name__}: {exc}"))
+        figures += missing(figures, ABUSE_FIGURES, exc)
     finally:
         progress("stopping the abuse stack")
         await asyncio.to_thread(stack.stop, failed)

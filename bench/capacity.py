@@ -47,7 +47,7 @@ from shop_events.nodes import node_urls
 from shop_events.registry import NAMES as SERVICES
 from shop_events.registry import service
 
-from .report import Figure
+from .report import Figure, missing
 from .stack import BenchStack
 
 Progress = Callable[[str], None]
@@ -504,9 +504,7 @@ async def capacity_figures(progress: Progress) -> list[Figure]:
     except Exception as exc:  # noqa: BLE001 - report what was measured; the missing figures say why
         failed = True
         progress(f"capacity figures stopped: {type(exc).__name__}: {exc}; the stack's logs stay in {stack.folder}")
-        done = {f.name for f in figures}
-        figures += [Figure(n, None, "", None, None, "-", False, f"not measured: {type(exc).__name__}: {exc}"[:300])
-                    for n in FIGURES if n not in done]
+        figures += missing(figures, FIGURES, exc)
     finally:
         await books.close()
         if admin is not None:

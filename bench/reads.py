@@ -90,7 +90,7 @@ async def reads_figure(
         failed = True
         progress(f"{NAME} stopped: {type(exc).__name__}: {exc}; the stacks' logs stay in"
                  f" {', '.join(str(s.folder) for s in stacks.values())}")
-        return Figure(NAME, None, "", None, None, "-", False, f"not measured: {type(exc).__name__}: {exc}"[:200])
+        return Figure.not_measured(NAME, exc)
     finally:
         progress("stopping the two reads stacks")
         for stack in stacks.values():

@@ -22,6 +22,17 @@ class Figure:
     note: str = ""
     details: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def not_measured(cls, name: str, exc: BaseException) -> Figure:
+        """A figure whose run stopped: no value, not met, and why."""
+        return cls(name, None, "", None, None, "-", False, f"not measured: {type(exc).__name__}: {exc}"[:300])
+
+
+def missing(figures: list[Figure], names: list[str], exc: BaseException) -> list[Figure]:
+    """Those of `names` that `figures` lacks, as not measured because of `exc`."""
+    done = {f.name for f in figures}
+    return [Figure.not_measured(name, exc) for name in names if name not in done]
+
 
 def machine() -> dict:
     return {

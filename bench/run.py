@@ -25,7 +25,7 @@ from shop_common import throwaway, tracing
 from shop_common.runtime import tune_gc
 
 from . import bus
-from .report import Figure, table, write
+from .report import Figure, missing, table, write
 
 app = typer.Typer(add_completion=False)
 HERE = Path(__file__).parent
@@ -255,10 +255,7 @@ async def http_figures(
     except Exception as exc:  # noqa: BLE001 - report what was measured; the missing figures say why
         failed = True
         progress(f"HTTP figures stopped: {type(exc).__name__}: {exc}; the stack's logs stay in {stack.folder}")
-        done = {f.name for f in figures}
-        for name in HTTP_FIGURES:
-            if name not in done:
-                figures.append(Figure(name, None, "", None, None, "-", False, f"not measured: {type(exc).__name__}"))
+        figures += missing(figures, HTTP_FIGURES, exc)
     finally:
         progress("stopping the isolated stack")
         await asyncio.to_thread(stack.stop, failed)
@@ -297,7 +294,7 @@ async def rolling_restart_figure(rate: float, seconds: float) -> Figure:
     except Exception as exc:  # noqa: BLE001 - report that it was not measured, and why
         failed = True
         progress(f"rolling restart stopped: {type(exc).__name__}: {exc}; the stack's logs stay in {stack.folder}")
-        return Figure("rolling_restart_failed_requests", None, "", None, None, "-", False, f"not measured: {type(exc).__name__}")
+        return Figure.not_measured("rolling_restart_failed_requests", exc)
     finally:
         progress("stopping the two-process stack")
         await asyncio.to_thread(stack.stop, failed)
@@ -378,7 +375,7 @@ async def payment_deadline_figure(rate: float, orders: int, timeout: float) -> F
     except Exception as exc:  # noqa: BLE001 - report that it was not measured, and why
         failed = True
         progress(f"payment deadline stopped: {type(exc).__name__}: {exc}; the stack's logs stay in {stack.folder}")
-        return Figure(name, None, "", None, None, "-", False, f"not measured: {type(exc).__name__}")
+        return Figure.not_measured(name, exc)
     finally:
         progress("stopping the payment-deadline stack")
         await asyncio.to_thread(stack.stop, failed)

@@ -4,6 +4,7 @@ import asyncio
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -98,20 +99,25 @@ async def test_hashes_run_one_per_parallelism_cpus_so_argon2_threads_never_outnu
     assert peak <= max(1, len(os.sched_getaffinity(0)) // Counting.parallelism) == passwords.HASH_WORKERS
 
 
+class Recording:
+    """A hasher that notes each password it checks, in order, takes 10 ms, and accepts those `right` says."""
+
+    parallelism = passwords._hasher.parallelism
+
+    def __init__(self, order: list[str], right: Callable[[str], bool]) -> None:
+        self.order, self.right = order, right
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        self.order.append(password)
+        time.sleep(0.01)
+        return self.right(password)
+
+
 async def test_waiting_hashes_take_turns_by_client_address(monkeypatch):
     """A flood from one address that got past the gateway queues behind itself: another customer's login waits
     for the hash in hand, not for every hash the flood queued before it."""
     order: list[str] = []
-
-    class Recording:
-        parallelism = passwords._hasher.parallelism
-
-        def verify(self, password_hash: str, password: str) -> bool:
-            order.append(password)
-            time.sleep(0.01)
-            return True
-
-    monkeypatch.setattr(passwords, "_hasher", Recording())
+    monkeypatch.setattr(passwords, "_hasher", Recording(order, lambda password: True))
     monkeypatch.setattr(passwords, "_turns", passwords.TakeTurns(1))
 
     async def check(client: str, password: str) -> bool:
@@ -144,17 +150,8 @@ async def test_an_address_with_failed_checks_waits_behind_every_other(monkeypatc
     """Three failed checks in a minute from one address (a flood that got past the gateway): its hashes wait until
     no one else waits; a right password clears its record."""
     order: list[str] = []
-
-    class Recording:
-        parallelism = passwords._hasher.parallelism
-
-        def verify(self, password_hash: str, password: str) -> bool:
-            order.append(password)
-            time.sleep(0.01)
-            return password.startswith("customer")
-
     failures = passwords.Failures()
-    monkeypatch.setattr(passwords, "_hasher", Recording())
+    monkeypatch.setattr(passwords, "_hasher", Recording(order, lambda password: password.startswith("customer")))
     monkeypatch.setattr(passwords, "failures", failures)
     monkeypatch.setattr(passwords, "_turns", passwords.TakeTurns(1, failures.suspect))
     flooder = "192.0.2.66"
