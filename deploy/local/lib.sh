@@ -143,8 +143,19 @@ amqp_vhost() {  # the vhost named in AMQP_URL ("/" when none; the first node's, 
 service_database_url() {
   local var; var="$(echo "$1" | tr a-z A-Z)_DATABASE_URL"
   if [ -n "${!var:-}" ]; then echo "${!var}"; return; fi
-  local url rest; url="$(database_url "$1")"; rest="${url#*://}"
-  echo "${url%%://*}://shop_${url##*/}@${rest#*@}"
+  local url rest socket; url="$(database_url "$1")"; rest="${url#*://}"; rest="${rest#*@}"
+  socket="$(postgres_socket "$url")"; [ -z "$socket" ] || rest="$socket/${rest#*/}"
+  echo "${url%%://*}://shop_${url##*/}@$rest"
+}
+
+# A service reaches a PostgreSQL on this machine through its unix socket (in SHOP_POSTGRES_SOCKET_DIR; empty:
+# always TCP): a round trip costs its client and backend about a fifth less CPU than over loopback TCP (45 + 30
+# against 58 + 36 us, README's capacity section), and a service makes dozens an order.
+postgres_socket() {  # the URL's server as "<its socket's directory, %2F-quoted>:<port>"; nothing if it has none here
+  local dir="${SHOP_POSTGRES_SOCKET_DIR-/var/run/postgresql}" host port
+  host="$(url_host "$1")"; port="$(url_port "$1" 5432)"
+  { [ "$host" = 127.0.0.1 ] || [ "$host" = localhost ]; } && [ -n "$dir" ] && [ -S "$dir/.s.PGSQL.$port" ] || return 0
+  echo "${dir//\//%2F}:$port"
 }
 
 broker_is_local() {

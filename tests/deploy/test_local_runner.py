@@ -27,6 +27,23 @@ def test_every_setting_moves_for_an_isolated_second_stack(tmp_path):
     assert local("amqp_vhost", {"AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/"}).strip() == "/"
 
 
+def test_a_service_reaches_this_machines_postgresql_through_its_unix_socket(tmp_path):
+    """Where the server is this machine's and its socket is there, a service's URL names the socket's directory
+    (asyncpg and libpq read a %2F-quoted host as one); TCP otherwise, or with SHOP_POSTGRES_SOCKET_DIR empty."""
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / ".s.PGSQL.5433"))
+        env = {"SHOP_RUN_DIR": str(tmp_path / "run"), "SHOP_DB_PREFIX": "", "SHOP_POSTGRES_SOCKET_DIR": str(tmp_path),
+               "SHOP_POSTGRES_URL": "postgresql://postgres@127.0.0.1:5433/postgres"}
+        quoted = str(tmp_path).replace("/", "%2F")
+        assert local("service_database_url orders", env).strip() == f"postgresql://shop_orders@{quoted}:5433/orders"
+        assert local("service_database_url orders", env | {"SHOP_POSTGRES_SOCKET_DIR": ""}).strip() == (
+            "postgresql://shop_orders@127.0.0.1:5433/orders"
+        )
+        # another port's server has no socket here; another host's is not this machine's
+        for url in ("postgresql://postgres@127.0.0.1:5432/postgres", "postgresql://postgres@db.example:5433/postgres"):
+            assert "%2F" not in local("service_database_url orders", env | {"SHOP_POSTGRES_URL": url})
+
+
 def test_a_service_gets_its_own_user_on_every_node_of_a_cluster(tmp_path):
     """AMQP_URL listing a cluster's nodes (BROKER_NODES=3): each node's URL gets the service's user, the vhost
     is the first node's, the heartbeat query stays."""

@@ -6,7 +6,7 @@ room, which records and sends each mail at most once, outside that transaction (
 an address not known yet raises RecipientUnknown, so the bus retries it later instead of dropping the mail.
 This service publishes nothing, so no use case writes the outbox.
 
-To customers: welcome (UserRegistered), tell_banned (UserBanned), confirm_order (OrderCreated),
+To customers: welcome (UserRegistered), tell_banned (UserBanned), confirm_orders (runs of OrderCreated),
 tell_rejected (StockRejected), confirm_payment (OrderPaid; and asks staff to ship), tell_payment_failed
 (PaymentFailed), tell_cancelled (OrderCancelled, unless by a failed payment), tell_refunded (OrderRefunded),
 tell_shipped (OrderShipped).
@@ -55,11 +55,15 @@ async def tell_banned(conn: DbConnection, event: Event[UserBanned], post: PostRo
     await post.send(event, domain.account_banned(data.user_id, email, name, data.reason))
 
 
-async def confirm_order(conn: DbConnection, event: Event[OrderCreated], post: PostRoom) -> None:
-    data = event.data
-    await db.save_order(conn, data.order_id, data.user_id, data.email)
+async def confirm_orders(conn: DbConnection, events: list[Event[OrderCreated]], post: PostRoom) -> None:
+    """A run of orders: their copies in one statement, their mails together (PostRoom.send_all)."""
+    await db.save_orders(conn, [(e.data.order_id, e.data.user_id, e.data.email) for e in events])
+    await post.send_all([(event, _confirmation(event.data)) for event in events])
+
+
+def _confirmation(data: OrderCreated) -> domain.Notice:
     lines = [(item.product_id, item.quantity, item.unit_price) for item in data.items]
-    await post.send(event, domain.order_confirmation(data.user_id, data.email, data.order_id, data.total, lines))
+    return domain.order_confirmation(data.user_id, data.email, data.order_id, data.total, lines)
 
 
 async def tell_rejected(conn: DbConnection, event: Event[StockRejected], post: PostRoom) -> None:

@@ -37,10 +37,12 @@ async def save_user(conn: DbConnection, user_id: int, email: str, name: str | No
     )
 
 
-async def save_order(conn: DbConnection, order_id: int, user_id: int, email: str) -> None:
+async def save_orders(conn: DbConnection, orders: list[tuple[int, int, str]]) -> None:
+    """The copies of these orders (order id, user id, email), in one statement."""
     await conn.execute(
-        "INSERT INTO orders (order_id, user_id, email) VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
-        order_id, user_id, email,
+        "INSERT INTO orders (order_id, user_id, email)"
+        " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[]) ON CONFLICT (order_id) DO NOTHING",
+        [o[0] for o in orders], [o[1] for o in orders], [o[2] for o in orders],
     )
 
 
@@ -67,25 +69,34 @@ class MailRecord:
     status: str
 
 
-async def record_notice(pool: asyncpg.Pool, event_id: uuid.UUID, notice: Notice, message_id: str) -> MailRecord:
-    """The row of this event's mail, made pending the first time; a redelivery finds the row as it was left."""
-    row = await pool.fetchrow(
-        "WITH made AS ("
+async def record_notices(pool: asyncpg.Pool, mails: list[tuple[uuid.UUID, Notice, str]]) -> list[MailRecord]:
+    """The rows of these mails (event id, notice, Message-ID), in their order, each made pending the first time,
+    in one statement; a redelivery finds each row as it was left."""
+    keys = [(event_id, notice.type.value, notice.recipient) for event_id, notice, _ in mails]
+    rows = await pool.fetch(
+        "WITH mail AS ("
+        "  SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+        "  $8::text[]) AS m (event_id, user_id, audience, type, subject, body, recipient, message_id)),"
+        " made AS ("
         "  INSERT INTO notifications (event_id, user_id, audience, type, subject, body, recipient, message_id)"
-        "  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        "  ON CONFLICT (event_id, type, recipient) DO NOTHING RETURNING id, status)"
-        " SELECT id, status FROM made"
-        " UNION ALL SELECT id, status FROM notifications WHERE event_id = $1 AND type = $4 AND recipient = $7",
-        event_id, notice.user_id, notice.audience.value, notice.type.value,
-        notice.subject, notice.body, notice.recipient, message_id,
+        "  SELECT * FROM mail ON CONFLICT (event_id, type, recipient) DO NOTHING"
+        "  RETURNING id, status, event_id, type, recipient)"
+        " SELECT * FROM made"
+        " UNION ALL SELECT n.id, n.status, n.event_id, n.type, n.recipient"
+        " FROM notifications n JOIN mail USING (event_id, type, recipient)",
+        [m[0] for m in mails], [n.user_id for _, n, _ in mails], [n.audience.value for _, n, _ in mails],
+        [k[1] for k in keys], [n.subject for _, n, _ in mails], [n.body for _, n, _ in mails],
+        [k[2] for k in keys], [m[2] for m in mails],
     )
-    if row is None:  # another consumer inserted it after this statement's snapshot was taken
-        row = await pool.fetchrow(
-            "SELECT id, status FROM notifications WHERE event_id = $1 AND type = $2 AND recipient = $3",
-            event_id, notice.type.value, notice.recipient,
+    found = {(r["event_id"], r["type"], r["recipient"]): MailRecord(r["id"], r["status"]) for r in rows}
+    if len(found) < len(set(keys)):  # another consumer inserted some after this statement's snapshot was taken
+        rows = await pool.fetch(
+            "SELECT id, status, event_id, type, recipient FROM notifications"
+            " WHERE (event_id, type, recipient) IN (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]))",
+            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
         )
-    assert row is not None  # the row that conflicted is there (notifications are never deleted)
-    return MailRecord(row["id"], row["status"])
+        found = {(r["event_id"], r["type"], r["recipient"]): MailRecord(r["id"], r["status"]) for r in rows}
+    return [found[key] for key in keys]  # each row that conflicted is there (notifications are never deleted)
 
 
 async def mark_sent(pool: asyncpg.Pool, notice_id: int) -> None:

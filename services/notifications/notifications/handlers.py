@@ -35,9 +35,10 @@ async def on_user_banned(event: Event[UserBanned], conn: DbConnection, *, post: 
     await application.tell_banned(conn, event, post)
 
 
-@router.handles(OrderCreated)
-async def on_order_created(event: Event[OrderCreated], conn: DbConnection, *, post: PostRoom) -> None:
-    await application.confirm_order(conn, event, post)
+@router.handles(OrderCreated, batch=True)
+async def on_orders_created(events: list[Event[OrderCreated]], conn: DbConnection, *, post: PostRoom) -> None:
+    """A run of OrderCreated together: one statement for the copies, one for the mail rows, the mails side by side."""
+    await application.confirm_orders(conn, events, post)
 
 
 @router.handles(StockRejected)

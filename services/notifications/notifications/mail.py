@@ -163,20 +163,35 @@ class PostRoom:
         await self.relay.aclose()
 
     async def send(self, event: Event[EventData], notice: Notice) -> None:
+        await self.send_all([(event, notice)])
+
+    async def send_all(self, mails: list[tuple[Event[EventData], Notice]]) -> None:
+        """Each mail as `send` sends one, a batch handler's together: their rows made pending in one statement,
+        then handed to the relay side by side (over its few connections), each recorded `sent` as soon as the
+        relay took it. Then the first failure, if any, is raised: the consumer redoes the batch event by event,
+        and a mail recorded `sent` is not sent again."""
         if history.replaying():  # a rebuild or backfill replays old events: their mail went out (or is moot)
             return
-        pool = self._pool
-        mail_id = message_id(event.event_id, notice.type, self.relay.sender)
-        record = await db.record_notice(pool, event.event_id, notice, mail_id)
+        ids = [message_id(event.event_id, notice.type, self.relay.sender) for event, notice in mails]
+        records = await db.record_notices(self._pool, [(e.event_id, n, i) for (e, n), i in zip(mails, ids, strict=True)])
+        outcomes = await asyncio.gather(
+            *(self._send(notice, mail_id, record) for (_, notice), mail_id, record in zip(mails, ids, records, strict=True)),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _send(self, notice: Notice, mail_id: str, record: db.MailRecord) -> None:
         if record.status == "sent":
             log.info("mail already sent; not sending again", extra={"notice_id": record.id, "type": notice.type.value})
             return
         try:
             await self.relay.send(self.relay.compose(notice, mail_id), notice.recipient)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            await db.note_failure(pool, record.id, f"{type(exc).__name__}: {exc}")
+            await db.note_failure(self._pool, record.id, f"{type(exc).__name__}: {exc}")
             raise
-        await _record_sent(pool, record.id)
+        await _record_sent(self._pool, record.id)
 
 
 async def _record_sent(pool: asyncpg.Pool, notice_id: int, patience: float = 120.0) -> None:

@@ -25,6 +25,7 @@ class ReceivedMail:
     sender: str
     recipients: list[str]
     message: EmailMessage
+    peer: tuple[str, int] | None = None  # the SMTP connection it came on (its client's address and port)
 
     @property
     def subject(self) -> str:
@@ -56,7 +57,8 @@ class MailSink:
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
         self.mails.append(
-            ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), email.message_from_bytes(envelope.content, policy=email.policy.default))
+            ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos),
+                         email.message_from_bytes(envelope.content, policy=email.policy.default), tuple(session.peer))
         )
         return "250 Message accepted for delivery"
 

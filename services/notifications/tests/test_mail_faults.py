@@ -87,6 +87,34 @@ async def test_a_refused_staff_mail_is_retried_alone_and_the_customer_s_receipt_
     ]
 
 
+async def test_a_run_of_orders_is_mailed_side_by_side_and_a_refused_one_is_retried_alone(notifications_env, smtp, amqp_url):
+    """OrderCreated published together reach the handler as runs: their mails go over several SMTP connections
+    at the same time (one after another would reuse one). Then the relay answers 450 to one customer of the
+    next dozen twice: that run fails, is redone event by event, and the refused mail is retried alone; every
+    customer gets one confirmation."""
+    items = [OrderItem(product_id=1, quantity=1, unit_price=Decimal("5.00"))]
+    customers = [f"customer{i}@example.com" for i in range(24)]
+
+    async def place(app, emails):
+        created = await publish_events(amqp_url, *(
+            OrderCreated(order_id=i, user_id=100 + i, email=email, total=Decimal("5.00"), items=items)
+            for i, email in ((customers.index(email), email) for email in emails)
+        ))
+        for event in created:
+            await eventually(lambda event=event: handled(app, event.event_id), timeout=20)
+        return {r["recipient"]: r["attempts"] for e in created for r in await rows(app, e.event_id)}
+
+    app = create_app()
+    async with running(app):
+        await place(app, customers[:12])
+        assert len({m.peer for m in smtp.mails}) > 1
+        smtp.refuse(customers[18], times=2)
+        attempts = await place(app, customers[12:])
+
+    assert sorted(r for m in smtp.mails for r in m.recipients) == sorted(customers)
+    assert attempts == {email: 3 if email == customers[18] else 1 for email in customers[12:]}
+
+
 async def test_a_mail_the_relay_keeps_refusing_is_parked_with_the_reason_and_sent_once_replayed(
     notifications_env, smtp, amqp_url
 ):

@@ -35,7 +35,7 @@ async def blocked_notice(migrated_pool):
     """(pool, id of a pending notice whose `sent` update is refused until the test deletes `blocked`)."""
     pool = await migrated_pool(Path(notifications.__file__).with_name("migrations"), checks_bans=False)
     notice = Notice(NoticeType.WELCOME, "ann@example.com", "Welcome", "Hello", user_id=7)
-    record = await db.record_notice(pool, uuid.uuid4(), notice, "<test@example.com>")
+    [record] = await db.record_notices(pool, [(uuid.uuid4(), notice, "<test@example.com>")])
     await pool.execute(BLOCK_UPDATES)
     return pool, record.id
 

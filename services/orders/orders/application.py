@@ -11,7 +11,9 @@ StockRejected), refuse_banned_user (UserBanned).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -35,6 +37,7 @@ from . import db
 from .domain import (
     Order,
     OrderStatus,
+    PricedLine,
     RequestedLine,
     ensure_payable,
     ensure_same_request,
@@ -80,7 +83,8 @@ async def place_order(pool: asyncpg.Pool, user: Principal, lines: list[Requested
     """A pending order priced from the catalogue copy (OrderCreated), or the one this key made before.
     InvalidOrder: an unknown product, a bad line, or the key reused with other items."""
     async with pool.acquire() as conn:
-        async with conn.transaction():
+        # Without a key, what _place writes is one statement (the order, its lines, its event), atomic by itself.
+        async with conn.transaction() if key is not None else contextlib.nullcontext():
             placed = await _place(conn, user, lines, key)
         if isinstance(placed, Order):
             return Placed(placed, replayed=False)
@@ -107,15 +111,12 @@ async def _place(conn: DbConnection, user: Principal, lines: list[RequestedLine]
         ensure_same_request(earlier["fingerprint"], fingerprint)
         return int(earlier["order_id"])
     total = order_total(priced)
-    created_at = await db.insert_order(conn, order_id, user.id, user.email, total, priced)
-    order = Order(
+    created = OrderCreated(order_id=order_id, user_id=user.id, email=user.email, total=total, items=items_of(priced))
+    created_at = await db.insert_order(conn, order_id, user.id, user.email, total, priced, created)
+    return Order(
         id=order_id, user_id=user.id, email=user.email, status=OrderStatus.PENDING, total=total, lines=priced,
         created_at=created_at,
     )
-    await add_event(conn, OrderCreated(
-        order_id=order_id, user_id=user.id, email=user.email, total=total, items=items_of(order),
-    ))
-    return order
 
 
 async def list_orders(
@@ -190,7 +191,7 @@ async def record_payment(pool: asyncpg.Pool, order_id: int, result: PaymentResul
                         order_id=order.id, user_id=order.user_id, error=result.error, email=order.email,
                     ))
                     await add_event(conn, OrderCancelled(
-                        order_id=order.id, user_id=order.user_id, items=items_of(order), reason=result.error,
+                        order_id=order.id, user_id=order.user_id, items=items_of(order.lines), reason=result.error,
                         cancelled_by="payment_failed", email=order.email,
                     ))
         if not result.ok:
@@ -200,8 +201,8 @@ async def record_payment(pool: asyncpg.Pool, order_id: int, result: PaymentResul
         return paid
 
 
-def items_of(order: Order) -> list[OrderItem]:
-    return [OrderItem(product_id=line.product_id, quantity=line.quantity, unit_price=line.unit_price) for line in order.lines]
+def items_of(lines: Sequence[PricedLine]) -> list[OrderItem]:
+    return [OrderItem(product_id=line.product_id, quantity=line.quantity, unit_price=line.unit_price) for line in lines]
 
 
 # ---- from events (in the consumer's transaction) ----

@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import asyncpg
+from shop_events import EventData, outbox_insert
 from shop_events.db_types import DbConnection
 
 from .domain import Order, OrderStatus, PricedLine
@@ -70,20 +71,24 @@ async def claim_idempotency_key(
 
 
 async def insert_order(
-    conn: DbConnection, order_id: int, user_id: int, email: str, total: Decimal, lines: Sequence[PricedLine]
+    conn: DbConnection, order_id: int, user_id: int, email: str, total: Decimal, lines: Sequence[PricedLine],
+    event: EventData,
 ) -> datetime:
-    """Writes a pending order and its lines, in one statement; returns its created_at."""
+    """Writes a pending order, its lines and its event (the outbox row) in one statement, atomic by itself: no
+    transaction is needed around it. Returns its created_at."""
+    outbox = outbox_insert([(event, None)], first_param=10)
     created_at: datetime = await conn.fetchval(
         "WITH made AS ("
         "  INSERT INTO orders (id, user_id, email, status, total) VALUES ($1, $2, $3, $4, $5) RETURNING created_at),"
         " lines AS ("
         "  INSERT INTO order_items (order_id, line, product_id, quantity, unit_price)"
         "  SELECT $1, l.line, l.product_id, l.quantity, l.unit_price"
-        "  FROM unnest($6::integer[], $7::bigint[], $8::integer[], $9::numeric[]) AS l (line, product_id, quantity, unit_price))"
+        "  FROM unnest($6::integer[], $7::bigint[], $8::integer[], $9::numeric[]) AS l (line, product_id, quantity, unit_price)),"
+        f" events AS ({outbox.sql})"
         " SELECT created_at FROM made",
         order_id, user_id, email, OrderStatus.PENDING.value, total,
         list(range(1, len(lines) + 1)), [line.product_id for line in lines], [line.quantity for line in lines],
-        [line.unit_price for line in lines],
+        [line.unit_price for line in lines], *outbox.args,
     )
     return created_at
 

@@ -115,7 +115,7 @@ async def _cancel(conn: DbConnection, orders: list[Order], reason: str, by: Canc
     if orders:
         await db.cancel_orders(conn, [order.id for order in orders], reason)
         await add_events(conn, [
-            (OrderCancelled(order_id=order.id, user_id=order.user_id, items=items_of(order), reason=reason,
+            (OrderCancelled(order_id=order.id, user_id=order.user_id, items=items_of(order.lines), reason=reason,
                             cancelled_by=by, email=order.email), None)
             for order in orders
         ])
@@ -183,7 +183,7 @@ async def refund_order(pool: asyncpg.Pool, payments: PaymentProvider, order_id: 
             await db.set_refunded(conn, order.id, refund_id)
             await add_event(conn, OrderRefunded(
                 order_id=order.id, user_id=order.user_id, refund_id=refund_id, amount=order.total,
-                items=items_of(order), email=order.email,
+                items=items_of(order.lines), email=order.email,
             ))
         refunded = await db.get_order(conn, order.id)
         assert refunded is not None

@@ -2,6 +2,8 @@
 
 from decimal import Decimal
 
+import pytest
+from shop_common.fault_injection import AT_COMMIT, BEFORE_INSERT, DatabaseFault
 from shop_common.testing import bearer
 from shop_events.catalogue import ProductCreated, ProductUpdated
 from shop_events.publisher import OutgoingEvent
@@ -102,3 +104,20 @@ async def test_a_new_price_applies_to_new_orders_only_and_an_older_event_never_r
     await orders.deliver(OutgoingEvent.of(created, "product.created"))
     row = await orders.pool.fetchrow("SELECT name, price FROM catalogue WHERE product_id = 3")
     assert (row["name"], row["price"]) == ("new", Decimal("2.00"))
+
+
+@pytest.mark.parametrize("fault", ["the outbox refuses the event", "the order fails at commit"])
+async def test_an_order_is_never_written_without_its_event_nor_its_event_without_the_order(orders, make_token, fault):
+    """The order, its lines and OrderCreated are one write: a real trigger refuses the event's outbox row, or
+    fails the order at its commit (a deferred constraint trigger), and neither is left behind."""
+    await orders.add_product(1, "5.00")
+    table, when = ("outbox", BEFORE_INSERT) if fault.startswith("the outbox") else ("orders", AT_COMMIT)
+    switch = await DatabaseFault(orders.pool, table, when).install()
+    await switch.on_for(60)
+    response = await orders.place(make_token(7), [{"product_id": 1, "quantity": 1}])
+    assert response.status_code == 500 and response.json() == {"detail": "internal error"}
+    assert await switch.hits() == 1
+    assert [await orders.pool.fetchval(f"SELECT count(*) FROM {t}") for t in ("orders", "order_items", "outbox")] == [0, 0, 0]
+    await switch.off()
+    assert (await orders.place(make_token(7), [{"product_id": 1, "quantity": 1}])).status_code == 201
+    assert [await orders.pool.fetchval(f"SELECT count(*) FROM {t}") for t in ("orders", "order_items", "outbox")] == [1, 1, 1]

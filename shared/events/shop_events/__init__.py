@@ -6,7 +6,7 @@ from .bus import Bus
 from .catalogue import CATALOGUE, EventSpec, Lane
 from .db_types import DbConnection
 from .envelope import Envelope, Event, EventData, Money, correlation_id, handling_event
-from .outbox import add_event, add_events
+from .outbox import add_event, add_events, outbox_insert
 from .router import Route, Router
 from .settings import BusSettings
 
@@ -20,5 +20,6 @@ async def install_schema(conn: DbConnection) -> None:
 
 __all__ = [
     "Bus", "BusSettings", "add_events", "CATALOGUE", "Envelope", "Event", "EventData", "EventSpec", "Lane", "Money", "Route",
-    "Router", "add_event", "correlation_id", "DbConnection", "handling_event", "install_schema", "SCHEMA",
+    "Router", "add_event", "correlation_id", "DbConnection", "handling_event", "install_schema", "outbox_insert",
+    "SCHEMA",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
@@ -70,9 +71,25 @@ async def add_events(conn: DbConnection, events: list[tuple[EventData, str | Non
     """Write many events in one statement, each with its own correlation id (for batch handlers)."""
     if not conn.is_in_transaction():
         raise RuntimeError("events must be written inside the transaction of the state change they report")
+    insert = outbox_insert(events, first_param=1)
+    await conn.execute(insert.sql, *insert.args)
+    return insert.events
+
+
+@dataclass(frozen=True)
+class OutboxInsert:
+    sql: str  # INSERT INTO outbox ..., its parameters numbered from the first_param it was made with
+    args: list[list[object]]
+    events: list[OutgoingEvent]
+
+
+def outbox_insert(events: list[tuple[EventData, str | None]], *, first_param: int) -> OutboxInsert:
+    """The outbox's INSERT of these events, to run alone (add_events) or as a writable CTE of the statement
+    that makes the state change they report: one statement is atomic by itself, so a use case that writes its
+    change in one statement needs no BEGIN and COMMIT, two round trips fewer (orders' POST)."""
     occurred_at = now_utc()  # the events of one statement report one state change
     rows = [new_event(data, correlation, occurred_at) for data, correlation in events]
-    columns = [
+    args: list[list[object]] = [
         [e.event_id for e in rows],
         [e.event_type for e in rows],
         [e.routing_key for e in rows],
@@ -80,24 +97,21 @@ async def add_events(conn: DbConnection, events: list[tuple[EventData, str | Non
         [e.body.decode() for e in rows],
         [e.occurred_at for e in rows],
     ]
-    if not tracing.ON:
-        await conn.execute(_INSERT, *columns)
-        return rows
-    contexts = [tracing.outbox_context(e.correlation_id) for e in rows]
-    await conn.execute(_INSERT_TRACED, *columns, [c[0] for c in contexts], [c[1] for c in contexts])
-    return rows
+    if tracing.ON:  # the trace context of whoever wrote each event (shop_events.tracing), for the relay to continue
+        contexts = [tracing.outbox_context(e.correlation_id) for e in rows]
+        args += [[c[0] for c in contexts], [c[1] for c in contexts]]
+    return OutboxInsert(_insert_sql(first_param, tracing.ON), args, rows)
 
 
-_INSERT = (
-    "INSERT INTO outbox (event_id, event_type, routing_key, correlation_id, body, created_at)"
-    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])"
-)
-# The same with the trace context of whoever wrote the event (shop_events.tracing), for the relay to continue.
-_INSERT_TRACED = (
-    "INSERT INTO outbox (event_id, event_type, routing_key, correlation_id, body, created_at, traceparent, tracestate)"
-    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],"
-    " $7::text[], $8::text[])"
-)
+@functools.cache
+def _insert_sql(first_param: int, traced: bool) -> str:
+    columns = ["event_id", "event_type", "routing_key", "correlation_id", "body", "created_at"]
+    types = ["uuid", "text", "text", "text", "text", "timestamptz"]
+    if traced:
+        columns += ["traceparent", "tracestate"]
+        types += ["text", "text"]
+    arrays = ", ".join(f"${first_param + i}::{t}[]" for i, t in enumerate(types))
+    return f"INSERT INTO outbox ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
 
 
 class OutboxRelay:
