@@ -6,8 +6,8 @@ occurred_at; upserts make arrival order irrelevant. The reads compute the figure
 It publishes nothing, so no use case writes the outbox.
 
 Facts: record_registration, record_ban, record_product, record_review_submitted, record_moderation,
-record_orders_placed (a run of OrderCreated), record_stock_reserved, record_stock_rejected, record_payment,
-record_cancellation, record_refund, record_shipment, record_delivery.
+record_orders_placed (a run of OrderCreated), record_stocks_reserved (a run of StockReserved),
+record_stock_rejected, record_payment, record_cancellation, record_refund, record_shipment, record_delivery.
 Figures: summary, product_figures, daily.
 """
 
@@ -81,8 +81,13 @@ async def record_orders_placed(conn: DbConnection, events: list[Event[OrderCreat
     ])
 
 
-async def record_stock_reserved(conn: DbConnection, event: Event[StockReserved]) -> None:
-    await db.record_stock_reserved(conn, event.data.order_id, event.occurred_at)
+async def record_stocks_reserved(conn: DbConnection, events: list[Event[StockReserved]]) -> None:
+    """A run in one statement: each order once (a statement may not update a row twice), at its earliest."""
+    reserved: dict[int, datetime] = {}
+    for event in events:
+        order_id = event.data.order_id
+        reserved[order_id] = min(reserved.get(order_id, event.occurred_at), event.occurred_at)
+    await db.record_stock_reserved(conn, reserved)
 
 
 async def record_stock_rejected(conn: DbConnection, event: Event[StockRejected]) -> None:

@@ -99,11 +99,12 @@ async def record_orders_placed(
     )
 
 
-async def record_stock_reserved(conn: DbConnection, order_id: int, at: datetime) -> None:
+async def record_stock_reserved(conn: DbConnection, reserved: dict[int, datetime]) -> None:
+    """Each order's confirmation (order id: when), in one statement."""
     await conn.execute(
-        "INSERT INTO orders (order_id, confirmed_at) VALUES ($1, $2)"
+        "INSERT INTO orders (order_id, confirmed_at) SELECT * FROM unnest($1::bigint[], $2::timestamptz[])"
         " ON CONFLICT (order_id) DO UPDATE SET confirmed_at = least(orders.confirmed_at, EXCLUDED.confirmed_at)",
-        order_id, at,
+        list(reserved), list(reserved.values()),
     )
 
 

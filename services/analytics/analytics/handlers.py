@@ -56,9 +56,9 @@ async def on_orders_created(events: list[Event[OrderCreated]], conn: DbConnectio
     await application.record_orders_placed(conn, events)
 
 
-@router.handles(StockReserved)
-async def on_stock_reserved(event: Event[StockReserved], conn: DbConnection) -> None:
-    await application.record_stock_reserved(conn, event)
+@router.handles(StockReserved, batch=True)
+async def on_stocks_reserved(events: list[Event[StockReserved]], conn: DbConnection) -> None:
+    await application.record_stocks_reserved(conn, events)
 
 
 @router.handles(StockRejected)

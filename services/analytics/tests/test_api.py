@@ -98,3 +98,18 @@ async def test_ratings_count_published_reviews_only_and_reviews_counts_submissio
     assert (figures["rating_avg"], figures["rating_count"]) == ("4.50", 2)
     assert (await analytics.get("summary")).json()["reviews"] == 4
 
+
+
+async def test_two_reservations_of_one_order_in_a_run_count_it_confirmed_once_at_the_earlier(analytics, make_event):
+    """A run of StockReserved is written in one statement, which may touch each order once: the run's two
+    events for order 9 (a second reservation event, as a replayed producer could send) become one fact."""
+    at = datetime.now(UTC) - timedelta(hours=1)
+    await analytics.deliver(
+        make_event(StockReserved(order_id=9), at + timedelta(minutes=5)),
+        make_event(StockReserved(order_id=10), at),
+        make_event(StockReserved(order_id=9), at + timedelta(minutes=1)),
+    )
+    assert await analytics.processed() == 3
+    assert (await analytics.get("summary")).json()["orders_confirmed"] == 2
+    confirmed = await analytics.pool.fetchval("SELECT confirmed_at FROM orders WHERE order_id = 9")
+    assert confirmed == at + timedelta(minutes=1)

@@ -2,10 +2,10 @@
 
 Each opens its transaction on the pool (the routes' use cases) or runs in the consumer's transaction it is
 given as `conn` (the handlers'), asks the pure domain, writes through db and adds its events to the outbox
-in that same transaction.
+in that same transaction (place_order without a key writes its order and event in one statement instead).
 
 Orders: place_order, list_orders, get_order, pay_order; the rest of an order's life in lifecycle.py.
-From events: keep_catalogue_copy (ProductCreated, ProductUpdated), settle_reservation (StockReserved,
+From events: keep_catalogue_copy (ProductCreated, ProductUpdated), settle_reservations (runs of StockReserved,
 StockRejected), refuse_banned_user (UserBanned).
 """
 
@@ -218,24 +218,34 @@ async def keep_catalogue_copy(conn: DbConnection, event: Event[ProductCreated | 
         log.info("older product event ignored", extra={"product_id": product.product_id})
 
 
-async def settle_reservation(
-    conn: DbConnection, event: Event[StockReserved | StockRejected], payment_seconds: float
+async def settle_reservations(
+    conn: DbConnection, events: list[Event[StockReserved | StockRejected]], payment_seconds: float
 ) -> None:
-    """Pending → confirmed (to be paid within `payment_seconds`) or rejected; a stale or repeated stock event,
-    or one for an order cancelled meanwhile, changes nothing."""
-    order = await db.get_order(conn, event.data.order_id, for_update=True)
-    if order is None:
-        # OrderCreated is only published after the order committed, so this is someone else's order id.
-        log.warning("stock event for an unknown order ignored", extra={"order_id": event.data.order_id})
-        return
-    new_status = status_after_stock_event(order.status, event.event_type)
-    if new_status is None:
-        log.info("stock event changes nothing", extra={"order_id": order.id, "status": order.status.value})
-        return
-    if isinstance(event.data, StockRejected):
-        await db.set_status(conn, order.id, new_status, reason=event.data.reason)
-    else:
-        await db.confirm(conn, order.id, payment_seconds)
+    """Pending → confirmed (to be paid within `payment_seconds`) or rejected, for a run of stock events in three
+    statements whatever its length; a stale or repeated stock event, or one for an order cancelled meanwhile,
+    changes nothing."""
+    statuses = await db.lock_statuses(conn, [event.data.order_id for event in events])
+    confirmed: list[int] = []
+    rejected: list[tuple[int, str]] = []
+    for event in events:
+        order_id = event.data.order_id
+        if order_id not in statuses:
+            # OrderCreated is only published after the order committed, so this is someone else's order id.
+            log.warning("stock event for an unknown order ignored", extra={"order_id": order_id})
+            continue
+        new_status = status_after_stock_event(statuses[order_id], event.event_type)
+        if new_status is None:
+            log.info("stock event changes nothing", extra={"order_id": order_id, "status": statuses[order_id].value})
+            continue
+        statuses[order_id] = new_status  # what a later event of the run for the same order finds
+        if isinstance(event.data, StockRejected):
+            rejected.append((order_id, event.data.reason))
+        else:
+            confirmed.append(order_id)
+    if confirmed:
+        await db.confirm(conn, confirmed, payment_seconds)
+    if rejected:
+        await db.reject(conn, rejected)
 
 
 async def refuse_banned_user(conn: DbConnection, ban: UserBanned) -> None:

@@ -153,12 +153,29 @@ async def set_status(
     )
 
 
-async def confirm(conn: DbConnection, order_id: int, payment_seconds: float) -> None:
-    """Confirmed, to be paid within `payment_seconds` of now (the deadline the sweeper keeps)."""
+async def lock_statuses(conn: DbConnection, order_ids: list[int]) -> dict[int, OrderStatus]:
+    """The status of each of these orders that exists, the rows locked (in id order) until the transaction ends."""
+    rows = await conn.fetch(
+        "SELECT id, status FROM orders WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", sorted(order_ids)
+    )
+    return {r["id"]: OrderStatus(r["status"]) for r in rows}
+
+
+async def confirm(conn: DbConnection, order_ids: list[int], payment_seconds: float) -> None:
+    """Confirmed, each to be paid within `payment_seconds` of now (the deadline the sweeper keeps)."""
     await conn.execute(
         "UPDATE orders SET status = $2, payment_due_at = now() + make_interval(secs => $3), updated_at = now()"
-        " WHERE id = $1",
-        order_id, OrderStatus.CONFIRMED.value, payment_seconds,
+        " WHERE id = ANY($1::bigint[])",
+        order_ids, OrderStatus.CONFIRMED.value, payment_seconds,
+    )
+
+
+async def reject(conn: DbConnection, rejections: list[tuple[int, str]]) -> None:
+    """Rejected, each with its reason (order id, reason)."""
+    await conn.execute(
+        "UPDATE orders SET status = $3, reason = r.reason, payment_id = NULL, updated_at = now()"
+        " FROM unnest($1::bigint[], $2::text[]) AS r (id, reason) WHERE orders.id = r.id",
+        [r[0] for r in rejections], [r[1] for r in rejections], OrderStatus.REJECTED.value,
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from shop_common.testing import bearer
-from shop_events.catalogue import StockReserved
+from shop_events.catalogue import StockRejected, StockReserved
 
 from orders.payments import PaymentResult, RefundRefused, TestPaymentProvider, UnknownPaymentToken
 
@@ -258,3 +258,24 @@ async def test_an_order_confirmed_before_deadlines_existed_gets_one_from_its_con
             assert time.monotonic() - started < 10, "the old order's deadline never fired"
             await asyncio.sleep(0.05)
         assert (await orders.status_of(old["id"]), await orders.status_of(recent["id"])) == ("cancelled", "confirmed")
+
+
+async def test_a_run_of_stock_events_settles_each_order_as_one_event_at_a_time_would(orders, make_token):
+    """One batch: a reservation, a rejection, a repeated reservation, a stale rejection after the confirm, and
+    a reservation for an order that is not ours. Each order ends as if its events had come one by one."""
+    await orders.add_product(1, "33.33")
+    token = make_token(7)
+    first, second = [(await orders.place(token, ITEMS)).json()["id"] for _ in range(2)]
+    await orders.deliver(
+        StockReserved(order_id=first),
+        StockRejected(order_id=second, user_id=7, reason="not enough stock"),
+        StockReserved(order_id=first),
+        StockRejected(order_id=first, user_id=7, reason="late"),
+        StockReserved(order_id=second + 1000),
+    )
+    rows = {r["id"]: r for r in await orders.pool.fetch("SELECT id, status, reason, payment_due_at FROM orders")}
+    assert (rows[first]["status"], rows[first]["reason"]) == ("confirmed", None)
+    assert rows[first]["payment_due_at"] is not None
+    assert (rows[second]["status"], rows[second]["reason"], rows[second]["payment_due_at"]) == (
+        "rejected", "not enough stock", None,
+    )
