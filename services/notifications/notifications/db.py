@@ -88,15 +88,18 @@ async def record_notices(pool: asyncpg.Pool, mails: list[tuple[uuid.UUID, Notice
         [k[1] for k in keys], [n.subject for _, n, _ in mails], [n.body for _, n, _ in mails],
         [k[2] for k in keys], [m[2] for m in mails],
     )
-    found = {(r["event_id"], r["type"], r["recipient"]): MailRecord(r["id"], r["status"]) for r in rows}
-    if len(found) < len(set(keys)):  # another consumer inserted some after this statement's snapshot was taken
+    if len(_by_key(rows)) < len(set(keys)):  # another consumer inserted some after this statement's snapshot
         rows = await pool.fetch(
             "SELECT id, status, event_id, type, recipient FROM notifications"
             " WHERE (event_id, type, recipient) IN (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]))",
             [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
         )
-        found = {(r["event_id"], r["type"], r["recipient"]): MailRecord(r["id"], r["status"]) for r in rows}
+    found = _by_key(rows)
     return [found[key] for key in keys]  # each row that conflicted is there (notifications are never deleted)
+
+
+def _by_key(rows: list[asyncpg.Record]) -> dict[tuple[uuid.UUID, str, str], MailRecord]:
+    return {(r["event_id"], r["type"], r["recipient"]): MailRecord(r["id"], r["status"]) for r in rows}
 
 
 async def mark_sent(pool: asyncpg.Pool, notice_id: int) -> None:

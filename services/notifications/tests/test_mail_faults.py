@@ -97,8 +97,9 @@ async def test_a_run_of_orders_is_mailed_side_by_side_and_a_refused_one_is_retri
 
     async def place(app, emails):
         created = await publish_events(amqp_url, *(
-            OrderCreated(order_id=i, user_id=100 + i, email=email, total=Decimal("5.00"), items=items)
-            for i, email in ((customers.index(email), email) for email in emails)
+            OrderCreated(order_id=customers.index(email), user_id=100 + customers.index(email), email=email,
+                         total=Decimal("5.00"), items=items)
+            for email in emails
         ))
         for event in created:
             await eventually(lambda event=event: handled(app, event.event_id), timeout=20)

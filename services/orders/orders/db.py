@@ -156,7 +156,7 @@ async def set_status(
 async def lock_statuses(conn: DbConnection, order_ids: list[int]) -> dict[int, OrderStatus]:
     """The status of each of these orders that exists, the rows locked (in id order) until the transaction ends."""
     rows = await conn.fetch(
-        "SELECT id, status FROM orders WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", sorted(order_ids)
+        "SELECT id, status FROM orders WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", order_ids
     )
     return {r["id"]: OrderStatus(r["status"]) for r in rows}
 
