@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
-from shop_common.auth import Principal, record_ban
+from shop_common.auth import Principal
+from shop_common.bans import BannedUsers, record_ban
 from shop_events import Event, add_event
 from shop_events.catalogue import (
     OrderCancelled,
@@ -248,6 +249,6 @@ async def settle_reservations(
         await db.reject(conn, rejected)
 
 
-async def refuse_banned_user(conn: DbConnection, ban: UserBanned) -> None:
+async def refuse_banned_user(conn: DbConnection, ban: UserBanned, bans: BannedUsers) -> None:
     """The banned user's unexpired tokens are refused from now on."""
-    await record_ban(conn, ban)
+    await record_ban(conn, ban, bans)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shop_common.bans import BannedUsers
 from shop_events import Event, Router
 from shop_events.catalogue import ProductCreated, ProductUpdated, StockRejected, StockReserved, UserBanned
 from shop_events.db_types import DbConnection
@@ -12,8 +13,8 @@ router = Router()
 
 
 @router.handles(UserBanned)
-async def on_user_banned(event: Event[UserBanned], conn: DbConnection) -> None:
-    await application.refuse_banned_user(conn, event.data)
+async def on_user_banned(event: Event[UserBanned], conn: DbConnection, *, bans: BannedUsers) -> None:
+    await application.refuse_banned_user(conn, event.data, bans)
 
 
 @router.handles(ProductCreated, ProductUpdated)

@@ -2,7 +2,8 @@
 
 import json
 
-from shop_common.testing import bearer
+from shop_common.bans import LISTENER_NAME
+from shop_common.testing import bearer, eventually
 from shop_events.catalogue import UserBanned
 
 from orders import db
@@ -99,3 +100,47 @@ async def test_a_banned_user_is_refused_at_once(orders, make_token):
         answer = await call
         assert answer.status_code == 403 and answer.json() == {"detail": "this account is banned"}
     assert (await orders.place(make_token(8), ITEMS)).status_code == 201  # others are not affected
+
+
+async def refused(orders, token: str) -> bool:
+    answer = await orders.client.get("/api/orders", headers=bearer(token))
+    assert answer.status_code in (200, 403), answer.text
+    return answer.status_code == 403 and answer.json() == {"detail": "this account is banned"}
+
+
+async def listening(orders, other_than: int = 0) -> int | None:
+    """The backend of this process's ban list connection (shop_common.bans), if it is there."""
+    return await orders.pool.fetchval(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1 AND pid <> $2",
+        LISTENER_NAME, other_than,
+    )
+
+
+async def test_a_ban_committed_by_another_process_is_refused_here_too(orders, make_token):
+    """Another process of orders handled the UserBanned (its row is committed; this process's handler never ran):
+    this process hears of it through the table's trigger and refuses the token, with no query of its own a call."""
+    ada, bob = make_token(7), make_token(8)
+    await eventually(lambda: listening(orders))
+    assert not await refused(orders, ada)
+
+    await orders.pool.execute("INSERT INTO banned_users (user_id, reason) VALUES (7, 'fraud')")  # the other's commit
+
+    await eventually(lambda: refused(orders, ada), timeout=5, interval=0.005)
+    assert not await refused(orders, bob)
+
+
+async def test_a_ban_committed_while_the_ban_list_connection_is_cut_is_not_missed(orders, make_token):
+    """PostgreSQL ends the listening connection (pg_terminate_backend, as a restart or an operator would), and a
+    ban is committed by another process while it is gone: its notification reaches nobody here. The process
+    asks the table until it is back, then reads every ban again, so the token is refused all the same; and
+    bans after that arrive by notification again."""
+    ada, bob, eve = make_token(7), make_token(8), make_token(9)
+    first = await eventually(lambda: listening(orders))
+    assert await orders.pool.fetchval("SELECT pg_terminate_backend($1)", first)
+    await orders.pool.execute("INSERT INTO banned_users (user_id, reason) VALUES (7, 'fraud')")
+
+    await eventually(lambda: refused(orders, ada), timeout=5, interval=0.005)
+    await eventually(lambda: listening(orders, other_than=first), timeout=10)
+    await orders.pool.execute("INSERT INTO banned_users (user_id, reason) VALUES (8, 'spam')")
+    await eventually(lambda: refused(orders, bob), timeout=5, interval=0.005)
+    assert await refused(orders, ada) and not await refused(orders, eve)

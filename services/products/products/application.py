@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
-from shop_common.auth import record_ban
+from shop_common.bans import BannedUsers, record_ban
 from shop_events import EventData, add_event, add_events
 from shop_events.catalogue import (
     OrderCreated,
@@ -211,9 +211,9 @@ async def release_stock(conn: DbConnection, order_id: int, user_id: int, reason:
 # ---- bans ----
 
 
-async def refuse_banned_user(conn: DbConnection, ban: UserBanned) -> None:
+async def refuse_banned_user(conn: DbConnection, ban: UserBanned, bans: BannedUsers) -> None:
     """The banned user's unexpired tokens are refused from now on."""
-    await record_ban(conn, ban)
+    await record_ban(conn, ban, bans)
 
 
 def _shelf(product: asyncpg.Record) -> Shelf:

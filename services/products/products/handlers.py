@@ -6,6 +6,7 @@ so an event redelivered under the same id never gets here twice.
 
 from __future__ import annotations
 
+from shop_common.bans import BannedUsers
 from shop_events import Event, Router
 from shop_events.catalogue import OrderCancelled, OrderCreated, OrderRefunded, ProductReviewed, UserBanned
 from shop_events.db_types import DbConnection
@@ -33,5 +34,5 @@ async def on_product_reviewed(event: Event[ProductReviewed], conn: DbConnection)
 
 
 @router.handles(UserBanned)
-async def on_user_banned(event: Event[UserBanned], conn: DbConnection) -> None:
-    await application.refuse_banned_user(conn, event.data)
+async def on_user_banned(event: Event[UserBanned], conn: DbConnection, *, bans: BannedUsers) -> None:
+    await application.refuse_banned_user(conn, event.data, bans)

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from shop_common.bans import BannedUsers
 from shop_common.testing import bearer, serving_with_kit
 from shop_events.catalogue import OrderCreated, OrderItem
 from shop_events.testkit import HandlerKit
@@ -86,7 +87,7 @@ class Stockroom:
 @pytest.fixture
 async def stockroom(migrated_pool) -> AsyncIterator[Stockroom]:
     pool = await migrated_pool(Path(products.__file__).with_name("migrations"), checks_bans=True, size=10)
-    async with HandlerKit(handlers.router, pool, service="products") as kit:
+    async with HandlerKit(handlers.router, pool, service="products", dependencies={"bans": BannedUsers()}) as kit:
         yield Stockroom(kit, pool)
 
 

@@ -3,6 +3,7 @@
 
 import asyncio
 
+from shop_common.bans import BannedUsers
 from shop_common.testing import running
 from shop_events.catalogue import OrderCancelled, OrderItem, OrderRefunded
 from shop_events.testing import EventProbe, publish_events
@@ -19,7 +20,7 @@ STOCK_KEYS = ("stock.reserved", "stock.rejected", "stock.low")
 async def test_orders_racing_for_the_last_units_never_oversell(stockroom):
     """Ten orders of one unit for the last five, each on its own replica: its own transaction and connection."""
     product_id = await stockroom.add_product("Last kettle", stock=5)
-    replicas = [HandlerKit(handlers.router, stockroom.pool, service="products") for _ in range(10)]
+    replicas = [HandlerKit(handlers.router, stockroom.pool, service="products", dependencies={"bans": BannedUsers()}) for _ in range(10)]
     results = await asyncio.gather(*(kit.deliver(order(n, (product_id, 1))) for n, kit in enumerate(replicas, 1)))
     assert all(len(r.handled) == 1 for r in results)
     pool = stockroom.pool
@@ -145,7 +146,7 @@ async def test_a_cancel_racing_its_reservation_on_another_replica_puts_the_stock
     where it started."""
     kettle = await stockroom.add_product(name="Kettle", stock=50)
     cancels = [OrderCancelled(order_id=n, user_id=42, items=[], reason="cancelled by customer") for n in range(1, 21)]
-    replicas = [HandlerKit(handlers.router, stockroom.pool, service="products") for _ in range(2)]
+    replicas = [HandlerKit(handlers.router, stockroom.pool, service="products", dependencies={"bans": BannedUsers()}) for _ in range(2)]
     await asyncio.gather(
         *(replicas[0].deliver(order(n, (kettle, 2))) for n in range(1, 21)),
         *(replicas[1].deliver(cancel) for cancel in cancels),

@@ -24,7 +24,8 @@ from shop_events.topology import bindings
 from shop_events.tracing import trace_id_of
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .auth import BANNED_USERS_SQL, Admin, _bearer, current_user, require_admin
+from .auth import Admin, _bearer, current_user, require_admin
+from .bans import BANNED_USERS_SQL, BannedUsers
 from .config import ServiceSettings
 from .db import create_pool, migrate
 from .logs import setup_logging
@@ -149,7 +150,7 @@ def create_service_app(
 ) -> FastAPI:
     service = settings.service
     if checks_bans and "UserBanned" not in handlers.event_types:
-        raise ValueError(f"{service} checks bans, so its handlers must take UserBanned (shop_common.auth.record_ban)")
+        raise ValueError(f"{service} checks bans, so its handlers must take UserBanned (shop_common.bans.record_ban)")
     lanes = bindings(handlers.event_types)
     retries = len(settings.bus_settings().retry_delays_ms)
     queues = service_queues(service, lanes, retries)
@@ -162,11 +163,14 @@ def create_service_app(
         setup_logging(service, settings.log_level)
         tune_gc()
         app.state.settings = settings
-        app.state.checks_bans = checks_bans
         app.state.jwt_public_key = settings.jwt_public_key_path.read_text()
         app.state.pool = pool = await create_pool(settings.database_url, settings.db_pool_size)
         await migrate(pool, migrations, {"banned_users": BANNED_USERS_SQL} if checks_bans else None)
         dependencies = await wiring(pool) if wiring is not None else {}
+        # The ban list: the routes check it (auth.current_user), the UserBanned handler adds to it (bans.record_ban).
+        app.state.bans = bans = BannedUsers() if checks_bans else None
+        if bans is not None:
+            dependencies = {**dependencies, "bans": bans}
         for name, dependency in dependencies.items():
             setattr(app.state, name, dependency)
         routes = handlers.bind(dependencies)
@@ -187,10 +191,16 @@ def create_service_app(
         timing: asyncio.Task[None] | None = None
         if timer is not None and relay is not None:
             timing = asyncio.create_task(timer(pool, dependencies), name=f"{service} timer")
+        listening: asyncio.Task[None] | None = None
+        if bans is not None and settings.runs("api"):
+            listening = asyncio.create_task(bans.keep_current(settings.database_url), name=f"{service} ban list")
         log.info("started", extra={"roles": settings.roles, "handles": handlers.event_types})
         try:
             yield
         finally:
+            if listening is not None:
+                listening.cancel()
+                await asyncio.wait([listening])
             if timing is not None:  # before the relay, which then still publishes what the timer committed
                 timing.cancel()
                 await asyncio.wait([timing])

@@ -1,4 +1,4 @@
-"""Verifying access tokens locally with auth's public key, and refusing banned users at once.
+"""Verifying access tokens locally with auth's public key, and refusing banned users at once (shop_common.bans).
 
 Only auth holds the private key. Every other service reads the public key from a file and never
 calls auth. Accepted algorithms are pinned, so `alg: none` and HMAC tokens signed with the public
@@ -17,21 +17,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from shop_events.catalogue import UserBanned
-from shop_events.db_types import DbConnection
+
+from .bans import BannedUsers
 
 ALGORITHMS = ["EdDSA"]
 ADMIN = "admin"
 CUSTOMER = "customer"
-
-# Services that take UserBanned keep the banned ids here and check them on every authenticated call.
-BANNED_USERS_SQL = """
-CREATE TABLE IF NOT EXISTS banned_users (
-    user_id   bigint PRIMARY KEY,
-    reason    text NOT NULL,
-    banned_at timestamptz NOT NULL DEFAULT now()
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -86,15 +77,6 @@ def _key(public_key: str) -> Ed25519PublicKey:
     return key
 
 
-async def record_ban(conn: DbConnection, ban: UserBanned) -> None:
-    """What a service that refuses banned users' unexpired tokens does with UserBanned (its handler calls this)."""
-    await conn.execute(
-        "INSERT INTO banned_users (user_id, reason) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING",
-        ban.user_id,
-        ban.reason,
-    )
-
-
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -109,8 +91,11 @@ async def current_user(
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, f"invalid token: {exc}", headers={"WWW-Authenticate": "Bearer"}
         ) from exc
-    if request.app.state.checks_bans:
-        banned = await request.app.state.pool.fetchval("SELECT true FROM banned_users WHERE user_id = $1", principal.id)
+    bans: BannedUsers | None = request.app.state.bans  # None: a service that does not check bans
+    if bans is not None:
+        banned = bans.banned(principal.id)
+        if banned is None:  # the set may be behind (shop_common.bans): the table says
+            banned = await request.app.state.pool.fetchval("SELECT true FROM banned_users WHERE user_id = $1", principal.id)
         if banned:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "this account is banned")
     return principal

@@ -16,7 +16,7 @@ from shop_events.history import Progress
 from shop_events.router import Route
 from shop_events.topology import bindings, declare_lane, ensure_exchange, history_arguments
 
-from .auth import BANNED_USERS_SQL
+from .bans import BANNED_USERS_SQL, BannedUsers
 from .config import ServiceSettings
 from .db import create_pool, migrate
 from .runtime import tune_gc
@@ -51,7 +51,8 @@ async def rebuild_read_model(
     connection = await nodes.connect_robust(bus.amqp_url, client_properties={"connection_name": f"{settings.service} rebuild"})
     try:
         await migrate(pool, migrations, {"banned_users": BANNED_USERS_SQL} if checks_bans else None)
-        routes = handlers.bind(await wiring(pool) if wiring is not None else {})
+        dependencies = await wiring(pool) if wiring is not None else {}
+        routes = handlers.bind({**dependencies, "bans": BannedUsers()} if checks_bans else dependencies)
         await declare_lanes(connection, settings.service, routes, bus.retry_delays_ms, bus.amqp_url,
                             history_arguments(bus.history_max_age, bus.history_max_bytes))
         return await history.replay(

@@ -27,7 +27,7 @@ from shop_events import Router
 from shop_events.testkit import HandlerKit
 
 from . import throwaway, tracing
-from .auth import BANNED_USERS_SQL
+from .bans import BANNED_USERS_SQL
 from .db import create_pool, migrate
 
 
@@ -175,7 +175,8 @@ async def serving_with_kit(
     async with running(app) as client:
         settings = app.state.settings
         assert not settings.runs("consumers"), "set ROLES=api: the kit delivers the events, not the broker"
-        wired = {name: getattr(app.state, name) for name in dependencies}
+        # and the ban list, which a service that checks bans hands its UserBanned handler
+        wired = {name: getattr(app.state, name) for name in [*dependencies, *(["bans"] if app.state.bans is not None else [])]}
         async with HandlerKit(
             router, app.state.pool, service=settings.service, dependencies=wired, settings=settings.bus_settings()
         ) as kit:
