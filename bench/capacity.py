@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -63,6 +64,9 @@ SATURATION_SECONDS = 30
 TIMEOUT = "10s"  # a request not answered in this long counts as an error (a client gives up)
 CATCH_UP_LIMIT = 600.0  # seconds after the loop for every order to be final, mailed and counted
 SAMPLE_SECONDS = 0.5
+# An idle backend reports its counts to pg_stat_database within 10 s (PostgreSQL 15's idle flush): the
+# transactions are read that long after the catch-up (with the broker's 5 quiet seconds, ~1% more from polls).
+STATS_SECONDS = 11.0
 TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 
 FIGURES = ["shop_sustained_orders_per_s", "cpu_ms_per_order", "errors_at_saturation"]
@@ -274,6 +278,20 @@ class Books:
         self.stack = stack
         self.conns: dict[str, asyncpg.Connection] = {}
         self.orders_before = self.mails_before = 0
+        self.asked: dict[str, int] = dict.fromkeys(SERVICES, 0)  # our own statements, each a transaction
+
+    async def _ask(self, name: str, sql: str, *args: object) -> Any:
+        self.asked[name] += 1
+        return await self.conns[name].fetchval(sql, *args)
+
+    async def commits(self) -> dict[str, int]:
+        """Each database's committed transactions so far, less the ones these books made themselves."""
+        counts = {}
+        for name, conn in self.conns.items():
+            total = await conn.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+            counts[name] = total - self.asked[name]
+            self.asked[name] += 1
+        return counts
 
     async def open(self) -> set[int]:
         for name in SERVICES:
@@ -291,23 +309,24 @@ class Books:
         self.mails_before = await self.conns["notifications"].fetchval("SELECT coalesce(max(id), 0) FROM notifications")
 
     async def read(self) -> Progressed:
+        self.asked["orders"] += 1
         orders = await self.conns["orders"].fetchrow(
             "SELECT count(*) AS placed, count(*) FILTER (WHERE status <> 'pending') AS final FROM orders WHERE id > $1",
             self.orders_before,
         )
-        mailed = await self.conns["notifications"].fetchval(
+        mailed = await self._ask("notifications",
             "SELECT count(*) FROM notifications WHERE id > $1 AND type = 'order_confirmation' AND status = 'sent'",
             self.mails_before,
         )
-        counted = await self.conns["analytics"].fetchval(
+        counted = await self._ask("analytics",
             "SELECT count(*) FROM orders WHERE order_id > $1 AND created_at IS NOT NULL"
             " AND (confirmed_at IS NOT NULL OR rejected_at IS NOT NULL)",
             self.orders_before,
         )
         unsent = 0
-        for conn in self.conns.values():
-            if await conn.fetchval("SELECT to_regclass('outbox') IS NOT NULL"):
-                unsent += await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+        for name in self.conns:
+            if await self._ask(name, "SELECT to_regclass('outbox') IS NOT NULL"):
+                unsent += await self._ask(name, "SELECT count(*) FROM outbox WHERE sent_at IS NULL")
         return Progressed(orders["placed"], orders["final"], mailed, counted, unsent)
 
     async def wait_done(self, started: float, progress: Progress, limit: float = CATCH_UP_LIMIT) -> tuple[float, Progressed]:
@@ -408,6 +427,7 @@ async def capacity_figures(progress: Progress) -> list[Figure]:
                  f" then until every order is final, mailed and in analytics")
         broker_before = await broker_background(beam)
         await books.mark()
+        commits_before = await books.commits()
         sampler = CpuSampler(stack, admin, beam, stack._relay.pid if stack._relay else None, own)
         stop = asyncio.Event()
         await sampler.sample()
@@ -427,6 +447,10 @@ async def capacity_figures(progress: Progress) -> list[Figure]:
                  f" {sustained:.1f} orders/s sustained")
 
         broker_after = await broker_background(beam)
+        await asyncio.sleep(STATS_SECONDS - 5)
+        commits_after = await books.commits()
+        transactions = {name: round((commits_after[name] - commits_before[name]) / seen.placed, 2) for name in SERVICES}
+        progress("  transactions per order: " + ", ".join(f"{name} {n}" for name, n in transactions.items()))
         cpu = sampler.by_group()
         # The broker is the machine's: its whole delta is counted; its CPU a second while this stack was quiet (just
         # before and just after) says how busy its other vhosts were, beside the figure. Subtracting it was tried:
@@ -466,6 +490,7 @@ async def capacity_figures(progress: Progress) -> list[Figure]:
              "cpu_seconds_in_all": round(sum(shop_cpu.values()) / 1000, 2), "window_seconds": round(total, 2),
              "broker_quiet_ms_per_s": {"before": round(broker_before, 1), "after": round(broker_after, 1)},
              "broker_quiet_rate_over_the_window_ms_per_order": round(broker_others / seen.placed, 2),
+             "transactions_per_order": transactions,
              "counted": "each service's process, its backends in the stack's databases (pg_stat_activity), the"
                         " gateway's nginx master and workers, the broker's whole beam.smp (its other vhosts too:"
                         " broker_quiet_ms_per_s is its CPU a second while this stack was quiet, 5 s before the loop"
