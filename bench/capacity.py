@@ -404,7 +404,7 @@ def shares(cpu: dict[str, float], orders: int) -> dict[str, float]:
 
 
 async def capacity_figures(progress: Progress) -> list[Figure]:
-    stack = BenchStack(progress, name="benchcap")
+    stack = BenchStack(progress, name="benchcap", relay="smtp-sink")
     figures: list[Figure] = []
     failed = False
     books = Books(stack)

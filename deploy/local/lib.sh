@@ -317,6 +317,17 @@ ensure_wrk() {  # Debian's wrk, the benchmark's load generator for the capacity 
     || die "wrk is needed for the benchmark's capacity figures and can't be installed here: install wrk (or run as root on Debian)"
 }
 
+ensure_smtp_sink() {  # Postfix's smtp-sink, the capacity figures' mail relay (bench/stack.py); Postfix itself unconfigured, stopped
+  [ -x /usr/sbin/smtp-sink ] && return 0
+  local policy=/usr/sbin/policy-rc.d made=""
+  if [ "$(id -u)" = 0 ] && [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; made=1; fi
+  [ "$(id -u)" = 0 ] && echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null
+  apt_install postfix || true
+  [ -n "$made" ] && rm -f "$policy"
+  [ -x /usr/sbin/smtp-sink ] \
+    || die "Postfix's smtp-sink is needed for the benchmark's capacity figures: install postfix (or run as root on Debian)"
+}
+
 ensure_prometheus() {  # Debian's prometheus and promtool, for tests/observability; its own service stays stopped
   command -v prometheus >/dev/null && command -v promtool >/dev/null && return 0
   # Debian starts a package's service on install (on 9090); the tests run their own prometheus on their own port.
