@@ -102,11 +102,11 @@ def _by_key(rows: list[asyncpg.Record]) -> dict[tuple[uuid.UUID, str, str], Mail
     return {(r["event_id"], r["type"], r["recipient"]): MailRecord(r["id"], r["status"]) for r in rows}
 
 
-async def mark_sent(pool: asyncpg.Pool, notice_ids: list[int]) -> None:
+async def mark_sent(pool: asyncpg.Pool, notice_id: int) -> None:
     await pool.execute(
         "UPDATE notifications SET status = 'sent', sent_at = now(), attempts = attempts + 1, last_error = NULL"
-        " WHERE id = ANY($1::bigint[])",
-        notice_ids,
+        " WHERE id = $1",
+        notice_id,
     )
 
 

@@ -1,15 +1,13 @@
 """Sending mail: the SMTP relay adapter, and the post room that sends each event's mail at most once.
 
 At most once per event: the mail's row is committed as `pending` before the relay is asked, and as `sent`
-right after the relay accepted (together with the mails accepted meanwhile: SentMarks), each on its own pool
-connection and outside the consumer's transaction.
+right after the relay accepted, each on its own pool connection and outside the consumer's transaction.
 A redelivered event finds `sent` and does not send again, whatever happened to the batch afterwards
 (handler failed on a later mail, commit lost, process killed before the ack). The only window left is
-between the relay's "250 accepted" and the `sent` commit (about a round trip to PostgreSQL: the write in
-hand, if any, then the group's): a crash exactly there sends the mail once more, with the same Message-ID.
-Never lost: the event is acked only after its handler returned, and a relay that is down or answers 4xx/5xx
-raises, so the bus retries through its wait queues and, past the last attempt, parks the event with the
-reason (the row stays `pending`).
+between the relay's "250 accepted" and the `sent` commit (one round trip to PostgreSQL): a crash exactly
+there sends the mail once more, with the same Message-ID. Never lost: the event is acked only after its
+handler returned, and a relay that is down or answers 4xx/5xx raises, so the bus retries through its wait
+queues and, past the last attempt, parks the event with the reason (the row stays `pending`).
 """
 
 from __future__ import annotations
@@ -188,10 +186,8 @@ class PostRoom:
         self.relay = relay
         self.staff_email = staff_email
         self._pool = pool
-        self._sent = SentMarks(pool)
 
     async def aclose(self) -> None:
-        await self._sent.aclose()
         await self.relay.aclose()
 
     async def send(self, event: Event[EventData], notice: Notice) -> None:
@@ -200,7 +196,7 @@ class PostRoom:
     async def send_all(self, mails: list[tuple[Event[EventData], Notice]]) -> None:
         """Each mail as `send` sends one, a batch handler's together: their rows made pending in one statement,
         then handed to the relay side by side (over its few connections), each recorded `sent` as soon as the
-        relay took it (SentMarks). Then the first failure, if any, is raised: the consumer redoes the batch event by event,
+        relay took it. Then the first failure, if any, is raised: the consumer redoes the batch event by event,
         and a mail recorded `sent` is not sent again."""
         if history.replaying():  # a rebuild or backfill replays old events: their mail went out (or is moot)
             return
@@ -223,52 +219,10 @@ class PostRoom:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             await db.note_failure(self._pool, record.id, f"{type(exc).__name__}: {exc}")
             raise
-        await self._sent.record(record.id)
+        await _record_sent(self._pool, record.id)
 
 
-class SentMarks:
-    """Records mails `sent` as a group commit does: the first mail the relay took is written at once, and those
-    it takes while that write is in hand are written together by the next. A run of mails sent side by side so
-    costs a few statements, not one a mail, and no mail waits for more than the write in hand and its own: the
-    at-most-once window stays about one round trip."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-        self._waiting: list[tuple[int, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
-
-    async def record(self, notice_id: int) -> None:
-        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        written.add_done_callback(lambda f: f.cancelled() or f.exception())  # a waiter cancelled: nobody reads it
-        self._waiting.append((notice_id, written))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write(), name="notifications sent marks")
-        await asyncio.shield(written)  # a cancelled waiter leaves the group's write to finish
-
-    async def _write(self) -> None:
-        while self._waiting:
-            group, self._waiting = self._waiting, []
-            try:
-                await _record_sent(self._pool, [notice_id for notice_id, _ in group])
-            except BaseException as exc:
-                for _, written in group + self._waiting:
-                    if not written.done():
-                        written.cancel() if isinstance(exc, asyncio.CancelledError) else written.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
-            for _, written in group:
-                if not written.done():
-                    written.set_result(None)
-
-    async def aclose(self) -> None:
-        """At the app's stop, after the consumers: a write still in hand is cut off, as the handler's own was."""
-        if self._writer is not None and not self._writer.done():
-            self._writer.cancel()
-            await asyncio.wait([self._writer])
-
-
-async def _record_sent(pool: asyncpg.Pool, notice_ids: list[int], patience: float = 120.0) -> None:
+async def _record_sent(pool: asyncpg.Pool, notice_id: int, patience: float = 120.0) -> None:
     """The relay has the mail: try hard to record it, since giving up here means the retry sends it again.
 
     A PostgreSQL restart refuses connections (OSError) for seconds, and a pooled connection it cut can fail
@@ -277,7 +231,7 @@ async def _record_sent(pool: asyncpg.Pool, notice_ids: list[int], patience: floa
 
     def log_retry(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
-        log.warning("could not record sent mails; trying again", extra={"notice_ids": notice_ids, "error": repr(error)})
+        log.warning("could not record a sent mail; trying again", extra={"notice_id": notice_id, "error": repr(error)})
 
     async for attempt in tenacity.AsyncRetrying(
         stop=tenacity.stop_before_delay(patience),  # no pause that would end past the patience
@@ -286,4 +240,4 @@ async def _record_sent(pool: asyncpg.Pool, notice_ids: list[int], patience: floa
         reraise=True,
     ):
         with attempt:  # any failure here would mail the customer twice, so every exception is retried
-            await db.mark_sent(pool, notice_ids)
+            await db.mark_sent(pool, notice_id)

@@ -153,8 +153,8 @@ async def test_relay_accepted_then_the_consumer_died_before_its_ack_and_the_mail
     app = create_app()
     recorded = asyncio.Event()
 
-    async def record_then_die(pool, notice_ids):
-        await real_mark_sent(pool, notice_ids)
+    async def record_then_die(pool, notice_id):
+        await real_mark_sent(pool, notice_id)
         recorded.set()
         await asyncio.Event().wait()  # never returns: no commit, no ack
 
@@ -185,7 +185,7 @@ async def test_the_one_window_left_a_death_between_accept_and_record_resends_wit
     app = create_app()
     accepted = asyncio.Event()
 
-    async def die_before_recording(pool, notice_ids):
+    async def die_before_recording(pool, notice_id):
         accepted.set()
         await asyncio.Event().wait()
 
@@ -229,12 +229,12 @@ async def test_a_database_hiccup_while_recording_the_send_does_not_send_the_mail
     real_mark_sent = db.mark_sent
     calls = 0
 
-    async def drops_once(pool, notice_ids):
+    async def drops_once(pool, notice_id):
         nonlocal calls
         calls += 1
         if calls == 1:
             raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
-        await real_mark_sent(pool, notice_ids)
+        await real_mark_sent(pool, notice_id)
 
     monkeypatch.setattr(db, "mark_sent", drops_once)
     app = create_app()
@@ -259,12 +259,12 @@ async def test_a_database_restart_while_recording_the_send_does_not_send_the_mai
                 ConnectionRefusedError(111, "Connect call failed")]
     calls = 0
 
-    async def restarting(pool, notice_ids):
+    async def restarting(pool, notice_id):
         nonlocal calls
         calls += 1
         if refusals:
             raise refusals.pop(0)
-        await real_mark_sent(pool, notice_ids)
+        await real_mark_sent(pool, notice_id)
 
     monkeypatch.setattr(db, "mark_sent", restarting)
     app = create_app()

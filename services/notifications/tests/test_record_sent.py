@@ -47,7 +47,7 @@ async def status_and_tries(pool, notice_id):
 
 async def test_a_sent_mail_is_recorded_once_the_database_takes_the_write_again(blocked_notice):
     pool, notice_id = blocked_notice
-    recording = asyncio.create_task(_record_sent(pool, [notice_id], patience=30))
+    recording = asyncio.create_task(_record_sent(pool, notice_id, patience=30))
     await asyncio.sleep(0.7)  # tries at 0 s, 0.2 s and 0.6 s fail; the next, at 1.4 s, is let through
     assert not recording.done()
     await pool.execute("DELETE FROM blocked")
@@ -60,6 +60,6 @@ async def test_past_its_patience_the_last_error_is_raised(blocked_notice):
     pool, notice_id = blocked_notice
     started = time.monotonic()
     with pytest.raises(asyncpg.RaiseError, match="recording refused"):
-        await _record_sent(pool, [notice_id], patience=0.5)  # 0.2 s, then a 0.4 s pause would end past it
+        await _record_sent(pool, notice_id, patience=0.5)  # 0.2 s, then a 0.4 s pause would end past it
     assert time.monotonic() - started < 0.5
     assert await status_and_tries(pool, notice_id) == ("pending", 2)
