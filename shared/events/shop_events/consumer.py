@@ -199,14 +199,12 @@ class LaneConsumer:
     async def _run(self) -> None:
         deliveries, size = self._deliveries, self._settings.batch_size
         while True:
-            streaming = bool(deliveries)  # more came while the last batch was handled
             while not deliveries:
                 self._arrived.clear()
                 await self._arrived.wait()
-            if len(deliveries) < size and (streaming or len(deliveries) > 1) and self._settings.batch_linger_ms:
-                # More is on its way (a backlog, or a stream that kept coming while the last batch was handled):
-                # a moment's wait fills the batch, and one commit then carries many events. A lone event after
-                # a quiet spell is handled at once.
+            if 1 < len(deliveries) < size and self._settings.batch_linger_ms:
+                # More is on its way (a backlog): a moment's wait fills the batch, and one commit then
+                # carries many events. A lone event (nothing else queued) is handled at once.
                 await asyncio.sleep(self._settings.batch_linger_ms / 1000)
             if self._stopping:
                 return
