@@ -37,7 +37,6 @@ class ServiceSettings(BaseSettings):
     event_prefetch: int = _BUS.prefetch
     event_batch_size: int = _BUS.batch_size
     event_batch_linger_ms: float = _BUS.batch_linger_ms
-    event_relay_linger_ms: float = _BUS.relay_linger_ms
     event_inbox_retention_hours: float = _BUS.inbox_retention_hours
     # shop.history's retention, where a start declares it (a deployed broker's definitions make it).
     history_max_age: str = _BUS.history_max_age
@@ -58,7 +57,6 @@ class ServiceSettings(BaseSettings):
             prefetch=self.event_prefetch,
             batch_size=self.event_batch_size,
             batch_linger_ms=self.event_batch_linger_ms,
-            relay_linger_ms=self.event_relay_linger_ms,
             inbox_retention_hours=self.event_inbox_retention_hours,
             history_max_age=self.history_max_age,
             history_max_bytes=self.history_max_bytes,

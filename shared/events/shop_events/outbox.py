@@ -200,8 +200,6 @@ class OutboxRelay:
                         await asyncio.wait_for(self._wake.wait(), self._settings.relay_poll_seconds)
                     except TimeoutError:
                         pass
-                    if sent and self._settings.relay_linger_ms:
-                        await asyncio.sleep(self._settings.relay_linger_ms / 1000)
         finally:
             listener.cancel()
             await asyncio.wait([listener])  # its pool connection is back before the pool closes

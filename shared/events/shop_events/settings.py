@@ -36,10 +36,6 @@ class BusSettings:
     inbox_retention_hours: float = 168.0
     relay_batch_size: int = 500
     relay_poll_seconds: float = 1.0
-    # While events flow (the last batch was not empty), the relay waits this long after a wake-up before it
-    # claims the next batch, so that a batch carries the commits of that moment instead of one each; the first
-    # event after a quiet spell goes at once.
-    relay_linger_ms: float = 0.0
     # Sent outbox rows are kept this long (for tracing a correlation id), then deleted.
     outbox_retention_hours: float = 72.0
     publish_timeout_seconds: float = 30.0
