@@ -118,7 +118,7 @@ async def listening(orders, other_than: int = 0) -> int | None:
 
 async def test_a_ban_committed_by_another_process_is_refused_here_too(orders, make_token):
     """Another process of orders handled the UserBanned (its row is committed; this process's handler never ran):
-    this process hears of it through the table's trigger and refuses the token, with no query of its own a call."""
+    this process hears of it through the table's trigger (its ban list's notification) and refuses the token."""
     ada, bob = make_token(7), make_token(8)
     await eventually(lambda: listening(orders))
     assert not await refused(orders, ada)
