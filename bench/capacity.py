@@ -280,9 +280,11 @@ class Books:
         self.orders_before = self.mails_before = 0
         self.asked: dict[str, int] = dict.fromkeys(SERVICES, 0)  # our own statements, each a transaction
 
-    async def _ask(self, name: str, sql: str, *args: object) -> Any:
+    async def _ask(self, name: str, sql: str, *args: object, row: bool = False) -> Any:
+        """One statement on a stack's database, counted (a transaction of our own that commits() takes off)."""
         self.asked[name] += 1
-        return await self.conns[name].fetchval(sql, *args)
+        conn = self.conns[name]
+        return await (conn.fetchrow if row else conn.fetchval)(sql, *args)
 
     async def commits(self) -> dict[str, int]:
         """Each database's committed transactions so far, less the ones these books made themselves."""
@@ -309,10 +311,10 @@ class Books:
         self.mails_before = await self.conns["notifications"].fetchval("SELECT coalesce(max(id), 0) FROM notifications")
 
     async def read(self) -> Progressed:
-        self.asked["orders"] += 1
-        orders = await self.conns["orders"].fetchrow(
+        orders = await self._ask(
+            "orders",
             "SELECT count(*) AS placed, count(*) FILTER (WHERE status <> 'pending') AS final FROM orders WHERE id > $1",
-            self.orders_before,
+            self.orders_before, row=True,
         )
         mailed = await self._ask("notifications",
             "SELECT count(*) FROM notifications WHERE id > $1 AND type = 'order_confirmation' AND status = 'sent'",
