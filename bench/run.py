@@ -22,6 +22,7 @@ import asyncpg
 import typer
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from shop_common import throwaway, tracing
+from shop_common.bans import BannedUsers
 from shop_common.runtime import tune_gc
 
 from . import bus
@@ -99,7 +100,8 @@ async def bus_figures(events: int, rounds: int) -> list[Figure]:
             config, module, handlers, prepare = services[service]
             return await bus.consumer_figure(
                 config.Settings(amqp_url=amqp_url).bus_settings(), await database(), service=service,
-                routes={"OrderCreated": handlers.bind({})["OrderCreated"]},
+                # bind() wants every handler's dependencies; products' UserBanned handler takes the ban list
+                routes={"OrderCreated": handlers.bind({"bans": BannedUsers()})["OrderCreated"]},
                 migrations=Path(module.__file__).with_name("migrations"), prepare=prepare,
                 n=events, rounds=rounds, progress=progress, trace_on=trace_on,
             )
