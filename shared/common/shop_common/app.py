@@ -25,12 +25,12 @@ from shop_events.tracing import trace_id_of
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import Admin, _bearer, current_user, require_admin
-from .bans import BANNED_USERS_SQL, BannedUsers
+from .bans import BannedUsers
 from .config import ServiceSettings
-from .db import create_pool, migrate
+from .db import create_pool
 from .logs import setup_logging
 from .operations import RequestLogMiddleware, operations_router, refresh_gauges, service_queues
-from .rebuild import Wiring, backfill_on_first_start, rebuild_read_model
+from .rebuild import Wiring, backfill_on_first_start, migrate_and_wire, rebuild_read_model
 from .runtime import tune_gc
 from .serve import CloseWhenDraining
 from .tracing import flush, instrument_app, setup_tracing
@@ -165,12 +165,9 @@ def create_service_app(
         app.state.settings = settings
         app.state.jwt_public_key = settings.jwt_public_key_path.read_text()
         app.state.pool = pool = await create_pool(settings.database_url, settings.db_pool_size)
-        await migrate(pool, migrations, {"banned_users": BANNED_USERS_SQL} if checks_bans else None)
-        dependencies = await wiring(pool) if wiring is not None else {}
         # The ban list: the routes check it (auth.current_user), the UserBanned handler adds to it (bans.record_ban).
         app.state.bans = bans = BannedUsers() if checks_bans else None
-        if bans is not None:
-            dependencies = {**dependencies, "bans": bans}
+        dependencies = await migrate_and_wire(pool, migrations, wiring, bans)
         for name, dependency in dependencies.items():
             setattr(app.state, name, dependency)
         routes = handlers.bind(dependencies)

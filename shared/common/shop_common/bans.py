@@ -42,6 +42,11 @@ CREATE OR REPLACE TRIGGER banned_users_notify AFTER INSERT ON banned_users
 """
 
 
+def ban_tables(checks_bans: bool) -> dict[str, str] | None:
+    """The shared table a service that checks bans migrates beside its own (shop_common.db.migrate)."""
+    return {"banned_users": BANNED_USERS_SQL} if checks_bans else None
+
+
 class BannedUsers:
     def __init__(self) -> None:
         self._ids: set[int] = set()

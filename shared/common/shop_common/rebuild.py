@@ -16,7 +16,7 @@ from shop_events.history import Progress
 from shop_events.router import Route
 from shop_events.topology import bindings, declare_lane, ensure_exchange, history_arguments
 
-from .bans import BANNED_USERS_SQL, BannedUsers
+from .bans import BannedUsers, ban_tables
 from .config import ServiceSettings
 from .db import create_pool, migrate
 from .runtime import tune_gc
@@ -27,6 +27,19 @@ log = logging.getLogger("shop_common.rebuild")
 # need (a mail relay, a payment provider, a token issuer), by name. Handlers get them as keyword-only
 # parameters of those names (Router.bind), routes from request.app.state.
 Wiring = Callable[[asyncpg.Pool], Awaitable[Mapping[str, object]]]
+
+
+async def migrate_and_wire(
+    pool: asyncpg.Pool, migrations: Path, wiring: Wiring | None, bans: BannedUsers | None
+) -> dict[str, object]:
+    """What a start does before any handler runs, and a rebuild alike: the service's migrations (and the ban
+    list's table when it checks bans), then its wiring's dependencies, with the ban list its UserBanned handler
+    adds to (shop_common.bans.record_ban)."""
+    await migrate(pool, migrations, ban_tables(bans is not None))
+    dependencies = dict(await wiring(pool)) if wiring is not None else {}
+    if bans is not None:
+        dependencies["bans"] = bans
+    return dependencies
 
 
 async def rebuild_read_model(
@@ -50,9 +63,7 @@ async def rebuild_read_model(
     # Any node of AMQP_URL's list, failing over to the next as the service's own connections do.
     connection = await nodes.connect_robust(bus.amqp_url, client_properties={"connection_name": f"{settings.service} rebuild"})
     try:
-        await migrate(pool, migrations, {"banned_users": BANNED_USERS_SQL} if checks_bans else None)
-        dependencies = await wiring(pool) if wiring is not None else {}
-        routes = handlers.bind({**dependencies, "bans": BannedUsers()} if checks_bans else dependencies)
+        routes = handlers.bind(await migrate_and_wire(pool, migrations, wiring, BannedUsers() if checks_bans else None))
         await declare_lanes(connection, settings.service, routes, bus.retry_delays_ms, bus.amqp_url,
                             history_arguments(bus.history_max_age, bus.history_max_bytes))
         return await history.replay(

@@ -27,7 +27,7 @@ from shop_events import Router
 from shop_events.testkit import HandlerKit
 
 from . import throwaway, tracing
-from .bans import BANNED_USERS_SQL
+from .bans import ban_tables
 from .db import create_pool, migrate
 
 
@@ -78,7 +78,7 @@ async def migrated_pool(database_url: str) -> AsyncIterator[MigratedPool]:
     async def make(migrations: Path, *, checks_bans: bool, size: int = 4) -> asyncpg.Pool:
         pool = await create_pool(database_url, size)
         pools.append(pool)
-        await migrate(pool, migrations, {"banned_users": BANNED_USERS_SQL} if checks_bans else None)
+        await migrate(pool, migrations, ban_tables(checks_bans))
         return pool
 
     yield make
