@@ -1,6 +1,7 @@
 """A service's read model, rebuilt from the history stream by its own handlers (shop_events.history), and a
 late joiner's backfill at its first start. `shop-events history rebuild <service>` calls
-`app.state.history_rebuild` of the service's app, which create_service_app sets from these."""
+`app.state.history_rebuild` of the service's app, which create_service_app sets from these. A start and a
+rebuild prepare the handlers' database and dependencies alike (migrate_and_wire)."""
 
 from __future__ import annotations
 
