@@ -13,8 +13,18 @@ from shop_events import SCHEMA, DbConnection
 MIGRATION_LOCK = 0x5140_0001
 
 
+# A pooled connection idle this long is closed (asyncpg's default: 300 s), and opened again on the next need.
+# Connection slots are the server's to share (PostgreSQL's default is 100): a process that grew its pool for a
+# burst gives them back half a minute later instead of five. make test keeps several suites' stacks up at once
+# on one server, and with five minutes' hold a stack starting late found none left (TooManyConnectionsError).
+IDLE_CONNECTION_SECONDS = 30.0
+
+
 async def create_pool(database_url: str, size: int = 10) -> asyncpg.Pool:
-    return await asyncpg.create_pool(database_url, min_size=1, max_size=size, reset=keep_session)
+    return await asyncpg.create_pool(
+        database_url, min_size=1, max_size=size, reset=keep_session,
+        max_inactive_connection_lifetime=IDLE_CONNECTION_SECONDS,
+    )
 
 
 async def keep_session(conn: asyncpg.Connection) -> None:
